@@ -1,1 +1,5 @@
 pub fn placeholder() {}
+pub mod canonical;
+pub mod dsse;
+pub mod keys;
+pub mod trust;

@@ -1,0 +1,228 @@
+//! DSSE v1 envelopes (<https://github.com/secure-systems-lab/dsse>), signed with plain ed25519.
+//!
+//! The signature covers the pre-authentication encoding (PAE) of the payload type and payload:
+//!
+//! ```text
+//! PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body
+//! ```
+//!
+//! where `LEN` is the ASCII decimal byte length and `SP` one space. Because the signature is
+//! plain ed25519 over these bytes, `openssl pkeyutl -verify -rawin` checks it too.
+//!
+//! The envelope is JSON: `{"payload": base64, "payloadType": ..., "signatures": [{"keyid", "sig"}]}`.
+//! We write standard base64 with padding; we read standard or URL-safe, padded or not, as the
+//! DSSE spec allows producers either.
+//!
+//! Verification takes keys from the [`TrustPolicy`] only. The `keyid` in the envelope is an
+//! unsigned hint used to find the key quickly; if it names no key that verifies, every policy key
+//! is tried, and the key that verified is what the trust checks and the result report.
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{KeyId, SigningKey};
+use crate::trust::{TrustContext, TrustError, TrustPolicy, TrustedKey};
+
+/// Payload type of an in-toto Statement.
+pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+
+const LENIENT: GeneralPurposeConfig =
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+
+/// A DSSE envelope as it appears on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The payload, base64.
+    pub payload: String,
+    #[serde(rename = "payloadType")]
+    pub payload_type: String,
+    pub signatures: Vec<EnvelopeSignature>,
+}
+
+/// One signature in an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeSignature {
+    /// Key id hint (optional in DSSE, so it may be empty when read).
+    #[serde(default)]
+    pub keyid: String,
+    /// The 64-byte ed25519 signature, base64.
+    pub sig: String,
+}
+
+/// The result of a successful verification: the payload bytes the signature covers, and the
+/// policy key id that signed them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedEnvelope {
+    pub payload: Vec<u8>,
+    pub keyid: KeyId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    #[error("envelope payload is not base64: {detail}")]
+    PayloadNotBase64 { detail: String },
+    #[error("envelope has no signatures; sign it with a key listed in the trust policy")]
+    NoSignatures,
+    #[error("envelope signature #{index} (keyid {keyid:?}) is not base64: {detail}")]
+    SignatureNotBase64 {
+        index: usize,
+        keyid: String,
+        detail: String,
+    },
+    #[error(
+        "envelope signature #{index} (keyid {keyid:?}) is {len} bytes; an ed25519 signature is 64 bytes"
+    )]
+    SignatureWrongLength {
+        index: usize,
+        keyid: String,
+        len: usize,
+    },
+    #[error(
+        "envelope signature #{index} by key {keyid} does not verify: the payload, its type or the signature was altered after signing"
+    )]
+    DoesNotVerify { index: usize, keyid: String },
+    #[error("envelope signature #{index} names key {keyid:?}, which is not in trust policy {}, and no key listed there verifies it", policy.display())]
+    UnknownKey {
+        index: usize,
+        keyid: String,
+        policy: std::path::PathBuf,
+    },
+    #[error("envelope signature #{index} verifies, but {source}")]
+    Untrusted {
+        index: usize,
+        #[source]
+        source: TrustError,
+    },
+    #[error("no envelope signature is acceptable:\n  {}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
+    NoneAcceptable { errors: Vec<SignatureError> },
+}
+
+/// DSSE v1 pre-authentication encoding.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let type_len = payload_type.len().to_string();
+    let body_len = payload.len().to_string();
+    let mut out = Vec::with_capacity(
+        10 + type_len.len() + payload_type.len() + body_len.len() + payload.len(),
+    );
+    out.extend_from_slice(b"DSSEv1 ");
+    out.extend_from_slice(type_len.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload_type.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(body_len.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Signs `payload` and wraps it in an envelope with one signature whose keyid is `key`'s.
+pub fn sign_envelope(payload_type: &str, payload: &[u8], key: &SigningKey) -> Envelope {
+    let sig = key.sign(&pae(payload_type, payload));
+    Envelope {
+        payload: STANDARD.encode(payload),
+        payload_type: payload_type.to_owned(),
+        signatures: vec![EnvelopeSignature {
+            keyid: key.key_id(),
+            sig: STANDARD.encode(sig),
+        }],
+    }
+}
+
+impl Envelope {
+    /// The payload bytes, NOT verified. Use this only to read what is needed to build the
+    /// [`TrustContext`] (the recorded signing time); [`verify_envelope`] then checks the signature
+    /// over these same bytes, so a context read from a forged payload cannot pass.
+    pub fn decode_payload(&self) -> Result<Vec<u8>, SignatureError> {
+        decode_b64(&self.payload).map_err(|detail| SignatureError::PayloadNotBase64 { detail })
+    }
+}
+
+/// Verifies `env` against `policy`: at least one signature must be valid ed25519 over the PAE by a
+/// key in the policy, and that key must pass [`TrustPolicy::check`] for `ctx`.
+pub fn verify_envelope(
+    env: &Envelope,
+    policy: &TrustPolicy,
+    ctx: &TrustContext,
+) -> Result<VerifiedEnvelope, SignatureError> {
+    let payload = env.decode_payload()?;
+    if env.signatures.is_empty() {
+        return Err(SignatureError::NoSignatures);
+    }
+    let message = pae(&env.payload_type, &payload);
+    let mut errors = Vec::new();
+    for (index, s) in env.signatures.iter().enumerate() {
+        match verify_one(index, s, &message, policy, ctx) {
+            Ok(key) => {
+                return Ok(VerifiedEnvelope {
+                    payload,
+                    keyid: key.keyid.clone(),
+                });
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.len() == 1 {
+        Err(errors.remove(0))
+    } else {
+        Err(SignatureError::NoneAcceptable { errors })
+    }
+}
+
+fn verify_one<'p>(
+    index: usize,
+    s: &EnvelopeSignature,
+    message: &[u8],
+    policy: &'p TrustPolicy,
+    ctx: &TrustContext,
+) -> Result<&'p TrustedKey, SignatureError> {
+    let raw = decode_b64(&s.sig).map_err(|detail| SignatureError::SignatureNotBase64 {
+        index,
+        keyid: s.keyid.clone(),
+        detail,
+    })?;
+    let sig: [u8; 64] =
+        raw.as_slice()
+            .try_into()
+            .map_err(|_| SignatureError::SignatureWrongLength {
+                index,
+                keyid: s.keyid.clone(),
+                len: raw.len(),
+            })?;
+    let hinted = policy.key(&s.keyid);
+    let signer = hinted
+        .filter(|k| k.public_key.verify(message, &sig))
+        .or_else(|| {
+            policy
+                .keys()
+                .iter()
+                .find(|k| k.public_key.verify(message, &sig))
+        });
+    let Some(signer) = signer else {
+        return Err(match hinted {
+            Some(k) => SignatureError::DoesNotVerify {
+                index,
+                keyid: k.keyid.clone(),
+            },
+            None => SignatureError::UnknownKey {
+                index,
+                keyid: s.keyid.clone(),
+                policy: policy.path().to_owned(),
+            },
+        });
+    };
+    policy
+        .check(&signer.keyid, ctx)
+        .map_err(|source| SignatureError::Untrusted { index, source })
+}
+
+fn decode_b64(text: &str) -> Result<Vec<u8>, String> {
+    STANDARD_LENIENT
+        .decode(text)
+        .or_else(|_| URL_SAFE_LENIENT.decode(text))
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,421 @@
+//! The trust policy: which public keys husai accepts signatures from, for which roles, when.
+//!
+//! The policy is `keys/trust-policy.json` (schema `schemas/trust-policy.v1.json`):
+//!
+//! ```json
+//! {"schema_version": "1.0",
+//!  "keys": [{"keyid": "<sha256 of SPKI DER>", "public_key": "ci.pub.pem", "roles": ["ci"],
+//!            "not_before": "2026-01-01T00:00:00Z", "not_after": null, "revoked": null}]}
+//! ```
+//!
+//! Semantics, checked in this order by [`TrustPolicy::check`]:
+//! 1. a key id that the policy does not list is rejected;
+//! 2. a revoked key is rejected whatever the signing time, because whoever holds a compromised
+//!    key can write any time they like into the payload;
+//! 3. the signing time recorded in the signed payload must lie in `[not_before, not_after]`
+//!    (`not_after: null` means no end);
+//! 4. when the caller names accepted roles, the key must hold at least one of them.
+//!
+//! Loading rejects a policy that does not match the schema, a schema major version other than 1,
+//! a key file whose key id differs from the `keyid` written beside it, and duplicate key ids.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::keys::{KeyError, KeyId, PublicKey, key_id};
+
+/// File name of the policy inside the keys directory.
+pub const POLICY_FILE_NAME: &str = "trust-policy.json";
+/// The JSON Schema every policy is validated against on load.
+pub const TRUST_POLICY_SCHEMA: &str = include_str!("../../schemas/trust-policy.v1.json");
+/// The schema major version this build reads.
+pub const SUPPORTED_MAJOR: u64 = 1;
+
+/// One trusted key, as loaded and checked.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    pub keyid: KeyId,
+    pub public_key: PublicKey,
+    /// Where the PEM was loaded from (the policy's directory joined with its `public_key`).
+    pub public_key_path: PathBuf,
+    pub roles: Vec<String>,
+    pub not_before: OffsetDateTime,
+    pub not_after: Option<OffsetDateTime>,
+    pub revoked: Option<Revocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub at: OffsetDateTime,
+    pub reason: String,
+}
+
+/// What a verifier knows about one signature besides the key: the signing time recorded in the
+/// signed payload, and which roles may sign this kind of artifact (`None`: any role).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustContext {
+    pub signed_at: OffsetDateTime,
+    pub accepted_roles: Option<Vec<String>>,
+}
+
+/// A loaded, validated trust policy.
+#[derive(Debug, Clone)]
+pub struct TrustPolicy {
+    path: PathBuf,
+    keys: Vec<TrustedKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("trust policy {} not found; create it (see schemas/trust-policy.v1.json) or point husai at the keys directory that holds it", path.display())]
+    PolicyMissing { path: PathBuf },
+    #[error("cannot read trust policy {}: {source}", path.display())]
+    PolicyUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("trust policy {} is not valid JSON: {source}", path.display())]
+    PolicyNotJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("trust policy schema_version {found} is not supported by this husai (supports {SUPPORTED_MAJOR}.x) in {}; upgrade husai or rewrite the policy for version {SUPPORTED_MAJOR}.x", path.display())]
+    UnsupportedVersion { path: PathBuf, found: String },
+    #[error("trust policy {} does not match schemas/trust-policy.v1.json:\n  {}", path.display(), errors.join("\n  "))]
+    SchemaViolation { path: PathBuf, errors: Vec<String> },
+    #[error("trust policy {}: key {keyid}: {field} {value:?} is not an RFC 3339 date-time ({detail}); write e.g. \"2026-01-01T00:00:00Z\"", path.display())]
+    BadTimestamp {
+        path: PathBuf,
+        keyid: String,
+        field: &'static str,
+        value: String,
+        detail: String,
+    },
+    #[error("trust policy {}: key {keyid}: not_after {not_after} is before not_before {not_before}; the window is empty", path.display())]
+    EmptyWindow {
+        path: PathBuf,
+        keyid: String,
+        not_before: String,
+        not_after: String,
+    },
+    #[error("trust policy {}: key {keyid}: public_key {file:?} must be a relative path inside the keys directory, without '..'", path.display())]
+    KeyPathOutsideDir {
+        path: PathBuf,
+        keyid: String,
+        file: String,
+    },
+    #[error("trust policy {}: key {keyid}: {source}", path.display())]
+    KeyFile {
+        path: PathBuf,
+        keyid: String,
+        #[source]
+        source: KeyError,
+    },
+    #[error("trust policy {}: keyid {keyid} does not match its public key file {} whose key id is {actual}; fix the keyid (sha256 of the SPKI DER) or the file", path.display(), file.display())]
+    KeyIdMismatch {
+        path: PathBuf,
+        keyid: String,
+        file: PathBuf,
+        actual: String,
+    },
+    #[error("trust policy {}: keyid {keyid} is listed more than once; merge the entries", path.display())]
+    DuplicateKeyId { path: PathBuf, keyid: String },
+    #[error("key {keyid} is not in trust policy {}; only keys listed there are trusted", path.display())]
+    UnknownKey { path: PathBuf, keyid: String },
+    #[error("key {keyid} was revoked at {at} ({reason}) in trust policy {}; signatures by a revoked key are rejected whatever their signing time", path.display())]
+    Revoked {
+        path: PathBuf,
+        keyid: String,
+        at: String,
+        reason: String,
+    },
+    #[error("key {keyid} was not yet valid at signing time {signed_at}: trust policy {} accepts it from {not_before}", path.display())]
+    NotYetValid {
+        path: PathBuf,
+        keyid: String,
+        signed_at: String,
+        not_before: String,
+    },
+    #[error("key {keyid} had expired at signing time {signed_at}: trust policy {} accepts it until {not_after}", path.display())]
+    Expired {
+        path: PathBuf,
+        keyid: String,
+        signed_at: String,
+        not_after: String,
+    },
+    #[error("key {keyid} holds roles [{}] in trust policy {}, none of which is accepted here (accepted: [{}])", key_roles.join(", "), path.display(), accepted.join(", "))]
+    RoleNotAccepted {
+        path: PathBuf,
+        keyid: String,
+        key_roles: Vec<String>,
+        accepted: Vec<String>,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawPolicy {
+    keys: Vec<RawKey>,
+}
+
+#[derive(Deserialize)]
+struct RawKey {
+    keyid: String,
+    public_key: String,
+    roles: Vec<String>,
+    not_before: String,
+    not_after: Option<String>,
+    revoked: Option<RawRevocation>,
+}
+
+#[derive(Deserialize)]
+struct RawRevocation {
+    at: String,
+    reason: String,
+}
+
+impl TrustPolicy {
+    /// Loads `dir/trust-policy.json` and every public key file it names (relative to `dir`).
+    pub fn load(dir: impl AsRef<Path>) -> Result<TrustPolicy, TrustError> {
+        let dir = dir.as_ref();
+        let path = dir.join(POLICY_FILE_NAME);
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                TrustError::PolicyMissing { path: path.clone() }
+            } else {
+                TrustError::PolicyUnreadable {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        Self::from_json_str(&text, dir, &path)
+    }
+
+    /// Parses a policy held in memory. `key_dir` resolves the `public_key` paths; `path` is only
+    /// used in messages.
+    pub fn from_json_str(
+        text: &str,
+        key_dir: &Path,
+        path: &Path,
+    ) -> Result<TrustPolicy, TrustError> {
+        let path = path.to_owned();
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|source| TrustError::PolicyNotJson {
+                path: path.clone(),
+                source,
+            })?;
+        // The version is checked before the schema so that a policy written for a newer husai
+        // gets a message about versions rather than a list of unknown fields.
+        if let Some(version) = value.get("schema_version").and_then(|v| v.as_str()) {
+            let major = version
+                .split('.')
+                .next()
+                .and_then(|m| m.parse::<u64>().ok());
+            if major != Some(SUPPORTED_MAJOR) {
+                return Err(TrustError::UnsupportedVersion {
+                    path,
+                    found: version.to_owned(),
+                });
+            }
+        }
+        validate_schema(&value, &path)?;
+        let raw: RawPolicy =
+            serde_json::from_value(value).map_err(|e| TrustError::SchemaViolation {
+                path: path.clone(),
+                errors: vec![e.to_string()],
+            })?;
+
+        let mut seen = HashSet::new();
+        let mut keys = Vec::with_capacity(raw.keys.len());
+        for rk in raw.keys {
+            if !seen.insert(rk.keyid.clone()) {
+                return Err(TrustError::DuplicateKeyId {
+                    path,
+                    keyid: rk.keyid,
+                });
+            }
+            keys.push(load_key(rk, key_dir, &path)?);
+        }
+        Ok(TrustPolicy { path, keys })
+    }
+
+    /// The policy file this was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every listed key, in file order.
+    pub fn keys(&self) -> &[TrustedKey] {
+        &self.keys
+    }
+
+    /// The entry for `keyid`, whatever its status.
+    pub fn key(&self, keyid: &str) -> Option<&TrustedKey> {
+        self.keys.iter().find(|k| k.keyid == keyid)
+    }
+
+    /// Applies the policy (see the module docs) to a signature by `keyid` made under `ctx`.
+    pub fn check(&self, keyid: &str, ctx: &TrustContext) -> Result<&TrustedKey, TrustError> {
+        let key = self.key(keyid).ok_or_else(|| TrustError::UnknownKey {
+            path: self.path.clone(),
+            keyid: keyid.to_owned(),
+        })?;
+        if let Some(rev) = &key.revoked {
+            return Err(TrustError::Revoked {
+                path: self.path.clone(),
+                keyid: keyid.to_owned(),
+                at: fmt_time(rev.at),
+                reason: rev.reason.clone(),
+            });
+        }
+        if ctx.signed_at < key.not_before {
+            return Err(TrustError::NotYetValid {
+                path: self.path.clone(),
+                keyid: keyid.to_owned(),
+                signed_at: fmt_time(ctx.signed_at),
+                not_before: fmt_time(key.not_before),
+            });
+        }
+        if let Some(not_after) = key.not_after.filter(|&na| ctx.signed_at > na) {
+            return Err(TrustError::Expired {
+                path: self.path.clone(),
+                keyid: keyid.to_owned(),
+                signed_at: fmt_time(ctx.signed_at),
+                not_after: fmt_time(not_after),
+            });
+        }
+        if let Some(accepted) = ctx
+            .accepted_roles
+            .as_ref()
+            .filter(|accepted| !key.roles.iter().any(|r| accepted.contains(r)))
+        {
+            return Err(TrustError::RoleNotAccepted {
+                path: self.path.clone(),
+                keyid: keyid.to_owned(),
+                key_roles: key.roles.clone(),
+                accepted: accepted.clone(),
+            });
+        }
+        Ok(key)
+    }
+}
+
+fn validate_schema(value: &serde_json::Value, path: &Path) -> Result<(), TrustError> {
+    let schema_violation = |errors| TrustError::SchemaViolation {
+        path: path.to_owned(),
+        errors,
+    };
+    // The schema is compiled into the binary, so a failure here is a bug in husai, not in the
+    // user's policy; it is still reported as an error rather than a panic.
+    let schema: serde_json::Value = serde_json::from_str(TRUST_POLICY_SCHEMA)
+        .map_err(|e| schema_violation(vec![format!("built-in schema is not JSON: {e}")]))?;
+    let validator = jsonschema::draft202012::new(&schema)
+        .map_err(|e| schema_violation(vec![format!("built-in schema does not compile: {e}")]))?;
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| {
+            let at = e.instance_path().as_str();
+            format!("at {}: {e}", if at.is_empty() { "/" } else { at })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(schema_violation(errors))
+    }
+}
+
+fn load_key(rk: RawKey, key_dir: &Path, path: &Path) -> Result<TrustedKey, TrustError> {
+    let parse = |field: &'static str, value: &str| {
+        OffsetDateTime::parse(value, &Rfc3339).map_err(|e| TrustError::BadTimestamp {
+            path: path.to_owned(),
+            keyid: rk.keyid.clone(),
+            field,
+            value: value.to_owned(),
+            detail: e.to_string(),
+        })
+    };
+    let not_before = parse("not_before", &rk.not_before)?;
+    let not_after = rk
+        .not_after
+        .as_deref()
+        .map(|v| parse("not_after", v))
+        .transpose()?;
+    let revoked = rk
+        .revoked
+        .as_ref()
+        .map(|r| {
+            Ok::<_, TrustError>(Revocation {
+                at: parse("revoked.at", &r.at)?,
+                reason: r.reason.clone(),
+            })
+        })
+        .transpose()?;
+    if let Some(na) = not_after.filter(|&na| na < not_before) {
+        return Err(TrustError::EmptyWindow {
+            path: path.to_owned(),
+            keyid: rk.keyid,
+            not_before: fmt_time(not_before),
+            not_after: fmt_time(na),
+        });
+    }
+
+    let rel = Path::new(&rk.public_key);
+    if !rel
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(TrustError::KeyPathOutsideDir {
+            path: path.to_owned(),
+            keyid: rk.keyid,
+            file: rk.public_key,
+        });
+    }
+    let file = key_dir.join(rel);
+    let public_key =
+        PublicKey::from_spki_pem_file(&file).map_err(|source| TrustError::KeyFile {
+            path: path.to_owned(),
+            keyid: rk.keyid.clone(),
+            source,
+        })?;
+    let actual = key_id(&public_key);
+    if actual != rk.keyid {
+        return Err(TrustError::KeyIdMismatch {
+            path: path.to_owned(),
+            keyid: rk.keyid,
+            file,
+            actual,
+        });
+    }
+    Ok(TrustedKey {
+        keyid: rk.keyid,
+        public_key,
+        public_key_path: file,
+        roles: rk.roles,
+        not_before,
+        not_after,
+        revoked,
+    })
+}
+
+/// RFC 3339 for messages; falls back to `time`'s own format for years RFC 3339 cannot express.
+fn fmt_time(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+impl fmt::Display for TrustContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "signed at {}", fmt_time(self.signed_at))?;
+        if let Some(roles) = &self.accepted_roles {
+            write!(f, ", accepting roles [{}]", roles.join(", "))?;
+        }
+        Ok(())
+    }
+}
