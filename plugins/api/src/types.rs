@@ -1,0 +1,143 @@
+//! The JSON-level contract: what `describe` returns, what `run` receives, and how a plugin reports failure.
+//!
+//! These values cross the library boundary as JSON text, not as `#[repr(C)]` structs, so adding an optional field
+//! does not change the root module's layout; only a breaking change to them bumps [`crate::API_VERSION`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What a plugin does: trains SAEs or evaluates them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Trainer,
+    Eval,
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginKind::Trainer => "trainer",
+            PluginKind::Eval => "eval",
+        })
+    }
+}
+
+/// A compute backend the plugin can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Capability {
+    Cpu,
+    Cuda,
+}
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Capability::Cpu => "cpu",
+            Capability::Cuda => "cuda",
+        })
+    }
+}
+
+/// A plugin's self-description, returned by `describe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Description {
+    /// Short unique name, used on the command line (`--plugin sae-topk`).
+    pub name: String,
+    /// The plugin's own version (its crate version).
+    pub version: String,
+    pub kind: PluginKind,
+    /// SAE architectures a trainer produces (empty for evals).
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    /// Evaluations an eval plugin runs (empty for trainers).
+    #[serde(default)]
+    pub evals: Vec<String>,
+    /// JSON Schema (draft 2020-12) of the `config` object that `run` accepts.
+    pub config_schema: Value,
+    pub capabilities: Vec<Capability>,
+}
+
+/// What `run` receives. Inputs are files, never in-memory tensors, so the host can hash everything a run read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// Plugin-specific configuration, valid against the plugin's `config_schema`.
+    pub config: Value,
+    /// Input files by role (for a trainer: `"activations"`, optionally `"resume"`).
+    #[serde(default)]
+    pub inputs: BTreeMap<String, PathBuf>,
+    /// Directory the plugin writes its outputs into. It exists and is empty when `run` starts; the host hashes and
+    /// signs whatever is in it after a successful run and discards it after a failed one.
+    pub output_dir: PathBuf,
+}
+
+/// Why a plugin run failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request's `config` is not acceptable.
+    InvalidConfig,
+    /// An input file is missing, malformed or inconsistent with the config.
+    InvalidInput,
+    /// Writing an output failed.
+    Output,
+    /// The computation itself failed.
+    Failed,
+    /// The plugin panicked; the message is the panic payload.
+    Panic,
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorKind::InvalidConfig => "invalid config",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Output => "output error",
+            ErrorKind::Failed => "failed",
+            ErrorKind::Panic => "panic",
+        })
+    }
+}
+
+/// A plugin's error, carried back to the host as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct PluginError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl PluginError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        PluginError {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidConfig, message)
+    }
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+    pub fn output(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Output, message)
+    }
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Failed, message)
+    }
+}
+
+/// One progress report: `done` of `total` units (steps for a trainer), with a short human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressEvent {
+    pub done: u64,
+    pub total: u64,
+    pub message: String,
+}
