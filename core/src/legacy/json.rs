@@ -591,10 +591,8 @@ impl Parser<'_> {
             }
         }
         let literal = &self.text[start..self.pos];
-        if !is_float {
-            if let Ok(i) = literal.parse::<i64>() {
-                return Ok(LegacyValue::Int(i));
-            }
+        if !is_float && let Ok(i) = literal.parse::<i64>() {
+            return Ok(LegacyValue::Int(i));
         }
         // Rust's f64 parser is correctly rounded, like Python's float(); overflow gives ±inf in both.
         literal
