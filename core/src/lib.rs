@@ -3,3 +3,4 @@ pub mod canonical;
 pub mod dsse;
 pub mod keys;
 pub mod trust;
+pub mod stats;

@@ -1,0 +1,564 @@
+//! Statistics used by the selector and the release gate: one definition each of the mean, the
+//! sample standard deviation, Student-t quantiles, confidence bounds, and a seed-level bootstrap.
+//!
+//! Two requirements shape this module:
+//!
+//! * **Parity with upstream HUSAI.** Upstream computed group means with `statistics.fmean`
+//!   (an exactly rounded `math.fsum` divided by n) and standard deviations with Python 3.11's
+//!   `statistics.stdev` (the sum of squared deviations in exact rational arithmetic, then a
+//!   correctly rounded square root). A naive sum and variance reproduce only 51 of 60 recorded
+//!   bounds bit for bit, so [`fsum`] ports Shewchuk's algorithm as CPython implements it and
+//!   [`sample_sd`] computes the variance exactly with big integers. Every float is a dyadic
+//!   rational, so this is exact, not an approximation.
+//! * **Sound small-sample bounds.** Upstream used `mean - 1.96·sd/√n` even for n = 2, where the
+//!   97.5% Student-t quantile is 4.30, not 1.96. [`student_t_quantile`] and [`t_interval`] give
+//!   the correct width; [`seed_bootstrap_mean`] is the distribution-free alternative; and
+//!   [`paired_bootstrap_difference`] bounds the difference between two methods measured on the
+//!   same seeds directly, instead of comparing two separately computed bounds.
+//!
+//! The bootstrap uses [`SplitMix64`], a fully specified generator, so that a recorded seed
+//! reproduces a recorded interval on every platform.
+
+use num_bigint::{BigInt, BigUint, Sign};
+use num_traits::{ToPrimitive, Zero};
+use thiserror::Error;
+
+/// What went wrong in a statistical computation. Messages say which precondition failed.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum StatsError {
+    #[error("{what} needs at least {needed} value(s), got {got}")]
+    TooFewValues {
+        what: &'static str,
+        needed: usize,
+        got: usize,
+    },
+    #[error(
+        "{what} got a non-finite value ({value}); drop or report NaN/infinite metrics before aggregating"
+    )]
+    NonFinite { what: &'static str, value: f64 },
+    #[error("confidence level must lie strictly between 0 and 1, got {0}")]
+    BadConfidence(f64),
+    #[error("degrees of freedom must be positive and finite, got {0}")]
+    BadDegreesOfFreedom(f64),
+    #[error("bootstrap needs at least one resample")]
+    NoResamples,
+}
+
+fn check_finite(what: &'static str, values: &[f64]) -> Result<(), StatsError> {
+    match values.iter().find(|v| !v.is_finite()) {
+        Some(&value) => Err(StatsError::NonFinite { what, value }),
+        None => Ok(()),
+    }
+}
+
+fn check_confidence(confidence: f64) -> Result<(), StatsError> {
+    if confidence > 0.0 && confidence < 1.0 {
+        Ok(())
+    } else {
+        Err(StatsError::BadConfidence(confidence))
+    }
+}
+
+/// The correctly rounded sum of `values`, as CPython's `math.fsum` computes it: Shewchuk's
+/// non-overlapping partials, then a final half-even correction across partials.
+///
+/// Non-finite inputs follow IEEE addition of the specials: any NaN, or both infinities, gives
+/// NaN; otherwise an infinity wins. (CPython raises on `inf + -inf` and on intermediate
+/// overflow; callers here aggregate finite metrics only, see [`check_finite`].)
+pub fn fsum(values: &[f64]) -> f64 {
+    let mut partials: Vec<f64> = Vec::new();
+    let mut special = 0.0_f64;
+    let mut saw_special = false;
+    for &value in values {
+        if !value.is_finite() {
+            special += value;
+            saw_special = true;
+            continue;
+        }
+        let mut x = value;
+        let mut kept = 0;
+        for i in 0..partials.len() {
+            let mut y = partials[i];
+            if x.abs() < y.abs() {
+                std::mem::swap(&mut x, &mut y);
+            }
+            let hi = x + y;
+            let lo = y - (hi - x);
+            if lo != 0.0 {
+                partials[kept] = lo;
+                kept += 1;
+            }
+            x = hi;
+        }
+        partials.truncate(kept);
+        if x != 0.0 {
+            if !x.is_finite() {
+                // Intermediate overflow of finite summands: the true sum is out of range.
+                special += x;
+                saw_special = true;
+                partials.clear();
+            } else {
+                partials.push(x);
+            }
+        }
+    }
+    if saw_special {
+        return special;
+    }
+    let mut n = partials.len();
+    if n == 0 {
+        return 0.0;
+    }
+    n -= 1;
+    let mut hi = partials[n];
+    let mut lo = 0.0;
+    while n > 0 {
+        let x = hi;
+        n -= 1;
+        let y = partials[n];
+        hi = x + y;
+        let yr = hi - x;
+        lo = y - yr;
+        if lo != 0.0 {
+            break;
+        }
+    }
+    // Round half-even across partials: if the discarded tail has the same sign as the
+    // rounding error, the sum lies past the half-way point and must round away.
+    if n > 0 && ((lo < 0.0 && partials[n - 1] < 0.0) || (lo > 0.0 && partials[n - 1] > 0.0)) {
+        let y = lo * 2.0;
+        let x = hi + y;
+        let yr = x - hi;
+        if y == yr {
+            hi = x;
+        }
+    }
+    hi
+}
+
+/// Arithmetic mean, `fsum(values) / n` (Python's `statistics.fmean`).
+pub fn mean(values: &[f64]) -> Result<f64, StatsError> {
+    if values.is_empty() {
+        return Err(StatsError::TooFewValues {
+            what: "mean",
+            needed: 1,
+            got: 0,
+        });
+    }
+    check_finite("mean", values)?;
+    Ok(fsum(values) / values.len() as f64)
+}
+
+/// Splits a finite, non-zero float into `(negative, mantissa, exponent)` with
+/// `|x| = mantissa · 2^exponent` exactly.
+fn decompose(x: f64) -> (bool, u64, i64) {
+    let bits = x.to_bits();
+    let negative = bits >> 63 == 1;
+    let biased = ((bits >> 52) & 0x7ff) as i64;
+    let fraction = bits & ((1u64 << 52) - 1);
+    if biased == 0 {
+        (negative, fraction, -1074)
+    } else {
+        (negative, fraction | (1u64 << 52), biased - 1075)
+    }
+}
+
+/// `x · 2^e` without intermediate overflow or underflow of the scale factor.
+fn ldexp(mut x: f64, mut e: i64) -> f64 {
+    while e > 1000 {
+        x *= 2f64.powi(1000);
+        e -= 1000;
+    }
+    while e < -1000 {
+        x *= 2f64.powi(-1000);
+        e += 1000;
+    }
+    x * 2f64.powi(e as i32)
+}
+
+/// Sample standard deviation (denominator n − 1), correctly rounded from the exact variance,
+/// which is what Python 3.11+ `statistics.stdev` returns.
+///
+/// With every value written as `m_i · 2^e` over a common exponent, the exact variance is
+/// `(n·Σm_i² − (Σm_i)²) / (n(n−1)) · 4^e`, an integer ratio. Its square root is taken to
+/// about 55 significant bits with a sticky "inexact" bit (round-to-odd), so the final
+/// conversion to f64 rounds correctly.
+pub fn sample_sd(values: &[f64]) -> Result<f64, StatsError> {
+    let n = values.len();
+    if n < 2 {
+        return Err(StatsError::TooFewValues {
+            what: "sample standard deviation",
+            needed: 2,
+            got: n,
+        });
+    }
+    check_finite("sample standard deviation", values)?;
+    let parts: Vec<(bool, u64, i64)> = values
+        .iter()
+        .filter(|v| **v != 0.0)
+        .map(|v| decompose(*v))
+        .collect();
+    let Some(e_min) = parts.iter().map(|p| p.2).min() else {
+        return Ok(0.0);
+    };
+    let mut sum = BigInt::zero();
+    let mut sum_sq = BigUint::zero();
+    for &(negative, mantissa, exponent) in &parts {
+        let scaled = BigUint::from(mantissa) << ((exponent - e_min) as u64);
+        sum_sq += &scaled * &scaled;
+        let sign = if negative { Sign::Minus } else { Sign::Plus };
+        sum += BigInt::from_biguint(sign, scaled);
+    }
+    let sum_abs = sum.magnitude();
+    let numerator = BigUint::from(n as u64) * sum_sq - sum_abs * sum_abs;
+    if numerator.is_zero() {
+        return Ok(0.0);
+    }
+    let denominator = BigUint::from(n as u64) * BigUint::from(n as u64 - 1);
+    // Scale by 4^k so that numerator/denominator has about 110 bits; its integer square
+    // root then has about 55 bits, two more than an f64 mantissa.
+    let magnitude_bits = numerator.bits() as i64 - denominator.bits() as i64;
+    let k = (110 - magnitude_bits).div_euclid(2) + 1;
+    let (num, den) = if k >= 0 {
+        (numerator << (2 * k as u64), denominator)
+    } else {
+        (numerator, denominator << (2 * (-k) as u64))
+    };
+    let quotient = &num / &den;
+    let exact_division = (&num % &den).is_zero();
+    let root = quotient.sqrt();
+    let exact = exact_division && &root * &root == quotient;
+    let root = root
+        .to_u64()
+        .expect("a square root of a ~112-bit integer fits in 64 bits");
+    let rounded_to_odd = root | u64::from(!exact);
+    Ok(ldexp(rounded_to_odd as f64, e_min - k))
+}
+
+/// ln Γ(x) for x > 0 (Lanczos approximation, g = 7, 9 terms; relative error below 1e-15).
+fn ln_gamma(x: f64) -> f64 {
+    const COEFFICIENTS: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection keeps the series in its accurate range.
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut acc = COEFFICIENTS[0];
+    for (i, c) in COEFFICIENTS.iter().enumerate().skip(1) {
+        acc += c / (x + i as f64);
+    }
+    let t = x + 7.5;
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + acc.ln()
+}
+
+/// Continued fraction for the regularized incomplete beta function (modified Lentz).
+fn beta_continued_fraction(a: f64, b: f64, x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    if d.abs() < TINY {
+        d = TINY;
+    }
+    d = 1.0 / d;
+    let mut h = d;
+    for m in 1..=10_000 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        h *= d * c;
+        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        let step = d * c;
+        h *= step;
+        if (step - 1.0).abs() < 1e-16 {
+            break;
+        }
+    }
+    h
+}
+
+/// Regularized incomplete beta function I_x(a, b) for a, b > 0 and 0 ≤ x ≤ 1.
+fn regularized_incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    let front = ln_front.exp();
+    // The continued fraction converges fast for x < (a+1)/(a+b+2); use symmetry otherwise.
+    if x < (a + 1.0) / (a + b + 2.0) {
+        front * beta_continued_fraction(a, b, x) / a
+    } else {
+        1.0 - front * beta_continued_fraction(b, a, 1.0 - x) / b
+    }
+}
+
+/// Upper tail probability P(T > t) of Student's t with `df` degrees of freedom, for t ≥ 0.
+fn student_t_upper_tail(t: f64, df: f64) -> f64 {
+    0.5 * regularized_incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+}
+
+/// The `p` quantile of Student's t distribution with `df` degrees of freedom, for
+/// 0.5 ≤ p < 1 (the quantiles confidence bounds need). Found by bisection on the CDF, which
+/// is monotone, to within a few ulps of the CDF's own accuracy (about 1e-13 relative).
+pub fn student_t_quantile(p: f64, df: f64) -> Result<f64, StatsError> {
+    if !(df > 0.0 && df.is_finite()) {
+        return Err(StatsError::BadDegreesOfFreedom(df));
+    }
+    if !(0.5..1.0).contains(&p) {
+        return Err(StatsError::BadConfidence(p));
+    }
+    if p == 0.5 {
+        return Ok(0.0);
+    }
+    let tail = 1.0 - p;
+    let mut lo = 0.0_f64;
+    let mut hi = 2.0_f64;
+    while student_t_upper_tail(hi, df) > tail {
+        lo = hi;
+        hi *= 2.0;
+    }
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if student_t_upper_tail(mid, df) > tail {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(0.5 * (lo + hi))
+}
+
+/// A two-sided confidence interval around a point estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    /// The point estimate (the sample mean for every interval built here).
+    pub estimate: f64,
+    pub low: f64,
+    pub high: f64,
+    /// Number of values (distinct seeds) behind the interval.
+    pub n: usize,
+}
+
+/// Summary statistics of one metric over seeds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub mean: f64,
+    /// Sample standard deviation; 0 for a single value.
+    pub sd: f64,
+    pub n: usize,
+}
+
+/// Mean and sample standard deviation (0 when n = 1).
+pub fn summarize(values: &[f64]) -> Result<Summary, StatsError> {
+    let mean = mean(values)?;
+    let sd = if values.len() > 1 {
+        sample_sd(values)?
+    } else {
+        0.0
+    };
+    Ok(Summary {
+        mean,
+        sd,
+        n: values.len(),
+    })
+}
+
+/// Student-t confidence interval for the mean: `mean ± t_{(1+c)/2, n−1} · sd / √n`.
+/// Needs n ≥ 2: one seed says nothing about seed-to-seed variation.
+pub fn t_interval(values: &[f64], confidence: f64) -> Result<Interval, StatsError> {
+    check_confidence(confidence)?;
+    if values.len() < 2 {
+        return Err(StatsError::TooFewValues {
+            what: "Student-t interval",
+            needed: 2,
+            got: values.len(),
+        });
+    }
+    let s = summarize(values)?;
+    let t = student_t_quantile(0.5 + confidence / 2.0, (s.n - 1) as f64)?;
+    let half = t * s.sd / (s.n as f64).sqrt();
+    Ok(Interval {
+        estimate: s.mean,
+        low: s.mean - half,
+        high: s.mean + half,
+        n: s.n,
+    })
+}
+
+/// Upstream HUSAI's interval, kept for `--parity`: `mean ± 1.96 · sd / √n` whatever n is,
+/// and zero width for n = 1. Evaluated in upstream's order, `(1.96 · sd) / √n`, so the
+/// result matches the recorded artifacts bit for bit.
+pub fn z196_interval_parity(values: &[f64]) -> Result<Interval, StatsError> {
+    let s = summarize(values)?;
+    let half = if s.n > 1 {
+        1.96 * s.sd / (s.n as f64).sqrt()
+    } else {
+        0.0
+    };
+    Ok(Interval {
+        estimate: s.mean,
+        low: s.mean - half,
+        high: s.mean + half,
+        n: s.n,
+    })
+}
+
+/// SplitMix64 (Steele, Lea & Flood 2014; the seeding generator of the xoshiro family):
+/// `state += 0x9E3779B97F4A7C15`, then the output is `state` passed through two xor-shift
+/// multiplies. Tiny, fully specified, and statistically sound for resampling indices.
+#[derive(Debug, Clone)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform integer in `0..bound` (bound > 0) without modulo bias: Lemire's
+    /// multiply-and-reject method.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        assert!(bound > 0, "SplitMix64::below needs a positive bound");
+        let threshold = bound.wrapping_neg() % bound;
+        loop {
+            let product = u128::from(self.next_u64()) * u128::from(bound);
+            if (product as u64) >= threshold {
+                return (product >> 64) as u64;
+            }
+        }
+    }
+}
+
+/// Bootstrap settings: number of resamples and the generator seed, both recorded with any
+/// interval they produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootstrapSpec {
+    pub resamples: u32,
+    pub seed: u64,
+}
+
+impl Default for BootstrapSpec {
+    fn default() -> Self {
+        Self {
+            resamples: 10_000,
+            seed: 0x4855_5341_4942_5354, // "HUSAIBST"
+        }
+    }
+}
+
+/// The `q` quantile of sorted data by linear interpolation between order statistics
+/// (Hyndman & Fan type 7, numpy's default): position `q · (len − 1)`.
+fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    let position = q * (sorted.len() - 1) as f64;
+    let below = position.floor() as usize;
+    let above = position.ceil() as usize;
+    let weight = position - below as f64;
+    sorted[below] + (sorted[above] - sorted[below]) * weight
+}
+
+fn percentile_interval(estimate: f64, n: usize, mut stats: Vec<f64>, confidence: f64) -> Interval {
+    stats.sort_by(f64::total_cmp);
+    let alpha = 1.0 - confidence;
+    Interval {
+        estimate,
+        low: quantile_sorted(&stats, alpha / 2.0),
+        high: quantile_sorted(&stats, 1.0 - alpha / 2.0),
+        n,
+    }
+}
+
+/// Percentile bootstrap interval for the mean over seeds. Each value is one seed's metric;
+/// a resample draws `n` seeds with replacement. Needs n ≥ 2.
+pub fn seed_bootstrap_mean(
+    values: &[f64],
+    confidence: f64,
+    spec: BootstrapSpec,
+) -> Result<Interval, StatsError> {
+    check_confidence(confidence)?;
+    if values.len() < 2 {
+        return Err(StatsError::TooFewValues {
+            what: "seed bootstrap",
+            needed: 2,
+            got: values.len(),
+        });
+    }
+    if spec.resamples == 0 {
+        return Err(StatsError::NoResamples);
+    }
+    let estimate = mean(values)?;
+    let mut rng = SplitMix64::new(spec.seed);
+    let n = values.len();
+    let mut draw = vec![0.0; n];
+    let stats = (0..spec.resamples)
+        .map(|_| {
+            for slot in draw.iter_mut() {
+                *slot = values[rng.below(n as u64) as usize];
+            }
+            fsum(&draw) / n as f64
+        })
+        .collect();
+    Ok(percentile_interval(estimate, n, stats, confidence))
+}
+
+/// Bound on the mean difference `a − b` between two methods measured on the same seeds.
+/// `pairs[i] = (a_i, b_i)` for seed i. A resample draws seeds (whole pairs) with replacement,
+/// so the seed-to-seed correlation between the methods is kept, and the interval is on the
+/// difference itself rather than on two separate bounds.
+pub fn paired_bootstrap_difference(
+    pairs: &[(f64, f64)],
+    confidence: f64,
+    spec: BootstrapSpec,
+) -> Result<Interval, StatsError> {
+    let differences: Vec<f64> = pairs.iter().map(|(a, b)| a - b).collect();
+    seed_bootstrap_mean(&differences, confidence, spec)
+}
+
+/// Paired Student-t interval for the mean difference `a − b` over shared seeds.
+pub fn paired_t_difference(pairs: &[(f64, f64)], confidence: f64) -> Result<Interval, StatsError> {
+    let differences: Vec<f64> = pairs.iter().map(|(a, b)| a - b).collect();
+    t_interval(&differences, confidence)
+}
