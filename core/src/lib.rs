@@ -4,3 +4,4 @@ pub mod dsse;
 pub mod keys;
 pub mod trust;
 pub mod stats;
+pub mod plugin;
