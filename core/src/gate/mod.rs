@@ -1,0 +1,190 @@
+//! The release gate: random_model, transcoder, ood and external gates, and their conjunction pass_all.
+//!
+//! Two modes share this module:
+//!
+//! * **strict** (the default, [`strict`]): typed inputs from verified signed runs, a named policy profile, and a
+//!   report that records for every gate its value, threshold, basis, status and source field ([`report`]).
+//! * **parity** ([`parity`]): a drop-in for upstream's `run_stress_gated_release_policy.py`, with its flags, its
+//!   defaults, its quirks and its byte-exact `release_policy.{json,md}`.
+//!
+//! Every difference between the two is intended. Each row below is covered by a test in `core/tests/gate_*.rs`.
+//!
+//! | topic | parity (upstream) | strict (husai) | reference |
+//! |---|---|---|---|
+//! | missing input (flag not given) | passes transcoder/ood/external unless `--require-*`; random_model fails | `not_evaluated`, fails its gate unless `--allow-missing GATE` | W1 |
+//! | path given but file absent | silently treated as missing | error, nothing written | W2 |
+//! | empty-string path | upstream crashed (exit 1) | error, exit 2, nothing written (both modes) | W2 |
+//! | unparseable / empty file | upstream crashed (exit 1) | error naming file, line and column, exit 2 (both modes) | W2 |
+//! | inputs | plain files | files inside verified signed runs; the report cites run id, subject and sha256 | W18 |
+//! | input kind | any JSON; fields found by chains | the detected artifact kind must match the gate, else error | W4 |
+//! | numbers | first numeric in a fallback chain; `true`/`false` count as 1.0/0.0 | one documented field per input kind; booleans and non-finite values are errors | W3, W4 |
+//! | OOD metric | `ood_drop`, then `relative_drop`, then `drop`, ... | `ood_drop` only (absolute AUC drop) | W4 |
+//! | transcoder input | summary with `delta` | summary (`delta`) or sweep (`best_condition.delta`, source recorded) | W7 |
+//! | random_model | delta and difference-of-bounds LCB | the same two checks, plus `statistical_test.p_value < 0.05` in profile `strict` | W6 |
+//! | external modes | `auto` (default), `saebench`, `cebench`, `joint` | `saebench`, `cebench`, `joint` only (`auto`'s silent fallbacks are parity-only) | W5 |
+//! | external, grouped candidate, point basis | `metrics.saebench_delta` (which already is the group LCB) | `metrics.saebench_delta_mean` when the candidate is grouped | W11 |
+//! | sub-gates | external_saebench/cebench reported, not ANDed separately | each benchmark is a check of the external gate; the gate fails if any required check fails | |
+//! | policy | flags only, "strict" meant different things in different scripts | named profile (`strict`, `cycle4`) recorded in the report, overrides recorded too | W20 |
+//! | exit status | 2 iff `--fail-on-gate-fail` and pass_all is false, else 0 | 0 pass, 1 gate failure, 2 error | W20 |
+//! | non-finite metric in output | bare `NaN` token | `null` (JSON we write never holds NaN) | W21 |
+//! | run id / output | `run_<second>` directory, overwritten on collision | a signed run under `results/<campaign>/` (parity keeps upstream's file names inside it) | W19 |
+//! | `command` in run_metadata | `"python " + argv` | our argv, space-joined | |
+
+pub mod parity;
+pub mod report;
+pub mod source;
+pub mod strict;
+
+use serde::{Deserialize, Serialize};
+
+/// The four gates (pass_all is their conjunction, not a gate of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateName {
+    RandomModel,
+    Transcoder,
+    Ood,
+    External,
+}
+
+impl GateName {
+    pub const ALL: [GateName; 4] = [
+        GateName::RandomModel,
+        GateName::Transcoder,
+        GateName::Ood,
+        GateName::External,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateName::RandomModel => "random_model",
+            GateName::Transcoder => "transcoder",
+            GateName::Ood => "ood",
+            GateName::External => "external",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<GateName> {
+        GateName::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+/// External gate mode (strict mode has no `auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExternalMode {
+    Saebench,
+    Cebench,
+    Joint,
+}
+
+impl ExternalMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExternalMode::Saebench => "saebench",
+            ExternalMode::Cebench => "cebench",
+            ExternalMode::Joint => "joint",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExternalMode> {
+        [
+            ExternalMode::Saebench,
+            ExternalMode::Cebench,
+            ExternalMode::Joint,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+}
+
+/// Whether the external gate compares point estimates or lower confidence bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    Point,
+    Lcb,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Point => "point",
+            Basis::Lcb => "lcb",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Basis> {
+        [Basis::Point, Basis::Lcb]
+            .into_iter()
+            .find(|b| b.as_str() == s)
+    }
+}
+
+/// A named, complete gate policy. Profiles are starting points; every field may be overridden on the command line,
+/// and the report records both the profile name and the effective values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub profile: String,
+    pub external_mode: ExternalMode,
+    pub external_basis: Basis,
+    pub min_trained_random_delta: f64,
+    pub min_trained_random_lcb: f64,
+    /// Upper bound on phase-4a's `statistical_test.p_value`; `None` skips that check.
+    pub max_random_p_value: Option<f64>,
+    pub min_transcoder_delta: f64,
+    pub max_ood_drop: f64,
+    pub min_saebench_delta: f64,
+    pub min_cebench_delta: f64,
+    pub min_saebench_delta_lcb: f64,
+    pub min_cebench_delta_lcb: f64,
+    /// Gates whose missing input is tolerated (reported `not_evaluated`, counted as passing).
+    pub allow_missing: Vec<GateName>,
+}
+
+/// Profile names accepted by [`Policy::profile`].
+pub const PROFILES: &[&str] = &["strict", "cycle4"];
+
+impl Policy {
+    /// `strict`: joint external gating on lower confidence bounds, every input required, and the phase-4a
+    /// significance test (p < 0.05, the threshold upstream's own claim audit used) on top of upstream's checks.
+    pub fn strict() -> Policy {
+        Policy {
+            profile: "strict".to_string(),
+            max_random_p_value: Some(0.05),
+            ..Policy::cycle4()
+        }
+    }
+
+    /// `cycle4`: the plan's joint-LCB policy as the cycle-4 follow-ups ran it (`--external-mode joint
+    /// --use-external-lcb --min-*-delta-lcb 0.0` and all three `--require-*`), with every input required.
+    pub fn cycle4() -> Policy {
+        Policy {
+            profile: "cycle4".to_string(),
+            external_mode: ExternalMode::Joint,
+            external_basis: Basis::Lcb,
+            min_trained_random_delta: 0.0,
+            min_trained_random_lcb: 0.0,
+            max_random_p_value: None,
+            min_transcoder_delta: 0.0,
+            max_ood_drop: 0.1,
+            min_saebench_delta: 0.0,
+            min_cebench_delta: 0.0,
+            min_saebench_delta_lcb: 0.0,
+            min_cebench_delta_lcb: 0.0,
+            allow_missing: Vec::new(),
+        }
+    }
+
+    pub fn profile(name: &str) -> Option<Policy> {
+        match name {
+            "strict" => Some(Policy::strict()),
+            "cycle4" => Some(Policy::cycle4()),
+            _ => None,
+        }
+    }
+
+    pub fn allows_missing(&self, gate: GateName) -> bool {
+        self.allow_missing.contains(&gate)
+    }
+}

@@ -1,0 +1,136 @@
+//! Reading a decision input from a verified signed run.
+//!
+//! A decision (gate, claim) may only read a file that a verified run's signed statement covers. The file is located
+//! by walking up to its run directory, the run is verified against the trust policy, the file must be one of the
+//! run's subjects, and the bytes actually read must hash to the subject's digest (so a file swapped after
+//! verification is caught). The result cites run id, subject and sha256.
+
+use std::path::{Path, PathBuf};
+
+use crate::digest::sha256_hex;
+use crate::legacy::json::{self, LegacyValue};
+use crate::legacy::{DetectedKind, detect_kind};
+use crate::trust::TrustPolicy;
+use crate::verify::{self, RunVerifyError};
+
+use super::report::InputCitation;
+
+/// A parsed input file with its provenance.
+#[derive(Debug, Clone)]
+pub struct SourcedFile {
+    pub citation: InputCitation,
+    /// Where the file was read from.
+    pub path: PathBuf,
+    pub value: LegacyValue,
+    pub detected: DetectedKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{}: no such file; check the path", path.display())]
+    NotFound { path: PathBuf },
+    #[error(
+        "{}: not inside a signed run (no husai.dsse.json above it); strict mode reads verified runs only. Import upstream files with `husai-audit import husai-evidence`, or use --parity to read plain files",
+        path.display()
+    )]
+    Unsigned { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Unverified {
+        path: PathBuf,
+        #[source]
+        source: Box<RunVerifyError>,
+    },
+    #[error(
+        "{}: the file is inside run {run_id} but is not one of its signed subjects; only signed files can be cited",
+        path.display()
+    )]
+    NotASubject { path: PathBuf, run_id: String },
+    #[error(
+        "{}: subject {subject} of run {run_id} has no plain sha256 digest (files over the shard size are too large to be decision inputs)",
+        path.display()
+    )]
+    NoSha256 {
+        path: PathBuf,
+        run_id: String,
+        subject: String,
+    },
+    #[error(
+        "{}: the bytes read hash to {actual}, but run {run_id} signed {expected} for it; the file changed after signing",
+        path.display()
+    )]
+    DigestMismatch {
+        path: PathBuf,
+        run_id: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Json(#[from] json::LegacyJsonError),
+}
+
+/// Reads `path` from its verified run. `given` is the path as the user wrote it, recorded in the citation.
+pub fn read_verified(path: &Path, trust: &TrustPolicy) -> Result<SourcedFile, SourceError> {
+    if !path.is_file() {
+        return Err(SourceError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    let (run_dir, subject) = verify::enclosing_run(path).ok_or_else(|| SourceError::Unsigned {
+        path: path.to_path_buf(),
+    })?;
+    let run = verify::load_verified_run(&run_dir, trust).map_err(|e| SourceError::Unverified {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    let run_id = run.manifest.run_id.clone();
+    let signed = run
+        .subject(&subject)
+        .ok_or_else(|| SourceError::NotASubject {
+            path: path.to_path_buf(),
+            run_id: run_id.clone(),
+        })?;
+    let expected = signed
+        .digest
+        .get("sha256")
+        .cloned()
+        .ok_or_else(|| SourceError::NoSha256 {
+            path: path.to_path_buf(),
+            run_id: run_id.clone(),
+            subject: subject.clone(),
+        })?;
+    let bytes = std::fs::read(path).map_err(|source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let actual = sha256_hex(&bytes);
+    if actual != expected {
+        return Err(SourceError::DigestMismatch {
+            path: path.to_path_buf(),
+            run_id,
+            expected,
+            actual,
+        });
+    }
+    let value = json::parse_bytes(&bytes).map_err(|e| e.with_path(path))?;
+    let detected = detect_kind(path, Some(&value));
+    Ok(SourcedFile {
+        citation: InputCitation {
+            path: path.display().to_string(),
+            campaign: run.manifest.campaign.clone(),
+            run_id,
+            subject,
+            sha256: actual,
+            kind: detected.kind.as_str().to_string(),
+            schema_version: detected.schema_version.to_string(),
+        },
+        path: path.to_path_buf(),
+        value,
+        detected,
+    })
+}
