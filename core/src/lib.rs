@@ -3,5 +3,7 @@ pub mod canonical;
 pub mod dsse;
 pub mod keys;
 pub mod trust;
+pub mod legacy;
 pub mod stats;
+pub mod select;
 pub mod plugin;
