@@ -7,3 +7,4 @@ pub mod legacy;
 pub mod stats;
 pub mod select;
 pub mod plugin;
+pub mod digest;
