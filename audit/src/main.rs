@@ -1,1 +1,62 @@
-fn main() {}
+//! husai-audit: sign, verify and inspect SAE research artifacts.
+//!
+//! A thin command-line layer over `husai-core`: argument parsing, reading keys and policies from
+//! the places a user names, progress bars and readable output. Anything a library user would
+//! need lives in core.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+mod cmd;
+
+/// Make sparse-autoencoder research claims checkable: every result is a signed run, and
+/// `verify` re-checks all of it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "husai-audit",
+    version,
+    about,
+    long_about = "Make sparse-autoencoder research claims checkable.\n\n\
+Every output husai (or any tool, through `attest`) produces becomes a run under \
+results/<campaign>/<run_id>/: the files, plus husai.dsse.json, a DSSE envelope that signs an \
+in-toto Statement listing each file's sha256 and the run's manifest (what ran, on what data, \
+with which code and inputs). `verify` re-checks signatures against the trust policy in keys/, \
+every digest, the schema of every manifest and the chain of inputs between runs.\n\n\
+Exit codes: 0 all good, 1 a verification or gate failure, 2 a usage or I/O error.",
+    after_help = "Typical use:\n  \
+husai-audit keygen ~/.husai/dev             # a key pair; add the public half to keys/trust-policy.json\n  \
+husai-audit attest out/ --campaign exp1 --kind external --key ~/.husai/dev.pem -- python eval.py --out out/\n  \
+husai-audit verify                          # every run under results/, policy from ./keys\n  \
+husai-audit show results/exp1/<run_id>"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Keygen(cmd::keygen::Args),
+    Attest(cmd::attest::Args),
+    Verify(cmd::verify::Args),
+    Show(cmd::show::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(args) => cmd::keygen::run(args),
+        Command::Attest(args) => cmd::attest::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Show(args) => cmd::show::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            cli::exit_usage()
+        }
+    }
+}

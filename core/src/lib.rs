@@ -1,10 +1,22 @@
-pub fn placeholder() {}
+//! husai-core: the library behind `husai-audit`.
+//!
+//! It attests (canonical JSON, digests, DSSE envelopes around in-toto Statements, a pinned trust
+//! policy, the run store), verifies (schemas, signatures, digests, the provenance chain), and
+//! decides (selector, release gate, claim audit) over verified runs only. The binary is a thin
+//! command-line layer over this crate.
+
+pub mod manifest;
+pub mod schema;
+pub mod statement;
+pub mod store;
+pub mod verify;
 pub mod canonical;
+pub mod digest;
 pub mod dsse;
 pub mod keys;
 pub mod trust;
 pub mod legacy;
+pub mod gate;
 pub mod stats;
 pub mod select;
 pub mod plugin;
-pub mod digest;

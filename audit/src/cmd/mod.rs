@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod attest;
+pub mod keygen;
+pub mod show;
+pub mod verify;

@@ -1,0 +1,130 @@
+//! `husai-audit show`: print a run's verified manifest.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use husai_core::verify;
+
+use crate::cli;
+
+/// Verify one run and print its manifest: what ran, on what, with which code and inputs.
+///
+/// Only the signed payload is shown, and only after the run verifies; a run that fails
+/// verification prints the reasons and exits 1.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The run directory (or any file inside it).
+    run: PathBuf,
+    /// Keys directory holding trust-policy.json.
+    #[arg(long, default_value = "keys", value_name = "DIR")]
+    keys: PathBuf,
+    /// Print the signed statement (subjects and manifest) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let policy = cli::trust_policy(&args.keys)?;
+    let (dir, _) = verify::enclosing_run(&args.run).ok_or_else(|| {
+        anyhow!(
+            "{} is not a run directory or inside one (no husai.dsse.json above it)",
+            args.run.display()
+        )
+    })?;
+    let run = match verify::load_verified_run(&dir, &policy) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(cli::exit_fail());
+        }
+    };
+    if args.json {
+        let doc = serde_json::json!({
+            "dir": run.dir,
+            "signer": run.signer,
+            "subject": run.subjects,
+            "predicate": run.manifest,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(cli::EXIT_OK);
+    }
+    let m = &run.manifest;
+    println!("run        {}/{}  ({})", m.campaign, m.run_id, m.kind);
+    println!("verified   signed by key {}", run.signer);
+    println!("time       {} -> {}", m.started_at, m.finished_at);
+    println!(
+        "tool       {} {} (commit {}{})",
+        m.tool.name,
+        m.tool.version,
+        m.tool.git_commit.as_deref().unwrap_or("unknown"),
+        match m.tool.git_dirty {
+            Some(true) => ", dirty",
+            _ => "",
+        }
+    );
+    if let Some(p) = &m.plugin {
+        println!(
+            "plugin     {} {} (api {}, {} sha256 {})",
+            p.name, p.version, p.api_version, p.library_path, p.library_sha256
+        );
+    }
+    if let Some(c) = &m.command {
+        println!("command    {} (exit {})", c.argv.join(" "), c.exit_code);
+    }
+    println!("argv       {}", m.argv.join(" "));
+    if let Some(h) = &m.config_sha256 {
+        println!("config     sha256 {h}");
+        if let Some(c) = &m.config {
+            println!("           {c}");
+        }
+    }
+    if !m.seeds.is_empty() {
+        let seeds: Vec<String> = m.seeds.iter().map(u64::to_string).collect();
+        println!("seeds      {}", seeds.join(", "));
+    }
+    if let Some(d) = &m.dataset {
+        println!(
+            "dataset    {} ({} {} {:?}, rows {}..{}) sha256 {}",
+            d.path, d.format, d.dtype, d.shape, d.rows.start, d.rows.end, d.sha256
+        );
+    }
+    for i in &m.inputs {
+        let digest: Vec<String> = i.digest.iter().map(|(a, h)| format!("{a} {h}")).collect();
+        match &i.run {
+            Some(r) => println!(
+                "input      {} from run {}/{} ({}) {}",
+                i.path,
+                r.campaign,
+                r.run_id,
+                r.subject,
+                digest.join(" ")
+            ),
+            None => println!("input      {} {}", i.path, digest.join(" ")),
+        }
+    }
+    let e = &m.environment;
+    println!(
+        "env        {} {} {} threads, {} ({}){}",
+        e.os,
+        e.arch,
+        e.threads,
+        e.device,
+        e.backend,
+        e.cpu
+            .as_deref()
+            .map(|c| format!(", {c}"))
+            .unwrap_or_default()
+    );
+    println!("outputs    ({} files)", run.subjects.len());
+    for s in &run.subjects {
+        let size = m.output_sizes.get(&s.name).copied().unwrap_or(0);
+        let (alg, hex) = s.digest_pair().unwrap_or(("?", "?"));
+        println!(
+            "  {:<40} {:>10}  {alg} {hex}",
+            s.name,
+            cli::human_bytes(size)
+        );
+    }
+    Ok(cli::EXIT_OK)
+}
