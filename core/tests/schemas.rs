@@ -1,0 +1,239 @@
+//! Every schema accepts what husai really produces and rejects mutations of it; the manifest
+//! format is pinned by a golden file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use husai_core::digest::DigestMethod;
+use husai_core::dsse::Envelope;
+use husai_core::manifest::*;
+use husai_core::schema;
+use husai_core::statement::{Statement, Subject};
+use serde_json::{Value, json};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The envelope of every committed run under results/ (real artifacts signed by CI).
+fn committed_envelopes() -> Vec<(PathBuf, Value)> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(repo().join("results")) {
+        let entry = entry.unwrap();
+        if entry.file_name() == "husai.dsse.json" {
+            let v: Value = serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
+            out.push((entry.path().to_path_buf(), v));
+        }
+    }
+    assert!(!out.is_empty(), "results/ holds no committed run");
+    out
+}
+
+fn statement_of(envelope: &Value) -> Value {
+    let env: Envelope = serde_json::from_value(envelope.clone()).unwrap();
+    serde_json::from_slice(&env.decode_payload().unwrap()).unwrap()
+}
+
+#[test]
+fn committed_artifacts_satisfy_their_schemas() {
+    for (path, env) in committed_envelopes() {
+        schema::validate("dsse-envelope.v1", &env).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let st = statement_of(&env);
+        schema::validate("statement.v1", &st).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        schema::validate("run-manifest.v1", &st["predicate"])
+            .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    }
+}
+
+/// Apply `edit` to a copy of `doc` and assert that `schema_id` rejects it at `pointer`.
+fn assert_rejects(schema_id: &str, doc: &Value, pointer: &str, edit: impl FnOnce(&mut Value)) {
+    let mut bad = doc.clone();
+    edit(&mut bad);
+    let err = schema::validate(schema_id, &bad)
+        .expect_err(&format!("{schema_id} accepted a mutation at {pointer}"));
+    assert!(
+        err.violations.iter().any(|v| v.starts_with(pointer)),
+        "{schema_id}: expected a violation at {pointer}, got {:?}",
+        err.violations
+    );
+}
+
+#[test]
+fn mutated_envelopes_are_rejected() {
+    let (_, env) = committed_envelopes().remove(0);
+    assert_rejects("dsse-envelope.v1", &env, "/payloadType", |e| {
+        e["payloadType"] = "text/plain".into()
+    });
+    assert_rejects("dsse-envelope.v1", &env, "/signatures", |e| {
+        e["signatures"] = json!([])
+    });
+    assert_rejects("dsse-envelope.v1", &env, "/signatures/0/keyid", |e| {
+        e["signatures"][0]["keyid"] = "ci".into()
+    });
+    assert_rejects("dsse-envelope.v1", &env, "/", |e| {
+        e.as_object_mut().unwrap().remove("payload");
+    });
+}
+
+#[test]
+fn mutated_statements_are_rejected() {
+    let (_, env) = committed_envelopes().remove(0);
+    let st = statement_of(&env);
+    assert_rejects("statement.v1", &st, "/_type", |s| {
+        s["_type"] = "https://in-toto.io/Statement/v0.1".into()
+    });
+    assert_rejects("statement.v1", &st, "/subject/0/digest", |s| {
+        s["subject"][0]["digest"] = json!({"md5": "abc"})
+    });
+    assert_rejects("statement.v1", &st, "/subject/0/digest", |s| {
+        s["subject"][0]["digest"]["sha256-sharded"] = "0".repeat(64).into()
+    });
+    assert_rejects("statement.v1", &st, "/subject/0/digest/sha256", |s| {
+        s["subject"][0]["digest"]["sha256"] = "ABC".into()
+    });
+}
+
+#[test]
+fn mutated_manifests_are_rejected() {
+    let (_, env) = committed_envelopes().remove(0);
+    let m = statement_of(&env)["predicate"].clone();
+    assert_rejects("run-manifest.v1", &m, "/schema_version", |m| {
+        m["schema_version"] = "2.0".into()
+    });
+    assert_rejects("run-manifest.v1", &m, "/run_id", |m| {
+        m["run_id"] = "run_20260213T204120Z".into()
+    });
+    assert_rejects("run-manifest.v1", &m, "/kind", |m| {
+        m["kind"] = "magic".into()
+    });
+    assert_rejects("run-manifest.v1", &m, "/campaign", |m| {
+        m["campaign"] = "../escape".into()
+    });
+    assert_rejects("run-manifest.v1", &m, "/started_at", |m| {
+        m["started_at"] = "yesterday".into()
+    });
+    assert_rejects("run-manifest.v1", &m, "/seeds/0", |m| {
+        m["seeds"] = json!([-1])
+    });
+    assert_rejects("run-manifest.v1", &m, "/inputs/0/digest", |m| {
+        m["inputs"][0]["digest"] = json!({})
+    });
+    assert_rejects("run-manifest.v1", &m, "/digest", |m| {
+        m["digest"] = json!({"method": "sha256-sharded"})
+    });
+    assert_rejects("run-manifest.v1", &m, "/", |m| {
+        m.as_object_mut().unwrap().remove("environment");
+    });
+    assert_rejects("run-manifest.v1", &m, "/", |m| {
+        m["surprise"] = json!(1);
+    });
+}
+
+/// A manifest with every optional block filled, built from fixed values.
+fn full_manifest() -> Manifest {
+    Manifest {
+        schema_version: MANIFEST_SCHEMA_VERSION.to_string(),
+        run_id: "20261128T052501Z-9f3a1c2b7d4e6a80".to_string(),
+        kind: RunKind::Train,
+        campaign: "golden".to_string(),
+        started_at: "2026-11-28T05:25:01.000Z".to_string(),
+        finished_at: "2026-11-28T05:26:40.250Z".to_string(),
+        argv: vec![
+            "husai-audit".into(),
+            "train".into(),
+            "--seed".into(),
+            "7".into(),
+        ],
+        tool: ToolInfo {
+            name: "husai-audit".into(),
+            version: "0.1.0".into(),
+            git_commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            git_dirty: Some(false),
+        },
+        plugin: Some(PluginInfo {
+            name: "sae-topk".into(),
+            version: "0.1.0".into(),
+            api_version: 1,
+            library_path: "target/release/libhusai_sae_topk.so".into(),
+            library_sha256: "ab".repeat(32),
+        }),
+        config: Some(json!({"d_sae": 4096, "k": 32, "lr": 0.001})),
+        config_sha256: Some("cd".repeat(32)),
+        seeds: vec![7],
+        inputs: vec![InputRef {
+            path: "results/data/20261128T050000Z-0000000000000001/acts.npy".into(),
+            digest: BTreeMap::from([("sha256-sharded".to_string(), "ef".repeat(32))]),
+            run: Some(RunRef {
+                campaign: "data".into(),
+                run_id: "20261128T050000Z-0000000000000001".into(),
+                subject: "acts.npy".into(),
+            }),
+        }],
+        dataset: Some(DatasetRef {
+            path: "acts.npy".into(),
+            sha256: "01".repeat(32),
+            format: "npy".into(),
+            dtype: "float32".into(),
+            shape: vec![32768, 384],
+            rows: RowRange {
+                start: 0,
+                end: 32768,
+            },
+        }),
+        digest: DigestMethod::Sha256Sharded {
+            shard_size: 64 << 20,
+        },
+        output_sizes: BTreeMap::from([
+            ("cfg.json".to_string(), 512),
+            ("sae_weights.safetensors".to_string(), 12_600_000),
+        ]),
+        environment: Environment {
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            cpu: Some("AMD EPYC".into()),
+            threads: 2,
+            device: "cpu".into(),
+            backend: "cpu".into(),
+            cuda_driver: None,
+        },
+        command: None,
+        extra: json!({}),
+    }
+}
+
+#[test]
+fn the_statement_format_matches_its_golden_file() {
+    let statement = Statement::new(
+        vec![
+            Subject {
+                name: "sae_weights.safetensors".into(),
+                digest: BTreeMap::from([("sha256".to_string(), "12".repeat(32))]),
+            },
+            Subject {
+                name: "cfg.json".into(),
+                digest: BTreeMap::from([("sha256".to_string(), "34".repeat(32))]),
+            },
+        ],
+        full_manifest(),
+    );
+    let value = serde_json::to_value(&statement).unwrap();
+    schema::validate("statement.v1", &value).unwrap();
+    schema::validate("run-manifest.v1", &value["predicate"]).unwrap();
+    let canonical = husai_core::canonical::to_canonical_vec(&value).unwrap();
+    let golden = repo().join("core/tests/golden/statement.v1.canonical.json");
+    if std::env::var_os("HUSAI_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &canonical).unwrap();
+    }
+    let want = std::fs::read(&golden).expect("golden file (regenerate with HUSAI_UPDATE_GOLDEN=1)");
+    assert_eq!(
+        String::from_utf8_lossy(&canonical),
+        String::from_utf8_lossy(&want),
+        "the signed statement format changed; if deliberate, bump the schema version and regenerate with HUSAI_UPDATE_GOLDEN=1"
+    );
+    // And it round-trips.
+    let back: Statement = serde_json::from_slice(&want).unwrap();
+    assert_eq!(back, statement);
+}
