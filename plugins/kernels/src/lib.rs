@@ -3,3 +3,5 @@
 //! This crate is deliberately free of I/O policy: callers hand it activation rows as `&[f32]`
 //! slices (row-major) and get back plain Rust values. Everything here is deterministic for a fixed
 //! seed and thread count.
+
+pub mod activations;
