@@ -42,6 +42,7 @@ enum Command {
     Attest(cmd::attest::Args),
     Verify(cmd::verify::Args),
     Show(cmd::show::Args),
+    Select(cmd::select::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         Command::Attest(args) => cmd::attest::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Show(args) => cmd::show::run(args),
+        Command::Select(args) => cmd::select::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,5 +2,6 @@
 
 pub mod attest;
 pub mod keygen;
+pub mod select;
 pub mod show;
 pub mod verify;

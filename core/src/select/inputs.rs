@@ -63,6 +63,29 @@ pub fn load_input(
     mode: Mode,
 ) -> Result<LoadedInput, SelectError> {
     let value = json::read_file(path).map_err(ReadError::from)?;
+    load_input_value(path, value, display, role, mode)
+}
+
+/// Parses one input from bytes already read (and, in strict mode, already checked against a signed digest, so
+/// that what was verified is exactly what is parsed).
+pub fn load_input_bytes(
+    path: &Path,
+    bytes: &[u8],
+    display: &str,
+    role: InputRole,
+    mode: Mode,
+) -> Result<LoadedInput, SelectError> {
+    let value = json::parse_bytes(bytes).map_err(|e| ReadError::from(e.with_path(path)))?;
+    load_input_value(path, value, display, role, mode)
+}
+
+fn load_input_value(
+    path: &Path,
+    value: LegacyValue,
+    display: &str,
+    role: InputRole,
+    mode: Mode,
+) -> Result<LoadedInput, SelectError> {
     let kind = detect_kind(path, Some(&value)).kind;
     let external = |accepted: &[ArtifactKind]| parse_external(path, &value, accepted);
     let (content, detected_source) = match role {

@@ -42,7 +42,7 @@ use crate::legacy::json::LegacyValue;
 use crate::stats::{BootstrapSpec, StatsError};
 
 pub use group::{Candidate, GroupingDiagnostics, MetricStats};
-pub use inputs::{InputRole, load_input};
+pub use inputs::{InputRole, load_input, load_input_bytes};
 pub use rows::{InputContent, LoadedInput, MetricKey, Metrics, Row, SourceKind};
 pub use score::{Normalization, Range, Score, Weights};
 

@@ -928,3 +928,52 @@ pub fn strict_markdown(sel: &Selection, run_id: &str) -> String {
     out.push_str("\n![Pareto plot](pareto.svg)\n");
     out
 }
+
+/// JSON Schema of strict `selection.json` (`schemas/selection.v1.json`).
+pub const SELECTION_SCHEMA_V1: &str = include_str!("../../../schemas/selection.v1.json");
+
+/// Checks a strict `selection.json` against [`SELECTION_SCHEMA_V1`]; returns one line per violation.
+pub fn validate_selection(doc: &Value) -> Result<(), Vec<String>> {
+    use std::sync::OnceLock;
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| {
+        // The schema is part of the source tree and covered by tests; a broken one is a build defect.
+        let schema: Value =
+            serde_json::from_str(SELECTION_SCHEMA_V1).expect("selection.v1.json is JSON");
+        jsonschema::draft202012::new(&schema).expect("selection.v1.json compiles")
+    });
+    let violations: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(violations)
+    }
+}
+
+fn to_legacy(v: &Value) -> crate::legacy::json::LegacyValue {
+    use crate::legacy::json::LegacyValue;
+    match v {
+        Value::Null => LegacyValue::Null,
+        Value::Bool(b) => LegacyValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) if !n.is_f64() => LegacyValue::Int(i),
+            _ => LegacyValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => LegacyValue::String(s.clone()),
+        Value::Array(items) => LegacyValue::Array(items.iter().map(to_legacy).collect()),
+        Value::Object(map) => {
+            LegacyValue::Object(map.iter().map(|(k, v)| (k.clone(), to_legacy(v))).collect())
+        }
+    }
+}
+
+/// `json.dumps(value, indent=2)` as upstream wrote its files (Python float repr, ASCII escapes), plus the
+/// trailing newline.
+pub fn python_json_text(value: &Value) -> String {
+    let mut text = crate::legacy::pyrepr::json_dumps(&to_legacy(value), 2);
+    text.push('\n');
+    text
+}
