@@ -1,15 +1,11 @@
 //! `husai-audit attest`: turn files that any tool produced into a signed run.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, anyhow, bail};
-use husai_core::digest;
-use husai_core::manifest::{CommandInfo, InputRef, ManifestDraft, RunKind, RunRef};
+use anyhow::{Context, bail};
+use husai_core::manifest::{CommandInfo, ManifestDraft, RunKind};
 use husai_core::store::RunStore;
-use husai_core::trust::TrustPolicy;
-use husai_core::verify::{self, VerifiedRun};
 
 use crate::cli;
 
@@ -73,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let policy = cli::trust_policy(&args.keys)?;
         let mut out = Vec::new();
         for spec in &args.inputs {
-            out.extend(resolve_input(spec, &args.results, &policy)?);
+            out.extend(husai_core::inputs::resolve(spec, &args.results, &policy)?);
         }
         out
     };
@@ -141,85 +137,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(cli::EXIT_OK)
-}
-
-/// Resolve one `--input` into recorded inputs.
-fn resolve_input(
-    spec: &str,
-    results: &Path,
-    policy: &TrustPolicy,
-) -> anyhow::Result<Vec<InputRef>> {
-    let path = PathBuf::from(spec);
-    let path = if path.exists() {
-        path
-    } else if verify::looks_like_run_id(spec) {
-        find_run(results, spec)?
-    } else {
-        bail!("input {spec} does not exist (give a file, a run directory or a run id)");
-    };
-    match verify::enclosing_run(&path) {
-        Some((run_dir, rel)) => {
-            let run = verify::load_verified_run(&run_dir, policy).map_err(|e| {
-                anyhow!("input {spec} is inside a run that fails verification: {e}")
-            })?;
-            if rel.is_empty() {
-                Ok(run
-                    .subjects
-                    .iter()
-                    .map(|s| run_input(&run, &run_dir.join(&s.name), &s.name))
-                    .collect())
-            } else if run.subject(&rel).is_some() {
-                Ok(vec![run_input(&run, &path, &rel)])
-            } else {
-                bail!(
-                    "input {spec} is inside run {} but is not one of its signed outputs",
-                    run_dir.display()
-                )
-            }
-        }
-        None => {
-            if path.is_dir() {
-                bail!(
-                    "input {spec} is a directory that is not a run; name its files one by one \
-                     or attest it first"
-                );
-            }
-            let d = digest::digest_file(&path, digest::DigestMethod::Sha256)
-                .with_context(|| format!("cannot hash input {spec}"))?;
-            Ok(vec![InputRef {
-                path: spec.to_string(),
-                digest: BTreeMap::from([(d.algorithm, d.hex)]),
-                run: None,
-            }])
-        }
-    }
-}
-
-/// An input that is a verified run's subject: its digest is the signed one, which
-/// `load_verified_run` has just checked against the file.
-fn run_input(run: &VerifiedRun, path: &Path, subject: &str) -> InputRef {
-    let s = run.subject(subject).expect("caller checked the subject");
-    InputRef {
-        path: path.display().to_string(),
-        digest: s.digest.clone(),
-        run: Some(RunRef {
-            campaign: run.manifest.campaign.clone(),
-            run_id: run.manifest.run_id.clone(),
-            subject: subject.to_string(),
-        }),
-    }
-}
-
-fn find_run(results: &Path, run_id: &str) -> anyhow::Result<PathBuf> {
-    let campaigns = std::fs::read_dir(results)
-        .with_context(|| format!("cannot look for run {run_id} in {}", results.display()))?;
-    for c in campaigns.flatten() {
-        let candidate = c.path().join(run_id);
-        if candidate.is_dir() {
-            return Ok(candidate);
-        }
-    }
-    bail!("run {run_id} is not under {}", results.display())
 }
 
 /// Copy `from` into the (existing, empty) directory `to`, refusing anything but regular files
