@@ -5,6 +5,7 @@
 //! decides (selector, release gate, claim audit) over verified runs only. The binary is a thin
 //! command-line layer over this crate.
 
+pub mod inputs;
 pub mod manifest;
 pub mod schema;
 pub mod statement;
