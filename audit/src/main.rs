@@ -42,6 +42,7 @@ enum Command {
     Attest(cmd::attest::Args),
     Verify(cmd::verify::Args),
     Show(cmd::show::Args),
+    Gate(cmd::gate::Args),
     Select(cmd::select::Args),
 }
 
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Command::Attest(args) => cmd::attest::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Show(args) => cmd::show::run(args),
+        Command::Gate(args) => cmd::gate::run(args),
         Command::Select(args) => cmd::select::run(args),
     };
     match result {

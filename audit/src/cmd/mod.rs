@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod attest;
+pub mod gate;
 pub mod keygen;
 pub mod select;
 pub mod show;

@@ -1,0 +1,227 @@
+//! Strict mode on signed inputs: the intended differences from parity, each one tested.
+
+mod gate_support;
+
+use gate_support::{PHASE4A, Signer};
+use husai_core::gate::report::Status;
+use husai_core::gate::source::{SourceError, read_verified};
+use husai_core::gate::strict::{GateError, StrictInputs, evaluate};
+use husai_core::gate::{Basis, ExternalMode, GateName, Policy};
+
+const CANDIDATE: &str = "cycle4_followups_run_20260215T190004Z/selector/selected_candidate.json";
+const OOD: &str = "cycle4_followups_run_20260215T190004Z/ood/ood_stress_summary.json";
+const SWEEP: &str = "cycle4_followups_run_20260215T190004Z/transcoder_sweep/results.json";
+
+fn full_inputs(s: &Signer) -> StrictInputs {
+    StrictInputs {
+        phase4a: Some(read_verified(&s.sign_json("phase4a.json", PHASE4A), &s.trust).unwrap()),
+        transcoder: Some(read_verified(&s.sign_fixture(SWEEP), &s.trust).unwrap()),
+        ood: Some(read_verified(&s.sign_fixture(OOD), &s.trust).unwrap()),
+        external: vec![read_verified(&s.sign_fixture(CANDIDATE), &s.trust).unwrap()],
+    }
+}
+
+#[test]
+fn fixture1_inputs_under_cycle4_give_upstreams_verdicts_with_provenance() {
+    let s = Signer::new();
+    let report = evaluate(&Policy::cycle4(), &full_inputs(&s)).unwrap();
+    let passed: Vec<bool> = report.gates.iter().map(|g| g.passed).collect();
+    assert_eq!(passed, vec![true, true, true, false]);
+    assert!(!report.pass_all);
+    let external = report.gate(GateName::External).unwrap();
+    assert_eq!(external.checks.len(), 2);
+    assert_eq!(external.checks[0].value, Some(-0.04478959689939781));
+    assert_eq!(
+        external.checks[0].source_field.as_deref(),
+        Some("metrics.saebench_delta_ci95_low")
+    );
+    assert_eq!(external.checks[1].value, Some(-40.467037470119465));
+    assert_eq!(external.inputs[0].kind, "selected_candidate");
+    assert_eq!(external.inputs[0].sha256.len(), 64);
+    let transcoder = report.gate(GateName::Transcoder).unwrap();
+    assert_eq!(
+        transcoder.checks[0].source_field.as_deref(),
+        Some("best_condition.delta")
+    );
+    assert_eq!(transcoder.checks[0].value, Some(0.004916101694107056));
+    assert_eq!(
+        report.candidate.as_ref().unwrap().condition_id.as_deref(),
+        Some("topk")
+    );
+    // The strict profile adds the significance check, which this phase-4a file passes.
+    let report = evaluate(&Policy::strict(), &full_inputs(&s)).unwrap();
+    let random = report.gate(GateName::RandomModel).unwrap();
+    assert_eq!(random.checks.len(), 3);
+    assert_eq!(random.checks[2].comparator, "<");
+    assert!(random.passed);
+    let md = report.to_markdown();
+    assert!(
+        md.contains(
+            "| external | fail | false | saebench_delta | -0.04478959689939781 | >= | 0 | lcb |"
+        ),
+        "{md}"
+    );
+}
+
+#[test]
+fn missing_input_is_not_evaluated_and_fails_unless_allowed() {
+    let s = Signer::new();
+    let mut inputs = full_inputs(&s);
+    inputs.transcoder = None;
+    let policy = Policy::cycle4();
+    let report = evaluate(&policy, &inputs).unwrap();
+    let t = report.gate(GateName::Transcoder).unwrap();
+    assert_eq!((t.status, t.passed), (Status::NotEvaluated, false));
+    // Parity passes a missing transcoder unless --require-transcoder; strict needs --allow-missing.
+    let policy = Policy {
+        allow_missing: vec![GateName::Transcoder],
+        ..Policy::cycle4()
+    };
+    let t = evaluate(&policy, &inputs)
+        .unwrap()
+        .gate(GateName::Transcoder)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (t.status, t.passed, t.allowed_missing),
+        (Status::NotEvaluated, true, true)
+    );
+}
+
+#[test]
+fn point_basis_reads_the_group_mean_not_the_lcb_stored_under_the_plain_key() {
+    let s = Signer::new();
+    let policy = Policy {
+        external_basis: Basis::Point,
+        ..Policy::cycle4()
+    };
+    let report = evaluate(&policy, &full_inputs(&s)).unwrap();
+    let external = report.gate(GateName::External).unwrap();
+    assert_eq!(external.checks[0].value, Some(-0.04059280026569467));
+    assert_eq!(
+        external.checks[0].source_field.as_deref(),
+        Some("metrics.saebench_delta_mean")
+    );
+}
+
+#[test]
+fn saebench_mode_with_a_summary_and_cebench_not_evaluated() {
+    let s = Signer::new();
+    let mut inputs = full_inputs(&s);
+    inputs.external = vec![
+        read_verified(
+            &s.sign_fixture("phase4b_architecture_frontier_external/run_20260213T173707Z_topk_saebench_summary.json"),
+            &s.trust,
+        )
+        .unwrap(),
+    ];
+    let point = Policy {
+        external_basis: Basis::Point,
+        ..Policy::cycle4()
+    };
+    let ext = evaluate(&point, &inputs)
+        .unwrap()
+        .gate(GateName::External)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        ext.status,
+        Status::NotEvaluated,
+        "CE-Bench missing in joint mode"
+    );
+    assert!(!ext.passed);
+    let sae_only = Policy {
+        external_mode: ExternalMode::Saebench,
+        ..point
+    };
+    let ext = evaluate(&sae_only, &inputs)
+        .unwrap()
+        .gate(GateName::External)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (ext.status, ext.checks[0].value),
+        (Status::Fail, Some(-0.1328355796129408))
+    );
+    // An LCB policy cannot read a summary that has no bound.
+    let err = evaluate(&Policy::cycle4(), &inputs).unwrap_err();
+    assert!(matches!(err, GateError::NoLcb { .. }), "{err}");
+    assert!(err.to_string().contains("basis `lcb` needs"), "{err}");
+}
+
+#[test]
+fn a_file_of_the_wrong_kind_is_an_error() {
+    let s = Signer::new();
+    let mut inputs = full_inputs(&s);
+    inputs.ood = Some(read_verified(&s.sign_fixture(CANDIDATE), &s.trust).unwrap());
+    let msg = evaluate(&Policy::cycle4(), &inputs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains(
+            "the ood gate reads an OOD stress summary, but this file is a selected_candidate"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_field_and_boolean_metric_are_errors() {
+    let s = Signer::new();
+    let mut inputs = full_inputs(&s);
+    let no_drop = r#"{"id_result": {}, "ood_result": {}, "relative_drop": 0.5}"#;
+    inputs.ood = Some(read_verified(&s.sign_json("ood.json", no_drop), &s.trust).unwrap());
+    let msg = evaluate(&Policy::cycle4(), &inputs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("required field `ood_drop` is missing"),
+        "{msg}"
+    );
+    let bool_drop = r#"{"id_result": {}, "ood_result": {}, "ood_drop": false}"#;
+    inputs.ood = Some(read_verified(&s.sign_json("ood.json", bool_drop), &s.trust).unwrap());
+    let msg = evaluate(&Policy::cycle4(), &inputs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("`ood_drop` must be a finite number, found bool False"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn strict_profile_needs_a_p_value() {
+    let s = Signer::new();
+    let mut inputs = full_inputs(&s);
+    let no_p = r#"{"comparison": {"difference": 0.01}, "trained": {"mean": 0.3, "ci95_low": 0.2, "ci95_high": 0.4},
+        "random": {"mean": 0.2, "ci95_low": 0.0, "ci95_high": 0.1}}"#;
+    inputs.phase4a = Some(read_verified(&s.sign_json("phase4a.json", no_p), &s.trust).unwrap());
+    assert!(evaluate(&Policy::cycle4(), &inputs).is_ok());
+    let msg = evaluate(&Policy::strict(), &inputs)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("no `statistical_test.p_value`"), "{msg}");
+}
+
+#[test]
+fn unsigned_unverified_and_tampered_inputs_are_refused() {
+    let s = Signer::new();
+    let plain = s.dir.path().join("plain.json");
+    std::fs::write(&plain, PHASE4A).unwrap();
+    let err = read_verified(&plain, &s.trust).unwrap_err();
+    assert!(matches!(err, SourceError::Unsigned { .. }));
+    assert!(err.to_string().contains("not inside a signed run"), "{err}");
+
+    let signed = s.sign_json("phase4a.json", PHASE4A);
+    std::fs::write(&signed, PHASE4A.replace("0.0001649", "0.0001650")).unwrap();
+    let err = read_verified(&signed, &s.trust).unwrap_err();
+    assert!(matches!(err, SourceError::Unverified { .. }), "{err}");
+
+    let other = Signer::new();
+    let signed = s.sign_json("phase4a.json", PHASE4A);
+    let err = read_verified(&signed, &other.trust).unwrap_err();
+    assert!(matches!(err, SourceError::Unverified { .. }), "{err}");
+
+    let err = read_verified(&s.dir.path().join("absent.json"), &s.trust).unwrap_err();
+    assert!(err.to_string().contains("no such file"), "{err}");
+}
