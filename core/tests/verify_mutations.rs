@@ -1,0 +1,139 @@
+//! Mutation testing of the verifier: random byte edits to a signed run's envelope and outputs,
+//! plus a committed corpus of hostile envelopes (core/tests/corpus/envelopes/). The verifier must
+//! never panic, and it may pass only when the edit left the signed content intact.
+
+use std::path::{Path, PathBuf};
+
+use husai_core::dsse::Envelope;
+use husai_core::keys::{self, SigningKey};
+use husai_core::manifest::{ManifestDraft, RunKind, ToolInfo};
+use husai_core::store::RunStore;
+use husai_core::trust::TrustPolicy;
+use husai_core::verify::{self, VerifyOptions};
+use proptest::prelude::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    results: PathBuf,
+    run: PathBuf,
+    policy: TrustPolicy,
+    envelope: Vec<u8>,
+    metrics: Vec<u8>,
+}
+
+fn trusted_policy(dir: &Path, key: &SigningKey) -> TrustPolicy {
+    let keys_dir = dir.join("keys");
+    std::fs::create_dir_all(&keys_dir).unwrap();
+    std::fs::write(keys_dir.join("k.pub.pem"), key.public_key().to_spki_pem()).unwrap();
+    let policy = serde_json::json!({"schema_version": "1.0", "keys": [{
+        "keyid": key.key_id(), "public_key": "k.pub.pem", "roles": ["ci"],
+        "not_before": "2020-01-01T00:00:00Z", "not_after": null, "revoked": null}]});
+    std::fs::write(keys_dir.join("trust-policy.json"), policy.to_string()).unwrap();
+    TrustPolicy::load(&keys_dir).unwrap()
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keys::generate();
+    let policy = trusted_policy(dir.path(), &key);
+    let results = dir.path().join("results");
+    let store = RunStore::open(&results).unwrap();
+    let staged = store.stage("fuzz", RunKind::External).unwrap();
+    std::fs::write(
+        staged.dir().join("metrics.json"),
+        b"{\"fvu\":0.125,\"l0\":32}",
+    )
+    .unwrap();
+    let draft = ManifestDraft::new(ToolInfo {
+        name: "test".into(),
+        version: "0".into(),
+        git_commit: None,
+        git_dirty: None,
+    });
+    let run = staged.commit(draft, &key, &|_| {}).unwrap().dir;
+    let envelope = std::fs::read(run.join("husai.dsse.json")).unwrap();
+    let metrics = std::fs::read(run.join("metrics.json")).unwrap();
+    Fixture {
+        _dir: dir,
+        results,
+        run,
+        policy,
+        envelope,
+        metrics,
+    }
+}
+
+fn passes(f: &Fixture) -> bool {
+    let report = verify::verify_paths(
+        std::slice::from_ref(&f.results),
+        &f.policy,
+        VerifyOptions::default(),
+    );
+    report.passed()
+}
+
+fn same_envelope(a: &[u8], b: &[u8]) -> bool {
+    match (
+        serde_json::from_slice::<Envelope>(a),
+        serde_json::from_slice::<Envelope>(b),
+    ) {
+        (Ok(x), Ok(y)) => x.payload == y.payload && x.payload_type == y.payload_type,
+        _ => false,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn envelope_byte_edits_never_panic_and_never_forge(edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4)) {
+        let f = fixture();
+        let mut bytes = f.envelope.clone();
+        for (at, value) in &edits {
+            let i = at.index(bytes.len());
+            bytes[i] = *value;
+        }
+        std::fs::write(f.run.join("husai.dsse.json"), &bytes).unwrap();
+        if passes(&f) {
+            // Only edits that leave the signed payload and its type as they were may pass
+            // (white space, or a change inside a signature that still names a valid one).
+            prop_assert!(same_envelope(&bytes, &f.envelope), "an edited envelope verified");
+        }
+    }
+
+    #[test]
+    fn output_byte_edits_are_always_caught(at in any::<prop::sample::Index>(), flip in 1u8..=255) {
+        let f = fixture();
+        let mut bytes = f.metrics.clone();
+        let i = at.index(bytes.len());
+        bytes[i] ^= flip;
+        std::fs::write(f.run.join("metrics.json"), &bytes).unwrap();
+        prop_assert!(!passes(&f));
+    }
+}
+
+#[test]
+fn the_hostile_envelope_corpus_is_rejected_without_panic() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/envelopes");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&corpus).unwrap() {
+        let path = entry.unwrap().path();
+        let f = fixture();
+        std::fs::copy(&path, f.run.join("husai.dsse.json")).unwrap();
+        let report = verify::verify_paths(
+            std::slice::from_ref(&f.results),
+            &f.policy,
+            VerifyOptions::default(),
+        );
+        assert!(!report.passed(), "{} verified", path.display());
+        assert!(
+            report
+                .errors()
+                .all(|e| e.file.is_some() && !e.message.is_empty()),
+            "{}: a finding without a file or message",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 8, "corpus has only {n} entries");
+}
