@@ -9,28 +9,28 @@
 //!   ECMAScript's `Number.prototype.toString` does (shortest round-trip digits; plain notation
 //!   for decimal exponents in [-6, 21), otherwise `d.ddde±n`; `-0` becomes `0`).
 //!
-//! **Integers.** serde_json keeps integers as exact `u64`/`i64`. Beyond ±2^53 an integer may not
-//! be a double at all, and even where it is, ECMAScript prints it with trailing zeros in place of
-//! its low digits (2^60 prints as `1152921504606847000`), so the canonical text would denote a
-//! different integer than the one in the config. Two configs that differ only there would also
-//! hash the same. We therefore reject integers outside the "safe" range
-//! [-(2^53), 2^53] with [`CanonicalError::UnsafeInteger`], naming the JSON pointer; a value that
-//! large (a 64-bit seed, say) belongs in a string. Inside that range the decimal digits are
-//! exactly what ECMAScript prints. Non-integral numbers that serde_json holds as `f64` are
-//! formatted as doubles.
+//! **Integers.** serde_json keeps integers as exact `u64`/`i64`, but JCS reads every number as a
+//! double. Beyond ±2^53 an integer may not be a double at all, and where it is, ECMAScript may
+//! print it with different low digits (2^60 = 1152921504606846976 prints as
+//! `1152921504606847000`), so the canonical text would denote another integer than the config
+//! holds, and two configs differing only there would hash the same. We accept an integer exactly
+//! when its own decimal text is what JCS prints for it (read as a double, printed per ECMAScript):
+//! every integer in ±2^53, and beyond that only integers already in that printed form (such as
+//! `10575728201040564000`, which is also what a large double canonicalises to, so canonical
+//! output read back by serde_json canonicalises again). Any other integer is refused with
+//! [`CanonicalError::UnsafeInteger`] naming its JSON pointer; a value like a 64-bit seed belongs in
+//! a string. Non-integral numbers that serde_json holds as `f64` are formatted as doubles.
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-/// Largest magnitude for which every integer is exactly a double: 2^53.
-pub const MAX_SAFE_INTEGER: u64 = 1 << 53;
 /// Nesting limit, so a hostile document built in memory cannot overflow the stack.
 pub const MAX_DEPTH: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanonicalError {
     #[error(
-        "number {value} at {pointer} is an integer outside ±2^53, which RFC 8785 canonical JSON cannot represent exactly (numbers are IEEE-754 doubles); store it as a string"
+        "number {value} at {pointer} is an integer that RFC 8785 canonical JSON cannot represent exactly (numbers are IEEE-754 doubles, exact for integers within ±2^53); store it as a string"
     )]
     UnsafeInteger { pointer: String, value: String },
     #[error(
@@ -131,23 +131,20 @@ fn write_number(
     out: &mut Vec<u8>,
     path: &[Seg<'_>],
 ) -> Result<(), CanonicalError> {
-    if let Some(u) = n.as_u64() {
-        if u > MAX_SAFE_INTEGER {
+    let integer = match (n.as_u64(), n.as_i64()) {
+        (Some(u), _) => Some((u.to_string(), u as f64)),
+        (None, Some(i)) => Some((i.to_string(), i as f64)),
+        (None, None) => None,
+    };
+    if let Some((text, as_double)) = integer {
+        // Within ±2^53 the two always agree; beyond, only integers already in printed form do.
+        if format_double(as_double) != text {
             return Err(CanonicalError::UnsafeInteger {
                 pointer: pointer(path),
-                value: u.to_string(),
+                value: text,
             });
         }
-        out.extend_from_slice(u.to_string().as_bytes());
-    } else if let Some(i) = n.as_i64() {
-        // as_u64 failed, so i is negative.
-        if i.unsigned_abs() > MAX_SAFE_INTEGER {
-            return Err(CanonicalError::UnsafeInteger {
-                pointer: pointer(path),
-                value: i.to_string(),
-            });
-        }
-        out.extend_from_slice(i.to_string().as_bytes());
+        out.extend_from_slice(text.as_bytes());
     } else {
         let f = n.as_f64().ok_or_else(|| CanonicalError::NonFinite {
             pointer: pointer(path),
@@ -179,6 +176,7 @@ pub fn format_double(x: f64) -> String {
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     // Rust never produces an exponent outside i32, but a parse failure must not panic.
     let exp: i32 = exp.parse().unwrap_or(0);
+    let digits = ties_to_even(x, digits, exp);
     let k = digits.len() as i32;
     // ECMA-262's n: the value is 0.digits × 10^n.
     let n = exp + 1;
@@ -201,6 +199,69 @@ pub fn format_double(x: f64) -> String {
             format!("{first}.{rest}e{sign}{}", e.abs())
         }
     }
+}
+
+/// ECMA-262 picks, among equally short digit strings that read back as `x`, the one closest to
+/// `x`, and on an exact tie the even one. Rust's shortest formatting agrees except on that tie
+/// (it rounds half up: 1424953923781206.25 gives "…206.3" where ECMAScript gives "…206.2"). A tie
+/// means the exact decimal expansion of `x` continues with a single 5 right after the shortest
+/// digits; then the even neighbour is used if it also reads back as `x`.
+fn ties_to_even(x: f64, digits: String, exp: i32) -> String {
+    if digits.as_bytes().last().is_none_or(|d| d % 2 == 0) {
+        return digits;
+    }
+    // A double's exact decimal expansion has at most 767 significant digits, so 780 fractional
+    // digits in scientific form print it exactly.
+    let exact = format!("{x:.780e}");
+    let Some((mantissa, exact_exp)) = exact.split_once('e') else {
+        return digits;
+    };
+    if exact_exp.parse::<i32>() != Ok(exp) {
+        return digits; // shortest form rounded up to the next power of ten: no tie possible
+    }
+    let exact_digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let k = digits.len();
+    let tail = &exact_digits[k.min(exact_digits.len())..];
+    if tail.first() != Some(&b'5') || tail[1..].iter().any(|&d| d != b'0') {
+        return digits;
+    }
+    let lower = &exact_digits[..k];
+    let other = if digits.as_bytes() == lower {
+        match increment_decimal(lower) {
+            Some(up) => up,
+            None => return digits,
+        }
+    } else {
+        lower.to_vec()
+    };
+    let Ok(other) = String::from_utf8(other) else {
+        return digits;
+    };
+    let candidate = format!("{}.{}e{exp}", &other[..1], &other[1..]);
+    if candidate.parse::<f64>() == Ok(x) {
+        let trimmed = other.trim_end_matches('0');
+        if trimmed.is_empty() {
+            other
+        } else {
+            trimmed.to_owned()
+        }
+    } else {
+        digits
+    }
+}
+
+/// `digits + 1` as a decimal string of the same length; `None` if it would carry out (999 + 1).
+fn increment_decimal(digits: &[u8]) -> Option<Vec<u8>> {
+    let mut out = digits.to_vec();
+    for d in out.iter_mut().rev() {
+        if *d == b'9' {
+            *d = b'0';
+        } else {
+            *d += 1;
+            return Some(out);
+        }
+    }
+    None
 }
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
