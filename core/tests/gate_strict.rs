@@ -225,3 +225,24 @@ fn unsigned_unverified_and_tampered_inputs_are_refused() {
     let err = read_verified(&s.dir.path().join("absent.json"), &s.trust).unwrap_err();
     assert!(err.to_string().contains("no such file"), "{err}");
 }
+
+#[test]
+fn reports_match_the_gate_report_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schemas/gate-report.v1.json")).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let s = Signer::new();
+    let mut inputs = full_inputs(&s);
+    inputs.ood = None;
+    let report = evaluate(&Policy::strict(), &inputs).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&report.to_json_text()).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    // The schema is not vacuous: a report with an unknown status is rejected.
+    let mut bad = doc.clone();
+    bad["gates"][0]["status"] = "skipped".into();
+    assert!(!validator.is_valid(&bad));
+    // Round trip through serde (claims read gate reports back).
+    let back: husai_core::gate::report::GateReport = serde_json::from_value(doc).unwrap();
+    assert_eq!(back, report);
+}

@@ -2,7 +2,11 @@
 
 pub mod attest;
 pub mod gate;
+pub mod import;
 pub mod keygen;
 pub mod select;
 pub mod show;
 pub mod verify;
+pub mod data;
+pub mod plugins;
+pub mod train;

@@ -8,6 +8,7 @@
 
 pub mod closure;
 pub mod external;
+pub mod import;
 pub mod json;
 pub mod assignment;
 pub mod kind;

@@ -1,0 +1,177 @@
+//! `husai-audit import husai-evidence` on the upstream evidence tree.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use husai_core::keys;
+use husai_core::trust::TrustPolicy;
+use husai_core::verify::load_verified_run;
+
+fn evidence() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/husai-evidence")
+}
+
+fn setup() -> (tempfile::TempDir, TrustPolicy) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keys::generate();
+    std::fs::write(dir.path().join("dev.pem"), key.to_pkcs8_pem()).unwrap();
+    let kd = dir.path().join("keys");
+    std::fs::create_dir_all(&kd).unwrap();
+    std::fs::write(kd.join("dev.pub.pem"), key.public_key().to_spki_pem()).unwrap();
+    std::fs::write(
+        kd.join("trust-policy.json"),
+        format!(
+            r#"{{"schema_version": "1.0", "keys": [{{"keyid": "{}", "public_key": "dev.pub.pem", "roles": ["ci"],
+                "not_before": "2020-01-01T00:00:00Z", "not_after": null, "revoked": null}}]}}"#,
+            key.key_id()
+        ),
+    )
+    .unwrap();
+    let trust = TrustPolicy::load(&kd).unwrap();
+    (dir, trust)
+}
+
+fn import(dir: &Path, source: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_husai-audit"))
+        .args(["import", "husai-evidence"])
+        .arg(source)
+        .args([
+            "--campaign",
+            "husai-evidence",
+            "--results",
+            "results",
+            "--key",
+            "dev.pem",
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn imports_one_run_per_top_level_directory_and_flags_the_empty_file() {
+    let (dir, trust) = setup();
+    let out = import(dir.path(), &evidence(), &["--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let top_dirs = std::fs::read_dir(evidence())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(
+        lines.len(),
+        top_dirs + 1,
+        "one run per top-level directory plus _root"
+    );
+    assert_eq!(lines[0]["group"], "_root");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("run_20260218T024225Z_results.json is empty (0 bytes)"),
+        "{stderr}"
+    );
+
+    let cycle10 = lines
+        .iter()
+        .find(|l| l["group"] == "cycle10_live_snapshot_20260218T0332Z")
+        .unwrap();
+    assert_eq!(cycle10["parse_errors"], 1);
+    let run =
+        load_verified_run(&dir.path().join(cycle10["dir"].as_str().unwrap()), &trust).unwrap();
+    let files = &run.manifest.extra["import"]["files"];
+    let empty = &files["assignment/run_20260218T024225Z_results.json"];
+    assert_eq!(empty["size"], 0);
+    assert!(empty["parse_error"].as_str().unwrap().contains("empty"));
+    let ok = &files["assignment/run_20260218T004251Z_results.json"];
+    assert_eq!(ok["kind"], "assignment_v3_results");
+    assert_eq!(ok["parse_error"], serde_json::Value::Null);
+    // The imported bytes are the upstream bytes.
+    let subject = run
+        .subject("assignment/run_20260218T004251Z_results.json")
+        .unwrap();
+    let upstream =
+        std::fs::read(evidence().join(
+            "cycle10_live_snapshot_20260218T0332Z/assignment/run_20260218T004251Z_results.json",
+        ))
+        .unwrap();
+    assert_eq!(
+        subject.digest["sha256"],
+        husai_core::digest::sha256_hex(&upstream)
+    );
+
+    let cycle4 = lines
+        .iter()
+        .find(|l| l["group"] == "cycle4_followups_run_20260215T190004Z")
+        .unwrap();
+    let run = load_verified_run(&dir.path().join(cycle4["dir"].as_str().unwrap()), &trust).unwrap();
+    let files = &run.manifest.extra["import"]["files"];
+    assert_eq!(
+        files["release_gate/release_policy.json"]["kind"],
+        "release_policy"
+    );
+    assert_eq!(
+        files["release_gate/release_policy.json"]["schema_version"],
+        "v3-lcb"
+    );
+    assert!(
+        !files["known_circuit/closure_summary.json"]["non_finite_pointers"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    let verify = Command::new(env!("CARGO_BIN_EXE_husai-audit"))
+        .args(["verify", "results", "--keys", "keys"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+#[test]
+fn bad_trees_are_refused_before_anything_is_written() {
+    let (dir, _) = setup();
+    let out = import(dir.path(), &dir.path().join("absent"), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a directory"));
+
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("a")).unwrap();
+    std::fs::write(tree.join("a/ok.json"), "{}").unwrap();
+    std::fs::create_dir_all(tree.join("b")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", tree.join("b/link.json")).unwrap();
+    let out = import(dir.path(), &tree, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("link.json") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("results/husai-evidence").exists()
+            || std::fs::read_dir(dir.path().join("results/husai-evidence"))
+                .unwrap()
+                .count()
+                == 0
+    );
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = import(dir.path(), &empty, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no files to import"));
+}
