@@ -7,6 +7,3 @@ pub mod keygen;
 pub mod select;
 pub mod show;
 pub mod verify;
-pub mod data;
-pub mod plugins;
-pub mod train;
