@@ -1,0 +1,14 @@
+//! Claims: a registry of what the project claims, each claim tied to signed evidence, checked by `verify`.
+//!
+//! * [`registry`]: the `claims.json` format (schema `schemas/claims.v1.json`).
+//! * [`check`]: [`check_registry`] reads every cited value from a verified run, applies the claim's comparator,
+//!   requires a passing strict gate report for release claims, and checks claim tags in the listed Markdown.
+//! * [`tags`]: the Markdown tag syntax (`<!-- claim:ID -->0.0544<!-- /claim -->`).
+//! * [`consistency`]: upstream's experiment-consistency audit checks, ported for `--parity`.
+
+pub mod check;
+pub mod consistency;
+pub mod registry;
+pub mod tags;
+
+pub use check::{ClaimsReport, check_registry};

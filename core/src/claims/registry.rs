@@ -1,0 +1,196 @@
+//! The claims registry file (`claims.json` at the repository root, schema `schemas/claims.v1.json`).
+//!
+//! ```json
+//! {
+//!   "schema_version": "1.0",
+//!   "documents": ["docs/upstream-claims.md"],
+//!   "claims": [{
+//!     "id": "assignment-v2-internal-lcb",
+//!     "statement": "Assignment-consistency v2 raises PWMCC: best conservative delta LCB is positive.",
+//!     "level": "internal",
+//!     "evidence": [{"run": "husai-evidence/<run_id>", "subject": "run_..._results.json",
+//!                   "pointer": "/acceptance/best_delta_lcb", "comparator": ">", "value": 0.0}],
+//!     "gate": null
+//!   }]
+//! }
+//! ```
+//!
+//! `run` is `<campaign>/<run_id>` under the results root; `subject` is the file's signed name inside the run;
+//! `pointer` is an RFC 6901 JSON Pointer into that file. `comparator` is one of `==`, `!=`, `>=`, `>`, `<=`, `<`;
+//! `tolerance` (default 0) widens `==`/`!=` on numbers to `|actual − value| ≤ tolerance`. A claim at level `release`
+//! names a signed strict gate run in `gate` (`<campaign>/<run_id>`). `documents` lists Markdown files or
+//! directories (scanned recursively for `*.md`) whose claim tags are checked (see `tags`).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+pub const CLAIMS_SCHEMA: &str = include_str!("../../../schemas/claims.v1.json");
+/// The registry's conventional file name at the repository root.
+pub const REGISTRY_FILE: &str = "claims.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Exploratory,
+    Internal,
+    External,
+    Release,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Exploratory => "exploratory",
+            Level::Internal => "internal",
+            Level::External => "external",
+            Level::Release => "release",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Comparator {
+    #[serde(rename = "==")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = "<")]
+    Lt,
+}
+
+impl Comparator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparator::Eq => "==",
+            Comparator::Ne => "!=",
+            Comparator::Ge => ">=",
+            Comparator::Gt => ">",
+            Comparator::Le => "<=",
+            Comparator::Lt => "<",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    pub run: String,
+    pub subject: String,
+    pub pointer: String,
+    pub comparator: Comparator,
+    pub value: serde_json::Value,
+    #[serde(default)]
+    pub tolerance: Option<f64>,
+}
+
+impl Evidence {
+    /// `(campaign, run_id)` from `run`.
+    pub fn run_parts(&self) -> Option<(&str, &str)> {
+        self.run.split_once('/')
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    pub id: String,
+    pub statement: String,
+    pub level: Level,
+    pub evidence: Vec<Evidence>,
+    #[serde(default)]
+    pub gate: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    pub schema_version: String,
+    #[serde(default)]
+    pub documents: Vec<String>,
+    pub claims: Vec<Claim>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read the claims registry {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the claims registry {} is not JSON: {source}", path.display())]
+    NotJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the claims registry {} does not match schemas/claims.v1.json:\n  {}", path.display(), violations.join("\n  "))]
+    Schema {
+        path: PathBuf,
+        violations: Vec<String>,
+    },
+    #[error("the claims registry {} defines claim id {id:?} twice; ids must be unique", path.display())]
+    DuplicateId { path: PathBuf, id: String },
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    V.get_or_init(|| {
+        // The schema is part of the source tree and covered by tests; a broken one is a build defect.
+        let doc: serde_json::Value =
+            serde_json::from_str(CLAIMS_SCHEMA).expect("schemas/claims.v1.json is JSON");
+        jsonschema::draft202012::new(&doc).expect("schemas/claims.v1.json compiles")
+    })
+}
+
+/// Parses and validates a registry held in memory; `path` is used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<Registry, RegistryError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|source| RegistryError::NotJson {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let violations: Vec<String> = validator()
+        .iter_errors(&value)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            format!("{}: {e}", if at.is_empty() { "/" } else { &at })
+        })
+        .collect();
+    if !violations.is_empty() {
+        return Err(RegistryError::Schema {
+            path: path.to_path_buf(),
+            violations,
+        });
+    }
+    let registry: Registry = serde_json::from_value(value).map_err(|e| RegistryError::Schema {
+        path: path.to_path_buf(),
+        violations: vec![e.to_string()],
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    for c in &registry.claims {
+        if !seen.insert(c.id.as_str()) {
+            return Err(RegistryError::DuplicateId {
+                path: path.to_path_buf(),
+                id: c.id.clone(),
+            });
+        }
+    }
+    Ok(registry)
+}
+
+pub fn load(path: &Path) -> Result<Registry, RegistryError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
