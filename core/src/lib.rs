@@ -18,6 +18,7 @@ pub mod keys;
 pub mod trust;
 pub mod legacy;
 pub mod gate;
+pub mod claims;
 pub mod stats;
 pub mod select;
 pub mod plugin;
