@@ -45,6 +45,11 @@ enum Command {
     Gate(cmd::gate::Args),
     Import(cmd::import::Args),
     Select(cmd::select::Args),
+    Plugins(cmd::plugins::Args),
+    Train(cmd::train::Args),
+    /// Internal: husai-audit re-executes itself under this name to load and run one plugin.
+    #[command(name = "__plugin-child", hide = true)]
+    PluginChild(cmd::plugins::ChildArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +62,9 @@ fn main() -> ExitCode {
         Command::Gate(args) => cmd::gate::run(args),
         Command::Import(args) => cmd::import::run(args),
         Command::Select(args) => cmd::select::run(args),
+        Command::Plugins(args) => cmd::plugins::run(args),
+        Command::Train(args) => cmd::train::run(args),
+        Command::PluginChild(args) => Ok(cmd::plugins::run_child(args)),
     };
     match result {
         Ok(code) => code,

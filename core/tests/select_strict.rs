@@ -418,12 +418,16 @@ fn strict_output_matches_its_schema() {
         selected["group_metrics"]["saebench_delta"]["mean"],
         -0.04059280026569467
     );
-    assert_eq!(
-        doc["normalization"]["saebench_delta"]["lo"]
-            .as_f64()
-            .is_some(),
-        true
-    );
+    // The recorded range is the one the scores used: the best and worst group SAEBench LCBs.
+    let lcbs: Vec<f64> = doc["ranked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["values"]["saebench_delta"].as_f64().unwrap())
+        .collect();
+    let range = &doc["normalization"]["saebench_delta"];
+    assert_eq!(range["hi"].as_f64(), lcbs.iter().copied().reduce(f64::max));
+    assert_eq!(range["lo"].as_f64(), lcbs.iter().copied().reduce(f64::min));
     assert!(
         doc["rationale"]
             .as_str()

@@ -7,3 +7,5 @@ pub mod keygen;
 pub mod select;
 pub mod show;
 pub mod verify;
+pub mod plugins;
+pub mod train;

@@ -64,6 +64,18 @@ pub enum PluginHostError {
         detail: String,
         stderr_tail: Vec<String>,
     },
+    #[error("the config for plugin {name} ({path}) does not match the plugin's config schema: {}", .errors.join("; "))]
+    InvalidConfig {
+        name: String,
+        path: PathBuf,
+        errors: Vec<String>,
+    },
+    #[error("plugin {name} ({path}) publishes a config schema that does not compile: {detail}")]
+    BadSchema {
+        name: String,
+        path: PathBuf,
+        detail: String,
+    },
     #[error(
         "plugin library {path} changed after it was described (sha256 {before}, now {after}); run the command again"
     )]
@@ -247,6 +259,7 @@ impl PluginHost {
                 after: now,
             });
         }
+        check_config(plugin, &request.config)?;
         // Serialising a RunRequest (paths and a JSON value) cannot fail.
         let request_json = serde_json::to_vec(request).unwrap_or_default();
         let args = [
@@ -368,6 +381,44 @@ impl PluginHost {
             status,
             stderr_tail,
             bad_lines,
+        })
+    }
+}
+
+/// Validates `config` against the plugin's published JSON Schema before anything runs, so a bad config is refused
+/// with every violation named instead of failing somewhere inside the plugin.
+fn check_config(
+    plugin: &DescribedPlugin,
+    config: &serde_json::Value,
+) -> Result<(), PluginHostError> {
+    let name = || plugin.description.name.clone();
+    let path = || plugin.library_path.clone();
+    let validator =
+        jsonschema::draft202012::new(&plugin.description.config_schema).map_err(|e| {
+            PluginHostError::BadSchema {
+                name: name(),
+                path: path(),
+                detail: e.to_string(),
+            }
+        })?;
+    let errors: Vec<String> = validator
+        .iter_errors(config)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                format!("{e}")
+            } else {
+                format!("{e} (at config{at})")
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(PluginHostError::InvalidConfig {
+            name: name(),
+            path: path(),
+            errors,
         })
     }
 }

@@ -669,9 +669,14 @@ pub fn rationale(sel: &Selection) -> String {
         .ranked
         .get(1)
         .map(|&i| (&sel.candidates[i], &sel.scores[i]));
+    let among = if sel.is_pareto[sel.ranked[0]] {
+        "among front members"
+    } else {
+        "overall"
+    };
     parts.push(match runner {
         Some((r, rs)) => format!(
-            "Its joint score {:.4} is the highest among front members (runner-up `{}`: {:.4}).",
+            "Its joint score {:.4} is the highest {among} (runner-up `{}`: {:.4}).",
             s.joint, r.id, rs.joint
         ),
         None => format!("It is the only candidate (joint score {:.4}).", s.joint),
@@ -703,6 +708,27 @@ pub fn rationale(sel: &Selection) -> String {
             "The representative checkpoint is seed {} (`{}`), the group's best seed-level score; the group metrics are not that seed's own values.",
             rep.seed.map_or_else(|| "none".to_string(), |s| s.to_string()),
             rep.condition_id
+        ));
+    }
+    if let Some(comparison) = runner_up_comparison(sel).as_object() {
+        let describe = |key: MetricKey, label: &str| {
+            let entry = &comparison[key.as_str()];
+            match (
+                entry["mean_difference"].as_f64(),
+                entry["ci_low"].as_f64(),
+                entry["ci_high"].as_f64(),
+            ) {
+                (Some(mean), Some(lo), Some(hi)) => format!(
+                    "{label} {mean:+.4} [{lo:+.4}, {hi:+.4}] over {} shared seed(s)",
+                    entry["shared_seeds"].as_array().map_or(0, Vec::len)
+                ),
+                _ => format!("{label} not evaluated (fewer than 2 shared seeds)"),
+            }
+        };
+        parts.push(format!(
+            "Paired seed-bootstrap difference to the runner-up (selected minus runner-up, 95%): {}; {}.",
+            describe(MetricKey::SaebenchDelta, "SAEBench delta"),
+            describe(MetricKey::CebenchDelta, "CE-Bench delta")
         ));
     }
     if let Some(d) = &sel.diagnostics
@@ -848,13 +874,17 @@ pub fn strict_markdown(sel: &Selection, run_id: &str) -> String {
     out.push_str("# Release-candidate selection\n\n");
     out.push_str(&format!("- Run: `{run_id}`\n"));
     out.push_str(&format!(
-        "- Mode: strict; {} candidates; uncertainty `{}`",
+        "- Mode: strict; candidates are {}; ranking basis `{}`",
         if cfg.group_by_condition {
-            "grouped (condition + config hash, distinct seeds)"
+            "groups keyed by condition and config hash, sized in distinct seeds"
         } else {
-            "seed-level"
+            "single seed rows"
         },
-        cfg.uncertainty.as_str()
+        if cfg.group_by_condition {
+            cfg.uncertainty.as_str()
+        } else {
+            "seed"
+        }
     ));
     if cfg.group_by_condition && cfg.uncertainty == super::UncertaintyMode::Lcb {
         out.push_str(&format!(

@@ -181,10 +181,15 @@ pub fn pareto_svg(sel: &Selection) -> String {
                 py(y)
             ));
             if on_front || i == selected {
+                // Labels of points in the right part of the plot go to their left, so they stay inside the frame.
+                let (tx, anchor) = if px(x) > LEFT + plot_w * 0.6 {
+                    (px(x) - 8.0, "end")
+                } else {
+                    (px(x) + 8.0, "start")
+                };
                 out.push_str(&format!(
-                    "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{id}</text>\n",
-                    px(x) + 8.0,
-                    py(y) - 6.0
+                    "<text x=\"{tx:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"{anchor}\">{id}</text>\n",
+                    py(y) - 8.0
                 ));
             }
             if i == selected {

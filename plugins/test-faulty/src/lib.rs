@@ -1,5 +1,6 @@
-//! A deliberately faulty plugin. Its request config picks how it misbehaves, so the host's tests can prove that a
-//! plugin failure never takes the host down and never leaves a signed run behind:
+//! A deliberately faulty plugin. Its request config (`mode`, or the environment variable `HUSAI_FAULTY_MODE` when
+//! the config has no `mode`) picks how it misbehaves, so the host's tests can prove that a plugin failure never
+//! takes the host down and never leaves a signed run behind:
 //!
 //! - `{"mode": "ok"}`: writes `out.txt` into the output directory and succeeds (the control case);
 //! - `"error"`: returns a plugin error;
@@ -34,9 +35,7 @@ impl Plugin for Faulty {
             config_schema: json!({
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "type": "object",
-                "required": ["mode"],
-                "properties": {"mode": {"enum": MODES}},
-                "additionalProperties": false
+                "properties": {"mode": {"enum": MODES}}
             }),
             capabilities: vec![Capability::Cpu],
         }
@@ -46,13 +45,17 @@ impl Plugin for Faulty {
         request: &RunRequest,
         progress: &mut Progress,
     ) -> Result<serde_json::Value, PluginError> {
-        let mode = request
-            .config
-            .get("mode")
-            .and_then(|m| m.as_str())
-            .ok_or_else(|| {
-                PluginError::invalid_config(format!("config.mode must be one of {MODES:?}"))
-            })?;
+        // `config.mode` when the caller controls the config; otherwise HUSAI_FAULTY_MODE, so that commands with a fixed
+        // config shape (`husai-audit train`) can drive the same failures end to end.
+        let env_mode = std::env::var("HUSAI_FAULTY_MODE").ok();
+        let mode = match request.config.get("mode").and_then(|m| m.as_str()) {
+            Some(m) => m,
+            None => env_mode.as_deref().ok_or_else(|| {
+                PluginError::invalid_config(format!(
+                    "set config.mode or HUSAI_FAULTY_MODE to one of {MODES:?}"
+                ))
+            })?,
+        };
         progress.report(0, 2, "starting");
         std::fs::write(request.output_dir.join("out.txt"), format!("mode {mode}\n"))
             .map_err(|e| PluginError::output(format!("cannot write out.txt: {e}")))?;

@@ -1,0 +1,280 @@
+//! `husai-audit train`: train an SAE with a trainer plugin and record the result as one signed run (kind `train`).
+//!
+//! The plugin runs in a child process and writes into a staging directory; husai-audit then hashes the outputs,
+//! records the dataset digest, config hash, seed, plugin identity (with the library's sha256) and environment, and
+//! signs. If the plugin fails in any way (an error, a panic, a crash), the staging directory is removed and no run
+//! appears under --results.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use husai_core::digest::{self, DigestMethod};
+use husai_core::manifest::{DatasetRef, InputRef, ManifestDraft, PluginInfo, RowRange, RunKind};
+use husai_core::plugin::{PluginHost, PluginKind, RunRequest};
+use husai_core::store::RunStore;
+use husai_kernels::activations;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::cli;
+
+/// Train an SAE on an activation bank and sign the result as a run.
+///
+/// Exactly one of --steps and --epochs sets the length of training (an epoch is rows / batch steps, rounded up).
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("length").required(true).args(["steps", "epochs"])))]
+pub struct Args {
+    /// Trainer plugin, by the name it describes itself with (see `husai-audit plugins`).
+    #[arg(long, default_value = "sae-topk")]
+    plugin: String,
+    /// Activation bank: a .npy (float32/float16, [rows, d_in], C order) or .safetensors file.
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// Tensor to read from a .safetensors file (needed when it holds more than one).
+    #[arg(long)]
+    tensor: Option<String>,
+    /// Number of latents.
+    #[arg(long = "d-sae", value_name = "N")]
+    d_sae: usize,
+    /// Latents kept per row.
+    #[arg(long)]
+    k: usize,
+    /// Initialisation seed.
+    #[arg(long)]
+    seed: u64,
+    /// Optimiser steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Passes over the data (converted to steps, rounded up).
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// Rows per step.
+    #[arg(long, default_value_t = 4096)]
+    batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Campaign the run belongs to (results/<campaign>/<run_id>/).
+    #[arg(long)]
+    campaign: String,
+    /// Signing key (ed25519 PKCS#8 PEM).
+    #[arg(long, env = "HUSAI_SIGNING_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Root of the run store.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    results: PathBuf,
+    /// Keys directory with trust-policy.json, used when --data is itself the output of a run.
+    #[arg(long, default_value = "keys", value_name = "DIR")]
+    keys: PathBuf,
+    /// Directory to search for plugins first (repeatable).
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Steps for `epochs` passes over `rows` rows in batches of `batch`.
+fn epochs_to_steps(epochs: f64, rows: usize, batch: usize) -> anyhow::Result<usize> {
+    if !(epochs.is_finite() && epochs > 0.0) {
+        bail!("--epochs {epochs} must be a positive number");
+    }
+    let steps = (epochs * rows as f64 / batch as f64).ceil();
+    if steps < 1.0 || steps > usize::MAX as f64 {
+        bail!("--epochs {epochs} gives {steps} steps for {rows} rows in batches of {batch}");
+    }
+    Ok(steps as usize)
+}
+
+/// The data set as an input of the run: linked to the run that produced it when it is a signed output.
+fn data_input(args: &Args) -> anyhow::Result<InputRef> {
+    let spec = args.data.display().to_string();
+    if husai_core::verify::enclosing_run(&args.data).is_some() {
+        let policy = cli::trust_policy(&args.keys)?;
+        let mut refs = husai_core::inputs::resolve(&spec, &args.results, &policy)?;
+        return refs
+            .pop()
+            .ok_or_else(|| anyhow!("--data {spec} resolved to no file"));
+    }
+    let d = digest::digest_file(&args.data, DigestMethod::Sha256)
+        .with_context(|| format!("cannot hash --data {spec}"))?;
+    Ok(InputRef {
+        path: spec,
+        digest: BTreeMap::from([(d.algorithm, d.hex)]),
+        run: None,
+    })
+}
+
+fn steps_bar(total: u64) -> ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "training [{bar:30}] {pos}/{len} steps {per_sec} eta {eta} {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Everything that can be refused cheaply is checked before any training starts.
+    let key = cli::signing_key(args.key.as_deref())?;
+    husai_core::store::check_campaign(&args.campaign)?;
+    let info = activations::inspect(&args.data, args.tensor.as_deref())?;
+    let steps = match (args.steps, args.epochs) {
+        (Some(s), None) => s,
+        (None, Some(e)) => epochs_to_steps(e, info.rows, args.batch)?,
+        _ => unreachable!("clap's `length` group requires exactly one of --steps and --epochs"),
+    };
+    let host = PluginHost::for_current_exe(&args.plugin_dirs)?;
+    let plugin = host.find(&args.plugin)?;
+    if plugin.description.kind != PluginKind::Trainer {
+        bail!(
+            "plugin {} ({}) is a {} plugin; `train` needs a trainer",
+            args.plugin,
+            plugin.library_path.display(),
+            plugin.description.kind
+        );
+    }
+
+    let input = data_input(&args)?;
+    let dataset_sha256 = match input.digest.get("sha256") {
+        Some(hex) => hex.clone(),
+        None => digest::digest_file(&args.data, DigestMethod::Sha256)?.hex,
+    };
+    let mut config = json!({
+        "d_sae": args.d_sae, "k": args.k, "seed": args.seed, "steps": steps, "batch": args.batch, "lr": args.lr,
+    });
+    if let Some(t) = &args.tensor {
+        config["tensor"] = json!(t);
+    }
+
+    let store = RunStore::open(&args.results)?;
+    let staged = store.stage(&args.campaign, RunKind::Train)?;
+    let data_abs = std::path::absolute(&args.data).unwrap_or_else(|_| args.data.clone());
+    let request = RunRequest {
+        config: config.clone(),
+        inputs: BTreeMap::from([("activations".to_owned(), data_abs)]),
+        output_dir: staged.dir().to_path_buf(),
+    };
+    let bar = steps_bar(steps as u64);
+    let outcome = host.run(&plugin, &request, &mut |event| {
+        bar.set_length(event.total);
+        bar.set_position(event.done);
+        bar.set_message(event.message.clone());
+    });
+    bar.finish_and_clear();
+    // On error `staged` is dropped here, which deletes the staging directory: no half-finished run remains.
+    let result = outcome?;
+    check_outputs(staged.dir(), &result)?;
+
+    let mut draft = ManifestDraft::new(cli::tool_info());
+    draft.plugin = Some(PluginInfo {
+        name: plugin.description.name.clone(),
+        version: plugin.description.version.clone(),
+        api_version: plugin.api_version,
+        library_path: plugin.library_path.display().to_string(),
+        library_sha256: plugin.library_sha256.clone(),
+    });
+    draft.config = Some(config);
+    draft.seeds = vec![args.seed];
+    draft.dataset = Some(DatasetRef {
+        path: args.data.display().to_string(),
+        sha256: dataset_sha256,
+        format: info.format.as_str().to_owned(),
+        dtype: info.dtype.as_str().to_owned(),
+        shape: info.shape().to_vec(),
+        rows: RowRange {
+            start: 0,
+            end: info.rows as u64,
+        },
+    });
+    draft.inputs = vec![input];
+    let mut extra = json!({"metrics": result.get("metrics").cloned().unwrap_or(Value::Null)});
+    if let Some(e) = args.epochs {
+        extra["epochs"] = json!(e);
+    }
+    if let Some(t) = &info.tensor {
+        extra["tensor"] = json!(t);
+    }
+    draft.extra = extra;
+    let committed = staged.commit(draft, &key, &|_| {})?;
+
+    let metrics = result.get("metrics").cloned().unwrap_or(Value::Null);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "run_id": committed.run_id, "dir": committed.dir, "metrics": metrics,
+            }))?
+        );
+    } else {
+        // Non-finite metrics are null in the result; show them as n/a.
+        let f = |k: &str, prec: usize| {
+            metrics
+                .get(k)
+                .and_then(Value::as_f64)
+                .map_or("n/a".to_owned(), |v| format!("{v:.prec$}"))
+        };
+        println!(
+            "signed train run {}",
+            cli::display_path(&committed.dir).display()
+        );
+        println!(
+            "  mse {}  fvu {}  l0 {}  dead fraction {}  (training {} s, {} rows/s)",
+            f("mse", 6),
+            f("fvu", 4),
+            f("l0", 2),
+            f("dead_fraction", 4),
+            f("wall_s", 3),
+            f("rows_per_s", 0)
+        );
+    }
+    Ok(cli::EXIT_OK)
+}
+
+/// The plugin's result must list the files it wrote, and they must be there: a plugin that claims outputs it did
+/// not write is broken, and signing would hide that.
+fn check_outputs(dir: &Path, result: &Value) -> anyhow::Result<()> {
+    let outputs = result
+        .get("outputs")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("the plugin's result has no \"outputs\" list: {result}"))?;
+    for o in outputs {
+        let name = o
+            .as_str()
+            .ok_or_else(|| anyhow!("the plugin's result lists a non-string output {o}"))?;
+        if !dir.join(name).is_file() {
+            bail!("the plugin reported output {name:?} but did not write it; no run was recorded");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_round_up_to_whole_steps() {
+        assert_eq!(epochs_to_steps(1.0, 1000, 256).unwrap(), 4);
+        assert_eq!(epochs_to_steps(2.0, 1024, 256).unwrap(), 8);
+        assert_eq!(epochs_to_steps(0.01, 1000, 256).unwrap(), 1);
+        assert!(
+            epochs_to_steps(0.0, 1000, 256)
+                .unwrap_err()
+                .to_string()
+                .contains("--epochs 0 must be a positive")
+        );
+        assert!(epochs_to_steps(f64::NAN, 1000, 256).is_err());
+    }
+}
