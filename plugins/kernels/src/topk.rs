@@ -1,0 +1,272 @@
+//! Per-row top-k selection after ReLU, and the sparse code it produces.
+//!
+//! Conventions (every caller relies on them):
+//! - The value of latent `j` in a row is `relu(pre[j] + bias[j])`.
+//! - Only strictly positive values are ever selected. If a row has fewer than `k` positive values,
+//!   it keeps all of them and the remaining slots stay empty: `nnz(row) < k`. So L0 counts exactly
+//!   the nonzero activations, and a zero never enters the decoder or the gradients (ReLU's
+//!   derivative is 0 there anyway, as in PyTorch, where such slots hold a zero that contributes
+//!   nothing).
+//! - Ties are broken by the lower latent index, so the selection is a pure function of the values.
+//!   Within a row, slots are ordered by decreasing value (ties by increasing index).
+//! - NaN is never selected (every comparison with NaN is false).
+
+/// A batch of sparse codes with at most `k` nonzeros per row (CSR with a fixed `k` slots per row).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SparseCode {
+    pub(crate) k: usize,
+    pub(crate) rows: usize,
+    pub(crate) idx: Vec<u32>,
+    pub(crate) val: Vec<f32>,
+    pub(crate) nnz: Vec<u32>,
+}
+
+impl SparseCode {
+    /// An empty code of `rows` rows with room for `k` nonzeros each.
+    pub fn new(rows: usize, k: usize) -> Self {
+        let mut c = Self::default();
+        c.reset(rows, k);
+        c
+    }
+
+    /// Resizes to `rows x k` and empties every row, reusing the allocation.
+    pub fn reset(&mut self, rows: usize, k: usize) {
+        self.k = k;
+        self.rows = rows;
+        self.idx.clear();
+        self.idx.resize(rows * k, 0);
+        self.val.clear();
+        self.val.resize(rows * k, 0.0);
+        self.nnz.clear();
+        self.nnz.resize(rows, 0);
+    }
+
+    /// Slots per row.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The selected latents and their (positive) values for row `r`.
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let n = self.nnz[r] as usize;
+        let s = r * self.k;
+        (&self.idx[s..s + n], &self.val[s..s + n])
+    }
+
+    /// Number of nonzeros in row `r`.
+    pub fn nnz(&self, r: usize) -> usize {
+        self.nnz[r] as usize
+    }
+
+    /// Total nonzeros over all rows.
+    pub fn total_nnz(&self) -> usize {
+        self.nnz.iter().map(|&n| n as usize).sum()
+    }
+
+    /// Mutable per-row-chunk access for parallel filling: yields `(idx, val, nnz)` chunks of
+    /// `rows_per_chunk` rows.
+    pub(crate) fn chunks_mut(
+        &mut self,
+        rows_per_chunk: usize,
+    ) -> impl rayon::iter::IndexedParallelIterator<Item = ((&mut [u32], &mut [f32]), &mut [u32])>
+    {
+        use rayon::prelude::*;
+        let k = self.k.max(1);
+        self.idx
+            .par_chunks_mut(rows_per_chunk * k)
+            .zip(self.val.par_chunks_mut(rows_per_chunk * k))
+            .zip(self.nnz.par_chunks_mut(rows_per_chunk))
+    }
+}
+
+crate::simd::multiversion! {
+    /// Selects the top `k` values of `relu(pre + bias)` in one row, among all latents or, when
+    /// `candidates` is given, among those latents only (indices in increasing order, each
+    /// `< pre.len()`). Writes them, in decreasing order, to `out_idx[..n]` / `out_val[..n]` and
+    /// returns `n <= k` (only strictly positive values are kept).
+    ///
+    /// `out_idx` and `out_val` must have length >= k; `pre` and `bias` the same length.
+    pub fn select_row(pre: &[f32], bias: &[f32], candidates: Option<&[u32]>, k: usize, out_idx: &mut [u32], out_val: &mut [f32]) -> usize => select_row_body
+}
+
+/// Values scanned per block: a block is examined value by value only if one of its values beats
+/// the current k-th best, which after the first blocks is rare, so most of a row costs one
+/// vector compare per block.
+const BLOCK: usize = 16;
+
+/// The running best-k buffer of one row.
+struct Best<'a> {
+    k: usize,
+    n: usize,
+    /// Values must beat this: the current k-th best, or 0 while the buffer is not full. Strict
+    /// `>` keeps the earlier index on ties because indices arrive in increasing order.
+    threshold: f32,
+    idx: &'a mut [u32],
+    val: &'a mut [f32],
+}
+
+impl Best<'_> {
+    /// Inserts `(j, v)`, known to beat the threshold, after every slot whose value is >= v; a
+    /// full buffer drops its last slot.
+    #[inline(always)]
+    fn insert(&mut self, j: usize, v: f32) {
+        let mut pos = self.n.min(self.k - 1);
+        if self.n < self.k {
+            self.n += 1;
+        }
+        while pos > 0 && self.val[pos - 1] < v {
+            self.val[pos] = self.val[pos - 1];
+            self.idx[pos] = self.idx[pos - 1];
+            pos -= 1;
+        }
+        self.val[pos] = v;
+        self.idx[pos] = j as u32;
+        if self.n == self.k {
+            self.threshold = self.val[self.k - 1];
+        }
+    }
+}
+
+#[inline(always)]
+fn select_row_body(
+    pre: &[f32],
+    bias: &[f32],
+    candidates: Option<&[u32]>,
+    k: usize,
+    out_idx: &mut [u32],
+    out_val: &mut [f32],
+) -> usize {
+    debug_assert_eq!(pre.len(), bias.len());
+    if k == 0 {
+        return 0;
+    }
+    let mut best = Best {
+        k,
+        n: 0,
+        threshold: 0.0,
+        idx: out_idx,
+        val: out_val,
+    };
+    if let Some(cands) = candidates {
+        for &j in cands {
+            let v = pre[j as usize] + bias[j as usize];
+            if v > best.threshold {
+                best.insert(j as usize, v);
+            }
+        }
+        return best.n;
+    }
+    let (pc, bc) = (pre.chunks_exact(BLOCK), bias.chunks_exact(BLOCK));
+    let tail = pc.remainder().len();
+    for (blk, (p, b)) in pc.zip(bc).enumerate() {
+        let t = best.threshold;
+        if p.iter()
+            .zip(b)
+            .fold(false, |any, (&x, &y)| any | (x + y > t))
+        {
+            for (i, (&x, &y)) in p.iter().zip(b).enumerate() {
+                let v = x + y;
+                if v > best.threshold {
+                    best.insert(blk * BLOCK + i, v);
+                }
+            }
+        }
+    }
+    let start = pre.len() - tail;
+    for (i, (&x, &y)) in pre[start..].iter().zip(&bias[start..]).enumerate() {
+        let v = x + y;
+        if v > best.threshold {
+            best.insert(start + i, v);
+        }
+    }
+    best.n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    fn reference(pre: &[f32], bias: &[f32], allowed: Option<&[u32]>, k: usize) -> Vec<(u32, f32)> {
+        let mut all: Vec<(u32, f32)> = pre
+            .iter()
+            .zip(bias)
+            .enumerate()
+            .filter(|(j, _)| allowed.is_none_or(|m| m.contains(&(*j as u32))))
+            .map(|(j, (p, b))| (j as u32, p + b))
+            .filter(|(_, v)| *v > 0.0)
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(k);
+        all
+    }
+
+    #[test]
+    fn matches_sort_based_reference_including_ties_masks_and_short_rows() {
+        let mut r = SplitMix64::new(11);
+        for trial in 0..300 {
+            let n = 1 + (trial % 97);
+            // Coarse values (multiples of 0.25 in [-2, 2)) force many ties and many non-positives.
+            let pre: Vec<f32> = (0..n).map(|_| (r.below(16) as f32 - 8.0) * 0.25).collect();
+            let bias: Vec<f32> = (0..n)
+                .map(|_| if r.below(4) == 0 { 0.25 } else { 0.0 })
+                .collect();
+            let mask: Vec<u32> = (0..n as u32).filter(|_| r.below(3) != 0).collect();
+            for k in [1usize, 3, 8, 200] {
+                for allowed in [None, Some(mask.as_slice())] {
+                    let mut idx = vec![0u32; k];
+                    let mut val = vec![0f32; k];
+                    let got_n = select_row(&pre, &bias, allowed, k, &mut idx, &mut val);
+                    let want = reference(&pre, &bias, allowed, k);
+                    let got: Vec<(u32, f32)> = idx[..got_n]
+                        .iter()
+                        .copied()
+                        .zip(val[..got_n].iter().copied())
+                        .collect();
+                    assert_eq!(got, want, "trial {trial} k {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_k_selects_nothing_and_nan_is_skipped() {
+        let mut idx = [0u32; 2];
+        let mut val = [0f32; 2];
+        assert_eq!(
+            select_row(&[1.0, 2.0], &[0.0, 0.0], None, 0, &mut idx, &mut val),
+            0
+        );
+        let n = select_row(
+            &[f32::NAN, 0.5, 0.0],
+            &[0.0; 3],
+            None,
+            2,
+            &mut idx,
+            &mut val,
+        );
+        assert_eq!((n, idx[0], val[0]), (1, 1, 0.5));
+    }
+
+    #[test]
+    fn sparse_code_rows_report_only_nonzeros() {
+        let mut c = SparseCode::new(2, 3);
+        {
+            use rayon::prelude::*;
+            c.chunks_mut(1)
+                .enumerate()
+                .for_each(|(r, ((idx, val), nnz))| {
+                    nnz[0] = select_row(&[0.3, -1.0, 0.9], &[0.0; 3], None, 3, idx, val) as u32
+                        - r as u32;
+                });
+        }
+        assert_eq!(c.row(0), (&[2u32, 0][..], &[0.9f32, 0.3][..]));
+        assert_eq!(c.row(1), (&[2u32][..], &[0.9f32][..]));
+        assert_eq!(c.total_nnz(), 3);
+    }
+}
