@@ -143,6 +143,39 @@ fn imports_one_run_per_top_level_directory_and_flags_the_empty_file() {
 }
 
 #[test]
+fn only_selects_top_level_directories() {
+    let (dir, _) = setup();
+    let out = import(
+        dir.path(),
+        &evidence(),
+        &[
+            "--only",
+            "phase4d_assignment_consistency_v2",
+            "--only",
+            "_root",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let groups: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["group"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(groups, ["_root", "phase4d_assignment_consistency_v2"]);
+}
+
+#[test]
 fn bad_trees_are_refused_before_anything_is_written() {
     let (dir, _) = setup();
     let out = import(dir.path(), &dir.path().join("absent"), &[]);
@@ -168,6 +201,11 @@ fn bad_trees_are_refused_before_anything_is_written() {
                 .count()
                 == 0
     );
+
+    std::fs::remove_file(tree.join("b/link.json")).unwrap();
+    let out = import(dir.path(), &tree, &["--only", "c"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no top-level directory named \"c\""));
 
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();

@@ -40,6 +40,9 @@ struct EvidenceArgs {
     /// Results tree to write into.
     #[arg(long, default_value = "results", value_name = "DIR")]
     results: PathBuf,
+    /// Import only this top-level directory (`_root` for the root's own files). Repeatable; default: all.
+    #[arg(long = "only", value_name = "NAME")]
+    only: Vec<String>,
     /// Print one JSON line per run (group, run id, directory, file and parse-error counts).
     #[arg(long)]
     json: bool,
@@ -55,6 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &store,
         &args.campaign,
         &args.dir,
+        &args.only,
         &key,
         &cli::tool_info(),
         &argv,

@@ -43,6 +43,8 @@ pub enum ImportError {
     },
     #[error("{}: no files to import", .0.display())]
     Empty(PathBuf),
+    #[error("{}: has no top-level directory named {name:?} (see `ls` of the tree; `_root` names its loose files)", root.display())]
+    UnknownGroup { root: PathBuf, name: String },
     #[error("importing {group}: {source}")]
     Store {
         group: String,
@@ -255,16 +257,27 @@ pub fn commit_group(
     staged.commit(draft, key, &|_| {}).map_err(store_err)
 }
 
-/// Plans and commits every group; returns the committed runs in plan order.
+/// Plans and commits every group (or only the groups named in `only`, when it is not empty); returns the committed
+/// runs in plan order. Unknown names in `only` are an error before anything is written.
 pub fn import_tree(
     store: &RunStore,
     campaign: &str,
     root: &Path,
+    only: &[String],
     key: &SigningKey,
     tool: &ToolInfo,
     argv: &[String],
 ) -> Result<Vec<(ImportGroup, CommittedRun)>, ImportError> {
-    let groups = plan(root)?;
+    let mut groups = plan(root)?;
+    if let Some(name) = only.iter().find(|n| !groups.iter().any(|g| &g.name == *n)) {
+        return Err(ImportError::UnknownGroup {
+            root: root.to_path_buf(),
+            name: name.clone(),
+        });
+    }
+    if !only.is_empty() {
+        groups.retain(|g| only.contains(&g.name));
+    }
     let source_root = std::fs::canonicalize(root).map_err(io(root))?;
     let mut out = Vec::with_capacity(groups.len());
     for group in groups {
