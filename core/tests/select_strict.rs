@@ -440,3 +440,47 @@ fn strict_output_matches_its_schema() {
     let violations = validate_selection(&broken).unwrap_err();
     assert_eq!(violations.len(), 2, "{violations:?}");
 }
+
+#[test]
+fn cebench_deltas_against_another_hook_are_not_pooled() {
+    // The older scaling study compared layer-1 SAEs with the layer-0 CE-Bench baseline (reference W14).
+    let f = fixtures().join(FRONTIER);
+    let s =
+        fixtures().join("cycle3_queue_final/scaling_multiseed_results_run_20260214T212435Z.json");
+    let inputs = [
+        (InputRole::Frontier, f.as_path()),
+        (InputRole::Scaling, s.as_path()),
+    ];
+    let parity = run(
+        &inputs,
+        &SelectConfig {
+            require_both_external: true,
+            ..SelectConfig::parity_defaults()
+        },
+    )
+    .unwrap();
+    let layer1_on_front = parity
+        .candidates
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| c.condition.contains("_layer1_") && parity.is_pareto[*i])
+        .count();
+    assert!(
+        layer1_on_front > 0,
+        "upstream lets the inflated layer-1 deltas onto the front"
+    );
+    let sel = run(&inputs, &strict()).unwrap();
+    let mismatched: Vec<&str> = sel
+        .filtered
+        .iter()
+        .filter(|(_, r)| *r == FilterReason::CebenchBaselineMismatch)
+        .map(|(i, _)| sel.rows[*i].condition_id.as_str())
+        .collect();
+    assert_eq!(mismatched.len(), 12);
+    assert!(mismatched.iter().all(|c| c.contains("_layer1_")));
+    assert!(
+        sel.candidates
+            .iter()
+            .all(|c| !c.condition.contains("_layer1_"))
+    );
+}

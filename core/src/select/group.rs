@@ -37,9 +37,16 @@ pub struct Candidate {
     pub sources: Vec<SourceKind>,
     /// Metric values the score and ranking use: the group's LCB or mean per metric (grouped) or the row's own.
     pub metrics: Metrics,
-    /// Per-metric statistics, in [`MetricKey::AGGREGATION_ORDER`]; `None` in seed-level mode.
+    /// Per-metric statistics, in [`MetricKey::AGGREGATION_ORDER`], for a group; `None` for a single seed row
+    /// (seed-level mode).
     pub stats: Option<[MetricStats; 4]>,
-    pub grouped: bool,
+}
+
+impl Candidate {
+    /// Whether this candidate is a group of seeds (grouped mode) rather than one row.
+    pub fn is_group(&self) -> bool {
+        self.stats.is_some()
+    }
 }
 
 /// A group dropped for having too few seeds.
@@ -107,7 +114,6 @@ pub fn seed_level(rows: &[Row], eligible: &[usize], mode: Mode) -> Vec<Candidate
                     Mode::Strict => row.metrics.finite_only(),
                 },
                 stats: None,
-                grouped: false,
             }
         })
         .collect()
@@ -228,7 +234,6 @@ pub fn group(
             representative,
             metrics,
             stats: Some(stats_out),
-            grouped: true,
         });
     }
     Ok((
@@ -254,9 +259,12 @@ fn dedupe_seeds(
     let mut by_seed: BTreeMap<i64, usize> = BTreeMap::new();
     let mut kept = Vec::new();
     for i in members {
-        let seed = rows[i]
-            .seed
-            .expect("strict mode drops seedless rows before grouping");
+        // Strict mode filters seedless rows out before grouping (`FilterReason::NoSeed`); should one get here,
+        // it is kept as its own member rather than merged with some other seed.
+        let Some(seed) = rows[i].seed else {
+            kept.push(i);
+            continue;
+        };
         match by_seed.get(&seed) {
             None => {
                 by_seed.insert(seed, i);

@@ -20,6 +20,10 @@
 //! | SAEBench delta | `summary.best_minus_llm_auc or best_minus_llm_auc` (an exact 0.0 falls through) | the summary field when present, 0.0 included | W3 |
 //! | representative | first row with the highest seed-level score | highest score, ties to the lowest seed | W15 |
 //! | tie-break | stable sort: full ties keep input order (frontier → scaling → assignment) | explicit final keys: condition, then config hash, ascending | W15 |
+//! | CE-Bench baseline at another hook | pooled as if comparable | row dropped with reason `cebench_baseline_mismatch` | W14: layer-1 SAEs against a layer-0 baseline |
+//! | NaN in JSON we write | bare `NaN` tokens | `null` (both modes; DESIGN.md) | W21 |
+//! | records without a string `checkpoint` / `selected_checkpoint` | skipped silently | skipped (both modes); the readers list them in `skipped` | W17 |
+//! | row floors | per seed row, when the metric is present | the same (both modes) | — |
 //! | seedless rows | grouped under their condition | dropped with reason `no_seed` (a seed cannot be counted) | W9 |
 //! | row sources | by flag (`--frontier-results` ⇒ `frontier`) | by detected producer (routed, matryoshka, …) | W4 |
 //! | booleans / strings in metric fields | would be numbers / absent | read error naming the field (both modes; no upstream file has one) | W3 |
@@ -276,6 +280,8 @@ pub enum FilterReason {
     BelowCebenchFloor,
     /// Strict grouped mode: the row has no seed to count.
     NoSeed,
+    /// Strict mode: the CE-Bench delta was measured against a baseline at another hook.
+    CebenchBaselineMismatch,
 }
 
 impl FilterReason {
@@ -286,6 +292,7 @@ impl FilterReason {
             FilterReason::BelowSaebenchFloor => "below_saebench_floor",
             FilterReason::BelowCebenchFloor => "below_cebench_floor",
             FilterReason::NoSeed => "no_seed",
+            FilterReason::CebenchBaselineMismatch => "cebench_baseline_mismatch",
         }
     }
 }
@@ -337,6 +344,12 @@ fn filter_reason(row: &Row, config: &SelectConfig) -> Option<FilterReason> {
         Mode::Parity => row.metrics,
         Mode::Strict => row.metrics.finite_only(),
     };
+    if config.mode == Mode::Strict
+        && row.cebench_baseline_mismatch
+        && m.cebench_interp_delta_vs_baseline.is_some()
+    {
+        return Some(FilterReason::CebenchBaselineMismatch);
+    }
     let (sae, ce) = (m.saebench_delta, m.cebench_interp_delta_vs_baseline);
     if config.require_both_external && (sae.is_none() || ce.is_none()) {
         return Some(FilterReason::MissingMetric);

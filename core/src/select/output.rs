@@ -123,7 +123,7 @@ fn parity_candidate(sel: &Selection, index: usize) -> Value {
     let score = &sel.scores[index];
     let rep = &sel.rows[c.representative];
     let is_pareto = sel.is_pareto[index];
-    if !c.grouped {
+    let Some(stats) = c.stats.as_ref() else {
         let mut map = parity_row(rep, None);
         map.insert(
             "selection".into(),
@@ -135,11 +135,7 @@ fn parity_candidate(sel: &Selection, index: usize) -> Value {
             }),
         );
         return Value::Object(map);
-    }
-    let stats = c
-        .stats
-        .as_ref()
-        .expect("grouped candidates carry statistics");
+    };
     let mut map = parity_row(rep, Some("grouped"));
     map.insert("condition_id".into(), Value::from(c.condition.as_str()));
     let mut metrics = metrics_json(&c.metrics);
@@ -526,7 +522,7 @@ fn group_metrics_json(sel: &Selection, c: &Candidate) -> Value {
     }
     map.insert(
         "basis".into(),
-        Value::from(if c.grouped {
+        Value::from(if c.is_group() {
             sel.config.uncertainty.as_str()
         } else {
             "seed"
@@ -567,7 +563,7 @@ fn runner_up_comparison(sel: &Selection) -> Value {
         return Value::Null;
     };
     let (a, b) = (sel.selected(), &sel.candidates[second]);
-    if !a.grouped || !b.grouped {
+    if !a.is_group() || !b.is_group() {
         return Value::Null;
     }
     let mut out = Map::new();
@@ -635,7 +631,7 @@ pub fn rationale(sel: &Selection) -> String {
     let s = &sel.scores[sel.ranked[0]];
     let cfg = &sel.config;
     let mut parts = Vec::new();
-    let kind = if c.grouped {
+    let kind = if c.is_group() {
         format!(
             "a group of {} distinct seed(s) ({})",
             c.members.len(),
@@ -681,7 +677,7 @@ pub fn rationale(sel: &Selection) -> String {
         ),
         None => format!("It is the only candidate (joint score {:.4}).", s.joint),
     });
-    if c.grouped {
+    if let Some(stats) = c.stats.as_ref() {
         let basis = match cfg.uncertainty {
             super::UncertaintyMode::Lcb => format!(
                 "lower {:.0}% confidence bounds over seeds ({})",
@@ -690,10 +686,6 @@ pub fn rationale(sel: &Selection) -> String {
             ),
             super::UncertaintyMode::Point => "means over seeds".to_string(),
         };
-        let stats = c
-            .stats
-            .as_ref()
-            .expect("grouped candidates carry statistics");
         parts.push(format!(
             "Ranking values are {basis}: SAEBench delta {} (mean {}, n={}), CE-Bench delta {} (mean {}, n={}).",
             fmt(c.metrics.saebench_delta),

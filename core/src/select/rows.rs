@@ -128,6 +128,9 @@ pub struct Row {
     pub assignment: Option<AssignmentInfo>,
     /// Hash of the producing run's configuration without per-run keys (see [`super::config_fingerprint`]).
     pub config_sha256: String,
+    /// The CE-Bench delta was measured against a baseline at another hook than the candidate's (the baseline's
+    /// `sae_id` differs from the evaluated `hook_name`; reference W14), so it compares unlike things.
+    pub cebench_baseline_mismatch: bool,
 }
 
 /// A parsed selector input with its role and configuration fingerprint.
@@ -223,7 +226,7 @@ fn external_row(
         architecture: record
             .architecture
             .clone()
-            .filter(|a| !a.is_empty() || mode == Mode::Strict)
+            .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "unknown".to_string()),
         seed: record.seed,
         hook_layer: record.hook_layer,
@@ -239,6 +242,10 @@ fn external_row(
         cebench_returncode: record.cebench_returncode,
         assignment: None,
         config_sha256: input.config_sha256.clone(),
+        cebench_baseline_mismatch: matches!(
+            (&record.cebench_baseline_sae_id, &record.cebench_hook_name),
+            (Some(baseline), Some(hook)) if baseline != hook
+        ),
     })
 }
 
@@ -290,6 +297,8 @@ fn assignment_rows(
                     ev_drop: record.ev_drop,
                 }),
                 config_sha256: input.config_sha256.clone(),
+                // The v3 results do not record the CE-Bench baseline's hook.
+                cebench_baseline_mismatch: false,
             }
         })
         .collect()
