@@ -248,8 +248,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = RunStore::open(&args.results)?;
     let staged = store.stage(&args.campaign, RunKind::Select)?;
     let run_id = staged.run_id().to_string();
-    let stdout_json;
-    match config.mode {
+    let stdout_json = match config.mode {
         Mode::Parity => {
             let argv: Vec<String> = std::env::args().collect();
             let meta = ParityRunMetadata {
@@ -285,7 +284,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 &python_json_text(&out.candidate_table),
             )?;
             write(staged.dir(), "summary.md", &out.summary_md)?;
-            stdout_json = summary_text;
+            summary_text
         }
         Mode::Strict => {
             let citations: Vec<InputCitation> = read.iter().map(|r| r.citation.clone()).collect();
@@ -308,9 +307,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "pareto.svg",
                 &husai_core::select::svg::pareto_svg(&selection),
             )?;
-            stdout_json = text;
+            text
         }
-    }
+    };
 
     let mut draft = ManifestDraft::new(cli::tool_info());
     draft.config = Some(config_json(&config, &args));
