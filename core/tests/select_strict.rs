@@ -484,3 +484,33 @@ fn cebench_deltas_against_another_hook_are_not_pooled() {
             .all(|c| !c.condition.contains("_layer1_"))
     );
 }
+
+#[test]
+fn cycle5_inputs_in_strict_mode() {
+    // Frontier, five routed sweep runs, scaling and two assignment sweeps (upstream's cycle5 selector inputs).
+    let base = fixtures().join("cycle5_external_push_run_20260215T232351Z");
+    let mut paths = vec![(InputRole::Frontier, fixtures().join(FRONTIER))];
+    paths.extend(cycle5().into_iter().map(|p| (InputRole::Frontier, p)));
+    paths.push((InputRole::Scaling, fixtures().join(SCALING)));
+    for run_id in ["20260216T001059Z", "20260216T005618Z"] {
+        paths.push((
+            InputRole::Assignment,
+            base.join(format!("assignment/run_{run_id}_results.json")),
+        ));
+    }
+    let inputs: Vec<(InputRole, &std::path::Path)> =
+        paths.iter().map(|(r, p)| (*r, p.as_path())).collect();
+    let sel = run(&inputs, &strict()).unwrap();
+    assert_eq!((sel.rows.len(), sel.eligible.len()), (71, 59));
+    // 4 frontier architectures + 5 routed configurations + 4 layer-0 scaling conditions; every assignment λ has
+    // at most one seed per sweep configuration, so none reaches 3 distinct seeds.
+    assert_eq!(sel.candidates.len(), 13);
+    let d = sel.diagnostics.as_ref().unwrap();
+    assert!(
+        d.dropped
+            .iter()
+            .all(|g| g.group_id.starts_with("assignv3_lambda") && g.seed_count < 3)
+    );
+    assert!(sel.candidates.iter().all(|c| c.members.len() >= 3));
+    assert_eq!(sel.selected().condition, "topk");
+}
