@@ -203,3 +203,138 @@ pub fn stress_release_policy_pass_all(policy: &LegacyValue) -> ConsistencyCheck 
 pub fn overall_pass(checks: &[ConsistencyCheck]) -> bool {
     checks.iter().all(ConsistencyCheck::passed)
 }
+
+/// Upstream's input names, in its order; each `None` where that input was not given.
+pub const INPUT_NAMES: [&str; 7] = [
+    "phase4a",
+    "core",
+    "adaptive_search",
+    "adaptive_control",
+    "consistency",
+    "assignment_v2",
+    "stress_gates",
+];
+
+/// What the report records about the run itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportInfo {
+    pub timestamp_utc: String,
+    pub git_commit: String,
+    /// Paths per [`INPUT_NAMES`] entry, as recorded (`None` = not given).
+    pub inputs: Vec<(&'static str, Option<String>)>,
+}
+
+impl ReportInfo {
+    /// Upstream's `config_hash`: sha256 of the sorted-key JSON of the input path strings (not of the files; the
+    /// signed run's manifest records the files' digests).
+    pub fn config_hash(&self) -> String {
+        crate::digest::sha256_hex(
+            crate::legacy::pyrepr::json_dumps_inline(&self.inputs_value(), true).as_bytes(),
+        )
+    }
+
+    fn inputs_value(&self) -> LegacyValue {
+        LegacyValue::Object(
+            self.inputs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        v.clone().map_or(LegacyValue::Null, LegacyValue::String),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+fn check_value(c: &ConsistencyCheck) -> LegacyValue {
+    let mut members = vec![
+        ("id".to_string(), LegacyValue::String(c.id.to_string())),
+        ("pass".to_string(), LegacyValue::Bool(c.passed())),
+        (
+            "evidence".to_string(),
+            LegacyValue::Object(
+                c.evidence
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ),
+        ),
+    ];
+    if let CheckStatus::Error(reason) = &c.status {
+        members.push(("error".to_string(), LegacyValue::String(reason.clone())));
+    }
+    LegacyValue::Object(members)
+}
+
+/// The report object in upstream's shape (`experiment_consistency_report.json`), plus an `error` key on checks that
+/// could not run.
+pub fn report_json(info: &ReportInfo, checks: &[ConsistencyCheck]) -> LegacyValue {
+    LegacyValue::Object(vec![
+        (
+            "run_metadata".into(),
+            LegacyValue::Object(vec![
+                (
+                    "timestamp_utc".into(),
+                    LegacyValue::String(info.timestamp_utc.clone()),
+                ),
+                (
+                    "git_commit".into(),
+                    LegacyValue::String(info.git_commit.clone()),
+                ),
+                (
+                    "config_hash".into(),
+                    LegacyValue::String(info.config_hash()),
+                ),
+            ]),
+        ),
+        ("inputs".into(), info.inputs_value()),
+        (
+            "checks".into(),
+            LegacyValue::Array(checks.iter().map(check_value).collect()),
+        ),
+        (
+            "overall_pass".into(),
+            LegacyValue::Bool(overall_pass(checks)),
+        ),
+    ])
+}
+
+/// The Markdown report (upstream's sections and check table; evidence as sorted-key JSON in backticks).
+pub fn report_markdown(info: &ReportInfo, checks: &[ConsistencyCheck]) -> String {
+    use crate::legacy::pyrepr::json_dumps_inline;
+    let b = |v: bool| if v { "True" } else { "False" };
+    let mut lines = vec![
+        "# Experiment Consistency Report".to_string(),
+        String::new(),
+        format!("- Timestamp (UTC): `{}`", info.timestamp_utc),
+        format!("- Git commit: `{}`", info.git_commit),
+        format!("- Overall pass: `{}`", b(overall_pass(checks))),
+        String::new(),
+        "## Inputs".to_string(),
+        String::new(),
+    ];
+    for (name, path) in &info.inputs {
+        lines.push(format!("- {name}: `{}`", path.as_deref().unwrap_or("None")));
+    }
+    lines.extend([String::new(), "## Checks".to_string(), String::new()]);
+    lines.push("| check | pass | evidence |".to_string());
+    lines.push("|---|---|---|".to_string());
+    for c in checks {
+        let evidence = LegacyValue::Object(
+            c.evidence
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        );
+        let mut cell = format!("`{}`", json_dumps_inline(&evidence, true));
+        if let CheckStatus::Error(reason) = &c.status {
+            cell.push_str(&format!(" error: {reason}"));
+        }
+        lines.push(format!("| {} | {} | {cell} |", c.id, b(c.passed())));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}

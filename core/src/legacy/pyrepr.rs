@@ -160,6 +160,46 @@ fn write_json(value: &LegacyValue, indent: usize, level: usize, out: &mut String
     }
 }
 
+/// `json.dumps(value, sort_keys=sort_keys)` on one line, with Python's default separators (`", "` and `": "`).
+/// Non-finite floats become `null`, as in [`json_dumps`].
+pub fn json_dumps_inline(value: &LegacyValue, sort_keys: bool) -> String {
+    let mut out = String::new();
+    write_inline(value, sort_keys, &mut out);
+    out
+}
+
+fn write_inline(value: &LegacyValue, sort_keys: bool, out: &mut String) {
+    match value {
+        LegacyValue::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_inline(item, sort_keys, out);
+            }
+            out.push(']');
+        }
+        LegacyValue::Object(members) => {
+            let mut ordered: Vec<&(String, LegacyValue)> = members.iter().collect();
+            if sort_keys {
+                ordered.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            out.push('{');
+            for (i, (k, v)) in ordered.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                json_string(k, out);
+                out.push_str(": ");
+                write_inline(v, sort_keys, out);
+            }
+            out.push('}');
+        }
+        scalar => write_json(scalar, 0, 0, out),
+    }
+}
+
 fn newline(indent: usize, level: usize, out: &mut String) {
     out.push('\n');
     out.push_str(&" ".repeat(indent * level));
@@ -233,6 +273,16 @@ mod tests {
             r#"[True, False, None, 3, 3.0, "it's", {'a': [1e-07]}]"#
         );
         assert_eq!(py_str(&LegacyValue::String("joint".into())), "joint");
+    }
+
+    #[test]
+    fn json_dumps_inline_sorts_keys_like_python() {
+        let v = parse_str(r#"{"p_value": 0.00016, "delta": 0.002886, "ok": true, "l": [1, null]}"#)
+            .unwrap();
+        assert_eq!(
+            json_dumps_inline(&v, true),
+            r#"{"delta": 0.002886, "l": [1, null], "ok": true, "p_value": 0.00016}"#
+        );
     }
 
     #[test]

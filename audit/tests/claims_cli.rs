@@ -1,0 +1,123 @@
+//! `husai-audit claims check` and `husai-audit claims consistency` end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn evidence(rel: &str) -> PathBuf {
+    repo().join("../shared/fixtures/husai-evidence").join(rel)
+}
+
+fn audit(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_husai-audit"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_repository_registry_holds() {
+    let out = audit(&repo(), &["claims", "check", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["spans_checked"].as_u64().unwrap() >= 4);
+}
+
+#[test]
+fn a_drifting_document_fails_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo();
+    let registry = std::fs::read_to_string(root.join("claims.json"))
+        .unwrap()
+        .replace("docs/upstream-claims.md", "drift.md");
+    std::fs::write(dir.path().join("claims.json"), registry).unwrap();
+    std::fs::write(
+        dir.path().join("drift.md"),
+        "Gate mode <!-- claim:upstream-cycle4-release-gate-failed -->`None`<!-- /claim -->\n",
+    )
+    .unwrap();
+    let results = root.join("results");
+    let keys = root.join("keys");
+    let out = audit(
+        dir.path(),
+        &[
+            "claims",
+            "check",
+            "--results",
+            results.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "drift.md:1: quotes `None` under claim `upstream-cycle4-release-gate-failed`"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn consistency_audit_fixture5_is_signed_and_fails_overall() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = husai_core::keys::generate();
+    std::fs::write(dir.path().join("dev.pem"), key.to_pkcs8_pem()).unwrap();
+    let v2 = evidence("phase4d_assignment_consistency_v2/run_20260213T203957Z_results.json");
+    let gates = evidence("cycle4_followups_run_20260215T190004Z/release_gate/release_policy.json");
+    let out = audit(
+        dir.path(),
+        &[
+            "claims",
+            "consistency",
+            "--assignment-v2-root",
+            v2.to_str().unwrap(),
+            "--stress-gates-root",
+            gates.to_str().unwrap(),
+            "--key",
+            "dev.pem",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let ids: Vec<(&str, bool)> = checks
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap(), c["pass"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("assignment_v2_internal_gain_positive", true),
+            ("assignment_v2_external_gate_pass", false),
+            ("stress_release_policy_pass_all", false),
+        ]
+    );
+    assert_eq!(checks[0]["evidence"]["best_delta_lcb"], 0.05441876482218502);
+    assert_eq!(checks[1]["evidence"]["external_delta"], -0.1328355796129408);
+    assert_eq!(report["overall_pass"], false);
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join("results/decisions"))
+        .unwrap()
+        .collect();
+    assert_eq!(runs.len(), 1);
+
+    let out = audit(dir.path(), &["claims", "consistency", "--key", "dev.pem"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no inputs"));
+}
