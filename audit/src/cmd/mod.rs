@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod attest;
+pub mod claims;
 pub mod gate;
 pub mod import;
 pub mod keygen;
