@@ -95,8 +95,10 @@ pub enum SignatureError {
     #[error("envelope signature #{index} verifies, but {source}")]
     Untrusted {
         index: usize,
+        // Boxed: a trust error carries several paths and strings, and every `Result` in this
+        // module would otherwise be as large as it.
         #[source]
-        source: TrustError,
+        source: Box<TrustError>,
     },
     #[error("no envelope signature is acceptable:\n  {}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
     NoneAcceptable { errors: Vec<SignatureError> },
@@ -217,7 +219,10 @@ fn verify_one<'p>(
     };
     policy
         .check(&signer.keyid, ctx)
-        .map_err(|source| SignatureError::Untrusted { index, source })
+        .map_err(|source| SignatureError::Untrusted {
+            index,
+            source: Box::new(source),
+        })
 }
 
 fn decode_b64(text: &str) -> Result<Vec<u8>, String> {

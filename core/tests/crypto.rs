@@ -693,13 +693,10 @@ fn trust_failures_surface_through_verification() {
     let policy = fx.policy(vec![e]);
     let env = sign_envelope(INTOTO_PAYLOAD_TYPE, b"p", &fx.keys[0]);
     let err = verify_envelope(&env, &policy, &in_window()).unwrap_err();
-    assert!(matches!(
-        err,
-        SignatureError::Untrusted {
-            source: TrustError::Revoked { .. },
-            ..
-        }
-    ));
+    let SignatureError::Untrusted { source, .. } = &err else {
+        panic!("expected an untrusted-key error, got {err:?}");
+    };
+    assert!(matches!(**source, TrustError::Revoked { .. }), "{source:?}");
     let msg = err.to_string();
     assert!(
         msg.starts_with(&format!(
