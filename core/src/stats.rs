@@ -15,6 +15,11 @@
 //!   the correct width; [`seed_bootstrap_mean`] is the distribution-free alternative; and
 //!   [`paired_bootstrap_difference`] bounds the difference between two methods measured on the
 //!   same seeds directly, instead of comparing two separately computed bounds.
+//! * **Resample seeds, not pairs.** A pairwise statistic over seeds (PWMCC between every two
+//!   models) has n(n−1)/2 values that share seeds and are not independent; upstream bootstrapped
+//!   them as if they were. [`PairwiseMatrix`] and [`pairwise_seed_bootstrap`] resample the seeds
+//!   and recompute the pairwise mean, and [`pairwise_difference_bootstrap`] bounds the difference
+//!   between two such means (trained vs random models, say) directly.
 //!
 //! The bootstrap uses [`SplitMix64`], a fully specified generator, so that a recorded seed
 //! reproduces a recorded interval on every platform.
@@ -42,6 +47,10 @@ pub enum StatsError {
     BadDegreesOfFreedom(f64),
     #[error("bootstrap needs at least one resample")]
     NoResamples,
+    #[error("pairwise statistics: {0}")]
+    BadPairs(String),
+    #[error("a paired comparison needs the same seeds on both sides, got {left} and {right} seeds")]
+    UnpairedSizes { left: usize, right: usize },
 }
 
 fn check_finite(what: &'static str, values: &[f64]) -> Result<(), StatsError> {
@@ -561,4 +570,184 @@ pub fn paired_bootstrap_difference(
 pub fn paired_t_difference(pairs: &[(f64, f64)], confidence: f64) -> Result<Interval, StatsError> {
     let differences: Vec<f64> = pairs.iter().map(|(a, b)| a - b).collect();
     t_interval(&differences, confidence)
+}
+
+/// A symmetric matrix of pairwise statistics between `n` seeds (the diagonal is unused): for
+/// example PWMCC between the dictionaries of every two seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairwiseMatrix {
+    n: usize,
+    /// Row-major `n × n`, symmetric.
+    values: Vec<f64>,
+}
+
+impl PairwiseMatrix {
+    /// Builds the matrix from `(i, j, value)` triples: every unordered pair of distinct seeds in
+    /// `0..n` exactly once, finite values only. Needs n ≥ 3, because resampling the seeds of a
+    /// single pair can only ever reproduce that pair.
+    pub fn from_pairs(n: usize, pairs: &[(usize, usize, f64)]) -> Result<Self, StatsError> {
+        if n < 3 {
+            return Err(StatsError::TooFewValues {
+                what: "pairwise seed bootstrap (seeds)",
+                needed: 3,
+                got: n,
+            });
+        }
+        let mut values = vec![f64::NAN; n * n];
+        for &(i, j, v) in pairs {
+            if i >= n || j >= n || i == j {
+                return Err(StatsError::BadPairs(format!(
+                    "pair ({i}, {j}) is not two distinct seeds among 0..{n}"
+                )));
+            }
+            if !v.is_finite() {
+                return Err(StatsError::NonFinite {
+                    what: "pairwise statistic",
+                    value: v,
+                });
+            }
+            if !values[i * n + j].is_nan() {
+                return Err(StatsError::BadPairs(format!(
+                    "pair ({i}, {j}) is given twice"
+                )));
+            }
+            values[i * n + j] = v;
+            values[j * n + i] = v;
+        }
+        let expected = n * (n - 1) / 2;
+        if pairs.len() != expected {
+            return Err(StatsError::BadPairs(format!(
+                "{n} seeds need all {expected} pairs, got {}",
+                pairs.len()
+            )));
+        }
+        Ok(PairwiseMatrix { n, values })
+    }
+
+    pub fn seeds(&self) -> usize {
+        self.n
+    }
+
+    fn at(&self, i: usize, j: usize) -> f64 {
+        self.values[i * self.n + j]
+    }
+
+    /// The mean over all pairs of distinct seeds.
+    pub fn mean(&self) -> f64 {
+        let all: Vec<usize> = (0..self.n).collect();
+        self.mean_over(&all)
+    }
+
+    /// The mean over pairs of draws that are different seeds (a seed drawn twice is not compared
+    /// with itself). NaN when every draw is the same seed, which [`Self::draw`] never returns.
+    fn mean_over(&self, draw: &[usize]) -> f64 {
+        let mut terms = Vec::with_capacity(draw.len() * draw.len() / 2);
+        for (a, &i) in draw.iter().enumerate() {
+            for &j in &draw[a + 1..] {
+                if i != j {
+                    terms.push(self.at(i, j));
+                }
+            }
+        }
+        if terms.is_empty() {
+            f64::NAN
+        } else {
+            fsum(&terms) / terms.len() as f64
+        }
+    }
+
+    /// A bootstrap draw of `n` seeds with at least two distinct seeds (a draw of one seed repeated
+    /// has no pairs and is redrawn, so every resample yields a statistic).
+    fn draw(&self, rng: &mut SplitMix64, out: &mut [usize]) {
+        loop {
+            for slot in out.iter_mut() {
+                *slot = rng.below(self.n as u64) as usize;
+            }
+            if out.iter().any(|&s| s != out[0]) {
+                return;
+            }
+        }
+    }
+}
+
+fn check_bootstrap(confidence: f64, spec: BootstrapSpec) -> Result<(), StatsError> {
+    check_confidence(confidence)?;
+    if spec.resamples == 0 {
+        return Err(StatsError::NoResamples);
+    }
+    Ok(())
+}
+
+/// Percentile bootstrap interval for the mean pairwise statistic, resampling seeds: each
+/// resample draws `n` seeds with replacement and averages the statistic over pairs of distinct
+/// drawn seeds.
+pub fn pairwise_seed_bootstrap(
+    matrix: &PairwiseMatrix,
+    confidence: f64,
+    spec: BootstrapSpec,
+) -> Result<Interval, StatsError> {
+    check_bootstrap(confidence, spec)?;
+    let mut rng = SplitMix64::new(spec.seed);
+    let mut draw = vec![0; matrix.n];
+    let stats = (0..spec.resamples)
+        .map(|_| {
+            matrix.draw(&mut rng, &mut draw);
+            matrix.mean_over(&draw)
+        })
+        .collect();
+    Ok(percentile_interval(
+        matrix.mean(),
+        matrix.n,
+        stats,
+        confidence,
+    ))
+}
+
+/// How the seeds of two pairwise statistics relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedDesign {
+    /// Seed i on one side is seed i on the other (for example the same training seeds with and
+    /// without a treatment): one draw of seeds serves both sides.
+    Paired,
+    /// Unrelated seed sets (for example trained models vs freshly initialised random ones):
+    /// each side's seeds are drawn independently.
+    Independent,
+}
+
+/// Percentile bootstrap interval for `mean(a) − mean(b)` of two pairwise statistics, resampling
+/// seeds (not pairs) on each side as `design` says. This bounds the difference itself, which is
+/// what a "better than random" claim needs, instead of subtracting one side's upper bound from
+/// the other's lower bound.
+pub fn pairwise_difference_bootstrap(
+    a: &PairwiseMatrix,
+    b: &PairwiseMatrix,
+    design: SeedDesign,
+    confidence: f64,
+    spec: BootstrapSpec,
+) -> Result<Interval, StatsError> {
+    check_bootstrap(confidence, spec)?;
+    if design == SeedDesign::Paired && a.n != b.n {
+        return Err(StatsError::UnpairedSizes {
+            left: a.n,
+            right: b.n,
+        });
+    }
+    let mut rng = SplitMix64::new(spec.seed);
+    let (mut draw_a, mut draw_b) = (vec![0; a.n], vec![0; b.n]);
+    let stats = (0..spec.resamples)
+        .map(|_| {
+            a.draw(&mut rng, &mut draw_a);
+            match design {
+                SeedDesign::Paired => draw_b.copy_from_slice(&draw_a),
+                SeedDesign::Independent => b.draw(&mut rng, &mut draw_b),
+            }
+            a.mean_over(&draw_a) - b.mean_over(&draw_b)
+        })
+        .collect();
+    Ok(percentile_interval(
+        a.mean() - b.mean(),
+        a.n.min(b.n),
+        stats,
+        confidence,
+    ))
 }
