@@ -65,7 +65,7 @@ pub struct Args {
     /// Strict mode: keep rows missing a delta in the ranking (never on the Pareto front).
     #[arg(long, conflicts_with_all = ["parity", "require_both_external"])]
     allow_incomplete: bool,
-    /// Group seeds into conditions (the default).
+    /// Group seeds into conditions (the default; upstream's flag, kept for drop-in use).
     #[arg(long, conflicts_with = "seed_level_selection")]
     group_by_condition: bool,
     /// Rank individual seed rows instead of groups.
@@ -77,10 +77,13 @@ pub struct Args {
     /// Minimum group size: distinct seeds (strict) or rows (parity).
     #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     min_seeds_per_group: i64,
+    /// Weight of the normalised SAEBench delta in the joint score.
     #[arg(long, default_value_t = 0.5)]
     weight_saebench: f64,
+    /// Weight of the normalised CE-Bench delta in the joint score.
     #[arg(long, default_value_t = 0.5)]
     weight_cebench: f64,
+    /// Weight of the normalised training explained variance (weights are not normalised, as upstream).
     #[arg(long, default_value_t = 0.1)]
     weight_train_ev: f64,
     /// Strict mode: how group bounds are computed.

@@ -332,6 +332,8 @@ fn py(v: &Value) -> String {
     }
 }
 
+/// Upstream's `summary.md`. No selector `summary.md` survives in the evidence, so the layout follows the line list
+/// of reference §2.8 (and Python's `str()` of every value) rather than a byte-checked original.
 fn parity_markdown(sel: &Selection, meta: &ParityRunMetadata, artifact_dir: &str) -> String {
     let selected = parity_candidate(sel, sel.ranked[0]);
     let m = &selected["metrics"];
