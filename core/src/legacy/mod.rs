@@ -6,22 +6,22 @@
 //! Typed readers are strict: a number must be a JSON number (not a boolean) at the documented field. Upstream's own
 //! looser extraction ("first numeric wins", bool-as-number) lives in `gate::parity`, not here.
 
+pub mod assignment;
 pub mod closure;
 pub mod external;
+pub mod frontier;
 pub mod import;
 pub mod json;
-pub mod assignment;
 pub mod kind;
+pub mod matryoshka;
 pub mod ood;
 pub mod phase4a;
 pub mod pyrepr;
 pub mod release_policy;
-pub mod transcoder;
-pub mod frontier;
-pub mod matryoshka;
 pub mod routed;
 pub mod scaling;
 pub mod selection;
+pub mod transcoder;
 
 use std::path::{Path, PathBuf};
 
