@@ -514,3 +514,55 @@ fn cycle5_inputs_in_strict_mode() {
     assert!(sel.candidates.iter().all(|c| c.members.len() >= 3));
     assert_eq!(sel.selected().condition, "topk");
 }
+
+#[test]
+fn runs_of_one_configuration_pool_and_other_configurations_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = |seed, sae| R("topk", seed, Some(sae), Some(-1.0), Some(0.9));
+    // Same configuration, run twice on different seeds (run ids and seed lists differ): one group of 3 seeds.
+    let a = write(
+        dir.path(),
+        "a.json",
+        &frontier(
+            &[row(42, -0.03), row(123, -0.031)],
+            json!({"d_sae": 1024, "run_id": "run_a", "seeds": [42, 123]}),
+        ),
+    );
+    let b = write(
+        dir.path(),
+        "b.json",
+        &frontier(
+            &[row(456, -0.032)],
+            json!({"d_sae": 1024, "run_id": "run_b", "seeds": [456]}),
+        ),
+    );
+    // A different dictionary size is a different candidate, even under the same name.
+    let c = write(
+        dir.path(),
+        "c.json",
+        &frontier(
+            &[row(42, -0.01), row(123, -0.011), row(456, -0.012)],
+            json!({"d_sae": 2048, "run_id": "run_c"}),
+        ),
+    );
+    let inputs = [
+        (InputRole::Frontier, a.as_path()),
+        (InputRole::Frontier, b.as_path()),
+        (InputRole::Frontier, c.as_path()),
+    ];
+    let sel = run(&inputs, &strict()).unwrap();
+    assert_eq!(sel.candidates.len(), 2);
+    assert!(
+        sel.candidates
+            .iter()
+            .all(|c| c.condition == "topk" && c.members.len() == 3)
+    );
+    assert_ne!(
+        sel.candidates[0].config_sha256,
+        sel.candidates[1].config_sha256
+    );
+    // Upstream pools all six rows into one "topk" group.
+    let parity = run(&inputs, &SelectConfig::parity_defaults()).unwrap();
+    assert_eq!(parity.candidates.len(), 1);
+    assert_eq!(parity.candidates[0].members.len(), 6);
+}

@@ -244,13 +244,14 @@ pub enum SelectError {
 }
 
 /// Per-run configuration keys left out of the grouping fingerprint: they differ between runs of the same
-/// configuration (run ids, output locations, which seeds a run happened to train).
-pub const VOLATILE_CONFIG_KEYS: [&str; 6] = [
+/// configuration (run ids, output locations, which seeds a run happened to train), so leaving them in would keep
+/// two runs of one configuration with different seeds from pooling. Everything else, including an assignment
+/// run's reference seed (`seed_ref`, which changes what is measured), stays in.
+pub const VOLATILE_CONFIG_KEYS: [&str; 5] = [
     "run_id",
     "output_dir",
     "seeds",
     "train_seeds",
-    "seed_ref",
     "timestamp_utc",
 ];
 
