@@ -1,0 +1,313 @@
+//! TopK SAE checkpoints in SAELens's on-disk layout, so `sae_lens.SAE.load_from_disk(dir)` loads them:
+//!
+//! - `cfg.json`: SAELens's `TopKSAEConfig` fields (`architecture: "topk"`, `d_in`, `d_sae`, `k`, ...);
+//! - `sae_weights.safetensors`: `W_enc [d_in, d_sae]`, `b_enc [d_sae]`, `W_dec [d_sae, d_in]`, `b_dec [d_in]`, all
+//!   float32, SAELens's parameter names and shapes.
+//!
+//! The writer is deterministic: the same parameters always give the same bytes. The safetensors crate's own
+//! serialiser orders tensors by dtype and name and builds its header from hash maps; writing the file here fixes the
+//! tensor order (SAELens's state-dict order), the header text and its padding instead. Reading goes through the
+//! safetensors crate, which validates every offset.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::sae::SaeParts;
+
+/// File name of the weights inside a checkpoint directory (SAELens's `SAE_WEIGHTS_FILENAME`).
+pub const WEIGHTS_FILE: &str = "sae_weights.safetensors";
+/// File name of the config inside a checkpoint directory (SAELens's `SAE_CFG_FILENAME`).
+pub const CONFIG_FILE: &str = "cfg.json";
+/// The SAELens architecture name of a TopK SAE.
+pub const ARCHITECTURE: &str = "topk";
+
+/// Why a checkpoint cannot be written or read. Messages name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or writing a file failed.
+    #[error("checkpoint file {path}: cannot {op}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists but does not hold a TopK SAE checkpoint.
+    #[error("checkpoint file {path}: {detail}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        detail: String,
+    },
+    /// The parameters' lengths disagree with their stated dimensions.
+    #[error("cannot write a checkpoint: {0}")]
+    Shape(String),
+}
+
+/// The SAELens `cfg.json` object for a TopK SAE of these dimensions.
+///
+/// `apply_b_dec_to_input: true` matches our encoder (`(x - b_dec) W_enc + b_enc`, then top-k of the ReLU'd
+/// values); `rescale_acts_by_decoder_norm: false` because our top-k selection does not weight by decoder norms.
+pub fn saelens_config(d_in: usize, d_sae: usize, k: usize) -> Value {
+    json!({
+        "d_in": d_in,
+        "d_sae": d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": true,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {},
+        "k": k,
+        "rescale_acts_by_decoder_norm": false,
+        "architecture": ARCHITECTURE,
+    })
+}
+
+fn tensors(p: &SaeParts) -> [(&'static str, [usize; 2], usize, &[f32]); 4] {
+    // Rank-1 tensors are written with their single dimension; the second entry is unused for them (rank below).
+    [
+        ("W_enc", [p.d_in, p.d_sae], 2, &p.w_enc),
+        ("b_enc", [p.d_sae, 0], 1, &p.b_enc),
+        ("W_dec", [p.d_sae, p.d_in], 2, &p.w_dec),
+        ("b_dec", [p.d_in, 0], 1, &p.b_dec),
+    ]
+}
+
+/// The bytes of `sae_weights.safetensors` for `parts`.
+pub fn safetensors_bytes(parts: &SaeParts) -> Result<Vec<u8>, CheckpointError> {
+    let mut header = String::from("{");
+    let mut offset = 0usize;
+    for (i, (name, dims, rank, data)) in tensors(parts).into_iter().enumerate() {
+        let expected: usize = dims[..rank].iter().product();
+        if data.len() != expected {
+            return Err(CheckpointError::Shape(format!(
+                "{name} has {} values but its shape {:?} needs {expected}",
+                data.len(),
+                &dims[..rank]
+            )));
+        }
+        let shape = dims[..rank]
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let end = offset + data.len() * 4;
+        if i > 0 {
+            header.push(',');
+        }
+        header.push_str(&format!(
+            "\"{name}\":{{\"dtype\":\"F32\",\"shape\":[{shape}],\"data_offsets\":[{offset},{end}]}}"
+        ));
+        offset = end;
+    }
+    header.push('}');
+    // Pad with spaces (allowed by the format) so the data starts 8-byte aligned, as the reference writer does.
+    let padded = (8 + header.len()).next_multiple_of(8) - 8;
+    header.push_str(&" ".repeat(padded - header.len()));
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for (_, _, _, data) in tensors(parts) {
+        for v in data {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `cfg.json` and `sae_weights.safetensors` for `parts` into `dir` (which must exist).
+pub fn write(dir: &Path, parts: &SaeParts) -> Result<(), CheckpointError> {
+    let weights = safetensors_bytes(parts)?;
+    let cfg_path = dir.join(CONFIG_FILE);
+    let mut cfg = serde_json::to_vec_pretty(&saelens_config(parts.d_in, parts.d_sae, parts.k))
+        .map_err(|e| CheckpointError::Shape(format!("cannot serialise cfg.json: {e}")))?;
+    cfg.push(b'\n');
+    std::fs::write(&cfg_path, cfg).map_err(|source| CheckpointError::Io {
+        path: cfg_path,
+        op: "write it",
+        source,
+    })?;
+    let w_path = dir.join(WEIGHTS_FILE);
+    std::fs::write(&w_path, weights).map_err(|source| CheckpointError::Io {
+        path: w_path,
+        op: "write it",
+        source,
+    })
+}
+
+/// Reads a TopK checkpoint written by [`write`] (or by SAELens for a `topk` SAE with float32 weights).
+pub fn read(dir: &Path) -> Result<SaeParts, CheckpointError> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read(&cfg_path).map_err(|source| CheckpointError::Io {
+        path: cfg_path.clone(),
+        op: "read it",
+        source,
+    })?;
+    let invalid = |path: &Path, detail: String| CheckpointError::Invalid {
+        path: path.to_owned(),
+        detail,
+    };
+    let cfg: Value = serde_json::from_slice(&text)
+        .map_err(|e| invalid(&cfg_path, format!("is not valid JSON: {e}")))?;
+    let arch = cfg.get("architecture").and_then(Value::as_str);
+    if arch != Some(ARCHITECTURE) {
+        return Err(invalid(
+            &cfg_path,
+            format!("architecture is {arch:?}; only \"topk\" checkpoints can be read"),
+        ));
+    }
+    let dim = |key: &str| {
+        cfg.get(key)
+            .and_then(Value::as_u64)
+            .filter(|&v| v > 0)
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| {
+                invalid(
+                    &cfg_path,
+                    format!("field {key:?} must be a positive integer"),
+                )
+            })
+    };
+    let (d_in, d_sae, k) = (dim("d_in")?, dim("d_sae")?, dim("k")?);
+
+    let w_path = dir.join(WEIGHTS_FILE);
+    let bytes = std::fs::read(&w_path).map_err(|source| CheckpointError::Io {
+        path: w_path.clone(),
+        op: "read it",
+        source,
+    })?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| invalid(&w_path, format!("is not a valid safetensors file: {e}")))?;
+    let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, CheckpointError> {
+        let view = st
+            .tensor(name)
+            .map_err(|_| invalid(&w_path, format!("has no tensor {name:?}")))?;
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(invalid(
+                &w_path,
+                format!("tensor {name:?} is {:?}; expected F32", view.dtype()),
+            ));
+        }
+        if view.shape() != shape {
+            return Err(invalid(
+                &w_path,
+                format!(
+                    "tensor {name:?} has shape {:?}; cfg.json implies {shape:?}",
+                    view.shape()
+                ),
+            ));
+        }
+        Ok(view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    };
+    Ok(SaeParts {
+        d_in,
+        d_sae,
+        k,
+        w_enc: tensor("W_enc", &[d_in, d_sae])?,
+        b_enc: tensor("b_enc", &[d_sae])?,
+        w_dec: tensor("W_dec", &[d_sae, d_in])?,
+        b_dec: tensor("b_dec", &[d_in])?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sae::TopKSae;
+
+    fn parts(seed: u64) -> SaeParts {
+        TopKSae::init(6, 10, 3, seed).unwrap().to_parts()
+    }
+
+    #[test]
+    fn same_parameters_give_identical_bytes_and_round_trip() {
+        let a = safetensors_bytes(&parts(7)).unwrap();
+        let b = safetensors_bytes(&parts(7)).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, safetensors_bytes(&parts(8)).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &parts(7)).unwrap();
+        assert_eq!(std::fs::read(dir.path().join(WEIGHTS_FILE)).unwrap(), a);
+        assert_eq!(read(dir.path()).unwrap(), parts(7));
+    }
+
+    #[test]
+    fn layout_is_saelens_names_shapes_and_aligned_data() {
+        let bytes = safetensors_bytes(&parts(1)).unwrap();
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!((8 + header_len) % 8, 0);
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let shapes: Vec<(String, Vec<usize>)> = ["W_enc", "b_enc", "W_dec", "b_dec"]
+            .iter()
+            .map(|n| (n.to_string(), st.tensor(n).unwrap().shape().to_vec()))
+            .collect();
+        assert_eq!(
+            shapes,
+            vec![
+                ("W_enc".into(), vec![6, 10]),
+                ("b_enc".into(), vec![10]),
+                ("W_dec".into(), vec![10, 6]),
+                ("b_dec".into(), vec![6]),
+            ]
+        );
+        let header = std::str::from_utf8(&bytes[8..8 + header_len]).unwrap();
+        assert!(
+            header.starts_with(
+                "{\"W_enc\":{\"dtype\":\"F32\",\"shape\":[6,10],\"data_offsets\":[0,240]}"
+            ),
+            "{header}"
+        );
+        let cfg = saelens_config(6, 10, 3);
+        assert_eq!(cfg["architecture"], "topk");
+        assert_eq!(cfg["k"], 3);
+    }
+
+    #[test]
+    fn wrong_lengths_are_refused() {
+        let mut p = parts(1);
+        p.b_dec.pop();
+        let msg = safetensors_bytes(&p).unwrap_err().to_string();
+        assert!(
+            msg.contains("b_dec has 5 values but its shape [6] needs 6"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn reading_checks_architecture_and_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &parts(2)).unwrap();
+        let cfg_path = dir.path().join(CONFIG_FILE);
+        let mut cfg = saelens_config(6, 10, 3);
+        cfg["architecture"] = json!("jumprelu");
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+        let msg = read(dir.path()).unwrap_err().to_string();
+        assert!(
+            msg.contains("cfg.json") && msg.contains("only \"topk\""),
+            "{msg}"
+        );
+        cfg = saelens_config(7, 10, 3);
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+        let msg = read(dir.path()).unwrap_err().to_string();
+        assert!(
+            msg.contains("tensor \"W_enc\" has shape [6, 10]; cfg.json implies [7, 10]"),
+            "{msg}"
+        );
+        std::fs::remove_file(dir.path().join(WEIGHTS_FILE)).unwrap();
+        let msg = read(dir.path()).unwrap_err().to_string();
+        assert!(
+            msg.contains("sae_weights.safetensors: cannot read it"),
+            "{msg}"
+        );
+    }
+}
