@@ -439,6 +439,23 @@ fn strict_output_matches_its_schema() {
     broken["pareto_front"] = json!("topk");
     let violations = validate_selection(&broken).unwrap_err();
     assert_eq!(violations.len(), 2, "{violations:?}");
+
+    // The typed view consumers read: identity and group statistics apart.
+    let record = husai_core::select::record::selected_from_json(&doc, "selection.json").unwrap();
+    assert_eq!(record.representative.seed, Some(123));
+    assert_eq!(record.group_metrics.basis, "lcb");
+    assert_eq!(record.group_metrics.saebench_delta.n, 5);
+    assert_eq!(
+        record.group_metrics.saebench_delta.ranking_value,
+        record.group_metrics.saebench_delta.ci_low
+    );
+    let err =
+        husai_core::select::record::selected_from_json(&broken, "x/selection.json").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("x/selection.json is not a strict husai selection"),
+        "{err}"
+    );
 }
 
 #[test]

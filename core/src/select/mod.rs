@@ -35,6 +35,7 @@
 pub mod group;
 pub mod inputs;
 pub mod output;
+pub mod record;
 pub mod rows;
 pub mod score;
 pub mod svg;
