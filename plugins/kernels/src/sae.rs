@@ -139,6 +139,26 @@ impl Grads {
             b_dec: vec![0.0; d_in],
         }
     }
+
+    /// Gradient of the transposed encoder, `[d_sae, d_in]`.
+    pub fn w_enc_t(&self) -> &[f32] {
+        &self.w_enc_t
+    }
+
+    /// Gradient of the encoder bias, `[d_sae]`.
+    pub fn b_enc(&self) -> &[f32] {
+        &self.b_enc
+    }
+
+    /// Gradient of the decoder, `[d_sae, d_in]`.
+    pub fn w_dec(&self) -> &[f32] {
+        &self.w_dec
+    }
+
+    /// Gradient of the decoder bias, `[d_in]`.
+    pub fn b_dec(&self) -> &[f32] {
+        &self.b_dec
+    }
 }
 
 /// Adam moments for every parameter of a [`TopKSae`].
