@@ -56,6 +56,8 @@ mod sha256x2;
 pub const DEFAULT_SHARD_SIZE: u64 = 64 << 20;
 /// Domain-separation prefix of the sharded construction.
 pub const SHARDED_DOMAIN: &[u8] = b"husai-sha256-sharded-v1\n";
+/// Most shards one file may be cut into (with the default shard size, a 64 TiB file).
+pub const MAX_SHARDS_PER_FILE: u64 = 1 << 20;
 /// Bytes read (and reported to progress) per `read` call. 64 KiB measured best among 32 KiB to
 /// 1 MiB: two such buffers per thread stay in cache between the copy and the hash.
 const CHUNK: usize = 64 << 10;
@@ -177,7 +179,24 @@ pub fn digest_files_with(
     };
 
     // Listing: size and mtime of every file, fixed before any byte is read.
-    let listed: Vec<io::Result<Listed>> = paths.iter().map(|p| list(p)).collect();
+    let mut listed: Vec<io::Result<Listed>> = paths.iter().map(|p| list(p)).collect();
+
+    // A shard count that would exhaust memory (a manifest asking for 1-byte shards of a big
+    // checkpoint, say) fails that file instead of the process.
+    for (entry, path) in listed.iter_mut().zip(paths) {
+        if let (Ok(l), Some(s)) = (&*entry, shard_size) {
+            if l.size.div_ceil(s) > MAX_SHARDS_PER_FILE {
+                *entry = Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{}: shard_size {s} would cut this {}-byte file into more than {MAX_SHARDS_PER_FILE} shards; use a larger shard size (husai writes {DEFAULT_SHARD_SIZE})",
+                        path.display(),
+                        l.size
+                    ),
+                ));
+            }
+        }
+    }
 
     let mut items = Vec::new();
     for (file, entry) in listed.iter().enumerate() {

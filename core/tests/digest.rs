@@ -192,6 +192,21 @@ fn zero_shard_size_is_refused() {
 }
 
 #[test]
+fn absurd_shard_counts_fail_the_file_not_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "f", &bytes(2 << 20, 5));
+    let e = digest_file(&p, sharded(1)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: shard_size 1 would cut this 2097152-byte file into more than 1048576 shards; use a larger shard size (husai writes 67108864)",
+            p.display()
+        )
+    );
+}
+
+#[test]
 fn method_json_forms() {
     assert_eq!(
         serde_json::to_string(&DigestMethod::Sha256).unwrap(),
