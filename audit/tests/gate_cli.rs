@@ -309,6 +309,15 @@ fn strict_refuses_unsigned_inputs_and_writes_nothing() {
     let out = env.gate(&["--phase4a", "phase4a.json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not inside a signed run"));
+    let out = env.gate(&["--external-mode", "auto"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`auto` exists only with --parity"));
+    let out = env.gate(&["--parity", "--phase4a", "phase4a.json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "strict-only flags are refused with --parity"
+    );
     let out = env.gate(&["--profile", "lenient"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown --profile"));

@@ -246,3 +246,88 @@ fn reports_match_the_gate_report_schema() {
     let back: husai_core::gate::report::GateReport = serde_json::from_value(doc).unwrap();
     assert_eq!(back, report);
 }
+
+const HUSAI_SELECTION: &str = r#"{"schema_version": "1.0", "mode": "strict",
+  "selected": {"candidate_id": "topk@3f2a", "condition": "topk",
+    "representative": {"condition_id": "topk_seed123", "checkpoint": "ckpt/topk_seed123.pt", "architecture": "topk"},
+    "group_metrics": {"saebench_delta": {"mean": 0.02, "ci_low": 0.004},
+                      "cebench_interp_delta_vs_baseline": {"mean": 1.5, "ci_low": null},
+                      "basis": "lcb"}}}"#;
+
+#[test]
+fn husai_selection_reads_group_statistics_by_name() {
+    let s = Signer::new();
+    let mut inputs = full_inputs(&s);
+    inputs.external =
+        vec![read_verified(&s.sign_json("selection.json", HUSAI_SELECTION), &s.trust).unwrap()];
+    assert_eq!(inputs.external[0].citation.kind, "husai_selection");
+    let report = evaluate(&Policy::cycle4(), &inputs).unwrap();
+    let ext = report.gate(GateName::External).unwrap();
+    assert_eq!(ext.checks[0].value, Some(0.004));
+    assert_eq!(
+        ext.checks[0].source_field.as_deref(),
+        Some("selected.group_metrics.saebench_delta.ci_low")
+    );
+    assert_eq!(ext.checks[0].status, Status::Pass);
+    // No CE-Bench bound: the check cannot be judged on the LCB basis.
+    assert_eq!(
+        (ext.checks[1].status, ext.status, ext.passed),
+        (Status::NotEvaluated, Status::NotEvaluated, false)
+    );
+    let c = report.candidate.unwrap();
+    assert_eq!(c.condition_id.as_deref(), Some("topk_seed123"));
+    assert_eq!(c.group_id.as_deref(), Some("topk@3f2a"));
+    let point = Policy {
+        external_basis: Basis::Point,
+        ..Policy::cycle4()
+    };
+    let ext = evaluate(&point, &inputs)
+        .unwrap()
+        .gate(GateName::External)
+        .cloned()
+        .unwrap();
+    assert_eq!((ext.checks[1].value, ext.passed), (Some(1.5), true));
+}
+
+#[test]
+fn failed_or_missing_sweep_winner_and_unparseable_inputs_are_errors() {
+    let s = Signer::new();
+    let mut inputs = full_inputs(&s);
+    let failed = r#"{"records": [], "gates": {"gate_delta_lcb": false},
+        "best_condition": {"condition_id": "dsae128_k16_ep12_lr0.001", "returncode": 1, "delta": 0.5}}"#;
+    inputs.transcoder =
+        Some(read_verified(&s.sign_json("results.json", failed), &s.trust).unwrap());
+    let msg = evaluate(&Policy::cycle4(), &inputs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("best condition dsae128_k16_ep12_lr0.001 has return code Some(1)"),
+        "{msg}"
+    );
+    let none = r#"{"records": [], "gates": {"gate_delta_lcb": false}, "best_condition": null}"#;
+    inputs.transcoder = Some(read_verified(&s.sign_json("results.json", none), &s.trust).unwrap());
+    let msg = evaluate(&Policy::cycle4(), &inputs)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("the sweep has no `best_condition`"), "{msg}");
+
+    let empty = s
+        .sign(
+            "evidence",
+            husai_core::manifest::RunKind::Import,
+            &[("ood.json", b"")],
+        )
+        .join("ood.json");
+    let err = read_verified(&empty, &s.trust).unwrap_err();
+    assert!(
+        err.to_string().contains("ood.json is empty (0 bytes)"),
+        "{err}"
+    );
+    let broken = s.sign_json("ood.json", "{\"ood_drop\": 0.1,\n \"x\": nan}");
+    let err = read_verified(&broken, &s.trust).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("line 2, column 7: expecting a value"),
+        "{err}"
+    );
+}

@@ -420,6 +420,48 @@ fn external_values(policy: &Policy, files: &[SourcedFile]) -> Result<ExternalVal
                     architecture: text("architecture"),
                 });
             }
+            ArtifactKind::HusaiSelection => {
+                // husai's own selection keeps the group statistics apart from the representative's identity, so
+                // the point basis reads `mean` and the LCB basis `ci_low` with no guessing (reference W11 fixed).
+                let f = Fields::new(&file.path, &file.value, kind.as_str());
+                let stat = match policy.external_basis {
+                    Basis::Lcb => "ci_low",
+                    Basis::Point => "mean",
+                };
+                let read = |metric: &str| -> Result<Option<Sourced>, GateError> {
+                    let keys = ["selected", "group_metrics", metric, stat];
+                    let field = keys.join(".");
+                    match f.opt_f64(&keys)? {
+                        Some(v) if v.is_finite() => Ok(Some(Sourced { value: v, field })),
+                        Some(_) => Err(ReadError::WrongType {
+                            path: file.path.clone(),
+                            field,
+                            expected: "a finite number",
+                            found: "a non-finite float".into(),
+                        }
+                        .into()),
+                        // A null bound (e.g. a single-seed candidate) cannot be judged on that basis.
+                        None => Ok(None),
+                    }
+                };
+                if policy.external_mode != ExternalMode::Cebench
+                    && let Some(v) = read("saebench_delta")?
+                {
+                    set(&mut out.saebench, v, &file.path, "SAEBench")?;
+                }
+                if policy.external_mode != ExternalMode::Saebench
+                    && let Some(v) = read("cebench_interp_delta_vs_baseline")?
+                {
+                    set(&mut out.cebench, v, &file.path, "CE-Bench")?;
+                }
+                let text = |keys: &[&str]| f.opt_str(keys).ok().flatten().map(str::to_string);
+                out.candidate = Some(Candidate {
+                    condition_id: text(&["selected", "representative", "condition_id"]),
+                    group_id: text(&["selected", "candidate_id"]),
+                    checkpoint: text(&["selected", "representative", "checkpoint"]),
+                    architecture: text(&["selected", "representative", "architecture"]),
+                });
+            }
             ArtifactKind::SaebenchSummary | ArtifactKind::CebenchSummary => {
                 let sae = kind == ArtifactKind::SaebenchSummary;
                 let field = if sae {
@@ -465,7 +507,7 @@ fn external_values(policy: &Policy, files: &[SourcedFile]) -> Result<ExternalVal
                 return Err(wrong_kind(
                     file,
                     "external",
-                    "a selected candidate, a selection summary, or a SAEBench/CE-Bench summary",
+                    "a husai selection.json, an upstream selected candidate or selection summary, or a SAEBench/CE-Bench summary",
                 ));
             }
         }

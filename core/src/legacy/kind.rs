@@ -36,6 +36,8 @@ pub enum ArtifactKind {
     SelectedCandidate,
     SelectionSummary,
     ConsistencyReport,
+    /// husai's own strict `selection.json` (`husai-audit select`, schema `selection.v1`).
+    HusaiSelection,
     /// Bash/Python queue and follow-up manifests (reference §4.3).
     QueueManifest,
     /// Valid JSON of no recognised kind.
@@ -68,6 +70,7 @@ impl ArtifactKind {
             ArtifactKind::SelectedCandidate => "selected_candidate",
             ArtifactKind::SelectionSummary => "selection_summary",
             ArtifactKind::ConsistencyReport => "consistency_report",
+            ArtifactKind::HusaiSelection => "husai_selection",
             ArtifactKind::QueueManifest => "queue_manifest",
             ArtifactKind::OtherJson => "json",
             ArtifactKind::Markdown => "markdown",
@@ -190,7 +193,11 @@ fn fingerprint(v: &LegacyValue) -> ArtifactKind {
     if v.as_object().is_none() {
         return ArtifactKind::OtherJson;
     }
-    if has(v, &["gates", "pass_all"])
+    if v.get("mode").and_then(LegacyValue::as_str) == Some("strict")
+        && has(v, &["selected", "group_metrics"])
+    {
+        ArtifactKind::HusaiSelection
+    } else if has(v, &["gates", "pass_all"])
         && has(v, &["thresholds"])
         && has(v, &["metrics"])
         && has(v, &["inputs"])
@@ -252,6 +259,11 @@ fn schema_version(kind: ArtifactKind, v: &LegacyValue) -> &'static str {
                 "v1"
             }
         }
+        ArtifactKind::HusaiSelection => match v.get("schema_version").and_then(LegacyValue::as_str)
+        {
+            Some(version) if version.starts_with("1.") => "v1",
+            _ => "unknown",
+        },
         _ => "upstream",
     }
 }
