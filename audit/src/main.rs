@@ -48,6 +48,7 @@ enum Command {
     Select(cmd::select::Args),
     Plugins(cmd::plugins::Args),
     Train(cmd::train::Args),
+    Data(cmd::data::Args),
     /// Internal: husai-audit re-executes itself under this name to load and run one plugin.
     #[command(name = "__plugin-child", hide = true)]
     PluginChild(cmd::plugins::ChildArgs),
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
         Command::Select(args) => cmd::select::run(args),
         Command::Plugins(args) => cmd::plugins::run(args),
         Command::Train(args) => cmd::train::run(args),
+        Command::Data(args) => cmd::data::run(args),
         Command::PluginChild(args) => Ok(cmd::plugins::run_child(args)),
     };
     match result {

@@ -335,3 +335,106 @@ fn cycle5_routed_and_assignment_min3_and_min2() {
         "cycle5_external_push_run_20260215T232351Z/selector_min2/selection_summary.json",
     );
 }
+
+/// Runs parity on fixture files recorded under the paths upstream's run used (taken from its `config`, in order),
+/// and checks the written `selection_summary.json` (and `selected_candidate.json`, when given) byte for byte.
+/// Only `run_metadata` is copied from upstream; keys that upstream's version of the day did not write yet are
+/// removed from ours first.
+fn assert_bytes_match(
+    summary_rel: &str,
+    selected_rel: Option<&str>,
+    files: &[(InputRole, &str)],
+    min_seeds: i64,
+    absent_keys: &[&str],
+) {
+    let upstream_text = std::fs::read_to_string(fixtures().join(summary_rel)).unwrap();
+    let upstream: serde_json::Value = serde_json::from_str(&upstream_text).unwrap();
+    let paths = |key: &str| -> Vec<String> {
+        upstream["config"][key]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let recorded = ParityInputs {
+        frontier_results: paths("frontier_results"),
+        scaling_results: paths("scaling_results"),
+        assignment_results: paths("assignment_results"),
+    };
+    let mut displays = [
+        recorded.frontier_results.iter(),
+        recorded.scaling_results.iter(),
+        recorded.assignment_results.iter(),
+    ];
+    let loaded: Vec<_> = files
+        .iter()
+        .map(|(role, rel)| {
+            let display = displays[role.parity_order() as usize].next().unwrap();
+            load_input(&fixtures().join(rel), display, *role, Mode::Parity).unwrap()
+        })
+        .collect();
+    let sel = select(&loaded, &parity_config(min_seeds)).unwrap();
+    let meta = ParityRunMetadata {
+        timestamp_utc: upstream["run_metadata"]["timestamp_utc"]
+            .as_str()
+            .unwrap()
+            .into(),
+        git_commit: upstream["run_metadata"]["git_commit"]
+            .as_str()
+            .map(str::to_string),
+        command: upstream["run_metadata"]["command"].as_str().unwrap().into(),
+        run_id: upstream["run_metadata"]["run_id"].as_str().unwrap().into(),
+    };
+    let outputs = parity_outputs(&sel, &meta, &recorded, "unused");
+    if let Some(rel) = selected_rel {
+        let text = husai_core::select::output::python_json_text(&outputs.selected_candidate);
+        let theirs = std::fs::read_to_string(fixtures().join(rel)).unwrap();
+        assert!(text == theirs, "{rel} differs from upstream's bytes");
+    }
+    let mut out = outputs.selection_summary;
+    for key in absent_keys {
+        match key.split_once('.') {
+            Some((outer, inner)) => out[outer].as_object_mut().unwrap().shift_remove(inner),
+            None => out.as_object_mut().unwrap().shift_remove(*key),
+        };
+    }
+    let ours = husai_core::select::output::python_json_text(&out);
+    if ours != upstream_text {
+        let first = ours
+            .lines()
+            .zip(upstream_text.lines())
+            .position(|(a, b)| a != b);
+        panic!(
+            "{summary_rel}: first differing line {first:?}: {:?}",
+            first.map(|i| (ours.lines().nth(i), upstream_text.lines().nth(i)))
+        );
+    }
+}
+
+#[test]
+fn parity_json_is_byte_identical_to_upstream() {
+    // cycle4 (476ac93): before `grouping_diagnostics` (af05c96) and `--assignment-results` (10c2789).
+    assert_bytes_match(
+        "cycle4_followups_run_20260215T190004Z/selector/selection_summary.json",
+        Some("cycle4_followups_run_20260215T190004Z/selector/selected_candidate.json"),
+        &[
+            (InputRole::Frontier, FRONTIER),
+            (InputRole::Frontier, MATRYOSHKA),
+            (InputRole::Scaling, SCALING),
+        ],
+        3,
+        &["grouping_diagnostics", "config.assignment_results"],
+    );
+    // cycle5 (10c2789): routed sweep and assignment inputs, min-seeds 3 and 2.
+    let inputs = cycle5_inputs();
+    let refs: Vec<(InputRole, &str)> = inputs.iter().map(|(r, p)| (*r, p.as_str())).collect();
+    for (dir, min_seeds) in [("selector", 3), ("selector_min2", 2)] {
+        let base = format!("cycle5_external_push_run_20260215T232351Z/{dir}");
+        assert_bytes_match(
+            &format!("{base}/selection_summary.json"),
+            Some(&format!("{base}/selected_candidate.json")),
+            &refs,
+            min_seeds,
+            &["grouping_diagnostics"],
+        );
+    }
+}

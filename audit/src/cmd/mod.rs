@@ -10,3 +10,4 @@ pub mod show;
 pub mod verify;
 pub mod plugins;
 pub mod train;
+pub mod data;

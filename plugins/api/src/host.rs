@@ -193,3 +193,61 @@ extern "C" fn report_trampoline(context: *const (), done: u64, total: u64, messa
     // A panic in the host's callback must not unwind into the plugin's frames.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(event)));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = load(Path::new("/nonexistent/libhusai_x.so"))
+            .err()
+            .expect("must fail");
+        assert!(matches!(err, LoadError::Missing { .. }));
+        assert_eq!(
+            err.to_string(),
+            "plugin library /nonexistent/libhusai_x.so does not exist (check --plugin-dir and HUSAI_PLUGIN_PATH)"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_library_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libhusai_text.so");
+        std::fs::write(&path, "just text").unwrap();
+        let err = load(&path).err().expect("must fail");
+        let msg = err.to_string();
+        assert!(matches!(err, LoadError::NotALibrary { .. }), "{msg}");
+        assert!(
+            msg.starts_with(&format!(
+                "{} is not a loadable shared library, so it is not a husai plugin",
+                path.display()
+            )),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn version_messages_name_the_file_and_both_versions() {
+        let e = LoadError::ApiVersionMismatch {
+            path: PathBuf::from("/p/libhusai_a.so"),
+            plugin: 2,
+            host: 1,
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "plugin /p/libhusai_a.so speaks husai plugin API version 2, but this host speaks API version 1; \
+                 rebuild the plugin against husai-plugin-api {API_CRATE_VERSION} (API version 1)"
+            )
+        );
+        let e = LoadError::CrateVersionMismatch {
+            path: PathBuf::from("/p/libhusai_a.so"),
+            plugin: "0.2.0".into(),
+            host: "0.1.0".into(),
+        };
+        assert!(e.to_string().contains(
+            "built against husai-plugin-api 0.2.0, but this host uses husai-plugin-api 0.1.0"
+        ));
+    }
+}

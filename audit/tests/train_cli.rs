@@ -1,0 +1,239 @@
+//! `husai-audit data synth` and `husai-audit train` end to end with the real sae-topk plugin: signed runs that
+//! verify, a provenance link from the train run to the data run, byte-identical weights for the same seed, and
+//! bad activation files refused with a clear message and no run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use common::{Project, assert_success, stderr};
+use husai_core::digest::sha256_hex;
+use husai_kernels::activations::write_npy_f32;
+use serde_json::Value;
+
+fn plugin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_husai-audit"))
+        .parent()
+        .unwrap()
+        .join("deps")
+}
+
+fn json_out(o: &std::process::Output) -> Value {
+    assert_success(o);
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn run_dir(p: &Project, v: &Value) -> PathBuf {
+    p.dir.path().join(v["dir"].as_str().unwrap())
+}
+
+/// The signed manifest (the Statement's predicate) of a run.
+fn manifest(dir: &Path) -> Value {
+    let env: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("husai.dsse.json")).unwrap()).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(env["payload"].as_str().unwrap())
+        .unwrap();
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    statement["predicate"].clone()
+}
+
+fn train(p: &Project, data: &str, seed: &str, extra: &[&str]) -> std::process::Output {
+    let dir = plugin_dir();
+    let mut args = vec![
+        "train",
+        "--plugin",
+        "sae-topk",
+        "--data",
+        data,
+        "--d-sae",
+        "32",
+        "--k",
+        "4",
+        "--seed",
+        seed,
+        "--batch",
+        "64",
+        "--campaign",
+        "sweep",
+        "--key",
+        "dev.pem",
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+        "--json",
+    ];
+    if !extra.contains(&"--epochs") {
+        args.extend(["--steps", "30"]);
+    }
+    args.extend_from_slice(extra);
+    p.run(&args)
+}
+
+#[test]
+fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
+    let p = Project::new();
+    let synth = json_out(&p.run(&[
+        "data",
+        "synth",
+        "--rows",
+        "512",
+        "--d-in",
+        "16",
+        "--n-features",
+        "48",
+        "--l0",
+        "3",
+        "--seed",
+        "7",
+        "--campaign",
+        "data",
+        "--key",
+        "dev.pem",
+        "--json",
+    ]));
+    let data_run = run_dir(&p, &synth);
+    for f in [
+        "activations.npy",
+        "dictionary.npy",
+        "generator.json",
+        "husai.dsse.json",
+    ] {
+        assert!(data_run.join(f).is_file(), "{f} missing from the data run");
+    }
+    let m = manifest(&data_run);
+    assert_eq!(m["kind"], "data");
+    assert_eq!(m["config"]["l0"], 3);
+    assert_eq!(m["seeds"], serde_json::json!([7]));
+    let generator: Value =
+        serde_json::from_slice(&std::fs::read(data_run.join("generator.json")).unwrap()).unwrap();
+    assert_eq!(
+        generator["files"]["dictionary.npy"]["shape"],
+        serde_json::json!([48, 16])
+    );
+
+    let data = data_run.join("activations.npy");
+    let data_s = data.to_str().unwrap();
+    let a = run_dir(&p, &json_out(&train(&p, data_s, "3", &[])));
+    let b = run_dir(&p, &json_out(&train(&p, data_s, "3", &[])));
+    let c = run_dir(&p, &json_out(&train(&p, data_s, "4", &["--epochs", "2"])));
+    let weights = |d: &Path| std::fs::read(d.join("sae_weights.safetensors")).unwrap();
+    assert_eq!(
+        weights(&a),
+        weights(&b),
+        "same seed, same data: byte-identical weights"
+    );
+    assert_ne!(weights(&a), weights(&c), "another seed gives other weights");
+
+    let m = manifest(&a);
+    assert_eq!(m["kind"], "train");
+    assert_eq!(m["seeds"], serde_json::json!([3]));
+    assert_eq!(m["config"]["steps"], 30);
+    assert_eq!(m["config_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(m["config_sha256"], manifest(&b)["config_sha256"]);
+    let lib = plugin_dir().join(format!("libhusai_sae_topk{}", std::env::consts::DLL_SUFFIX));
+    assert_eq!(m["plugin"]["name"], "sae-topk");
+    assert_eq!(m["plugin"]["api_version"], 1);
+    assert_eq!(
+        m["plugin"]["library_sha256"],
+        Value::from(sha256_hex(&std::fs::read(&lib).unwrap()))
+    );
+    assert_eq!(
+        m["dataset"]["sha256"],
+        Value::from(sha256_hex(&std::fs::read(&data).unwrap()))
+    );
+    assert_eq!(m["dataset"]["format"], "npy");
+    assert_eq!(m["dataset"]["dtype"], "float32");
+    assert_eq!(m["dataset"]["shape"], serde_json::json!([512, 16]));
+    assert_eq!(
+        m["dataset"]["rows"],
+        serde_json::json!({"start": 0, "end": 512})
+    );
+    // The data set is another run's output, so the input links to that run (verify follows the link).
+    assert_eq!(m["inputs"][0]["run"]["run_id"], synth["run_id"]);
+    assert_eq!(m["inputs"][0]["run"]["subject"], "activations.npy");
+    // --epochs 2 over 512 rows in batches of 64 is 16 steps.
+    assert_eq!(manifest(&c)["config"]["steps"], 16);
+    assert_eq!(manifest(&c)["extra"]["epochs"], 2.0);
+
+    let metrics: Value =
+        serde_json::from_slice(&std::fs::read(a.join("metrics.json")).unwrap()).unwrap();
+    for k in ["mse", "fvu", "l0", "dead_fraction", "wall_s", "rows_per_s"] {
+        assert!(metrics[k].is_number(), "metrics.json {k}: {metrics}");
+    }
+    assert_eq!(metrics["loss_curve"].as_array().unwrap().len(), 30);
+    assert!(metrics["l0"].as_f64().unwrap() <= 4.0);
+    let cfg: Value = serde_json::from_slice(&std::fs::read(a.join("cfg.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            cfg["architecture"].as_str(),
+            cfg["d_in"].as_u64(),
+            cfg["d_sae"].as_u64(),
+            cfg["k"].as_u64()
+        ),
+        (Some("topk"), Some(16), Some(32), Some(4))
+    );
+
+    let o = p.run(&["verify"]);
+    assert_success(&o);
+
+    // data encode: dense features of the first rows, at most k nonzeros each, written outside any run.
+    let o = p.run(&[
+        "data",
+        "encode",
+        "--checkpoint",
+        a.to_str().unwrap(),
+        "--data",
+        data_s,
+        "--rows",
+        "100",
+        "--out",
+        "enc.npy",
+    ]);
+    assert_success(&o);
+    let enc = husai_kernels::activations::open(&p.path("enc.npy"), &Default::default()).unwrap();
+    assert_eq!((enc.info().rows, enc.info().d_in), (100, 32));
+    for row in enc.data().chunks(32) {
+        assert!(row.iter().filter(|v| **v != 0.0).count() <= 4);
+        assert!(row.iter().all(|v| *v >= 0.0));
+    }
+}
+
+/// Every entry under results/<campaign>/.
+fn leftovers(p: &Project) -> Vec<PathBuf> {
+    match std::fs::read_dir(p.path("results/sweep")) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn bad_activation_files_are_refused_with_no_run() {
+    let p = Project::new();
+    let mut v = vec![0.25f32; 128 * 16];
+    v[5 * 16 + 2] = f32::NAN;
+    write_npy_f32(&p.path("nan.npy"), 128, 16, &v).unwrap();
+    write_npy_f32(&p.path("small.npy"), 10, 16, &vec![0.25f32; 160]).unwrap();
+    write_npy_f32(&p.path("ok.npy"), 128, 16, &vec![0.25f32; 128 * 16]).unwrap();
+    let full = std::fs::read(p.path("ok.npy")).unwrap();
+    std::fs::write(p.path("cut.npy"), &full[..full.len() - 100]).unwrap();
+    let cases = [
+        (
+            "nan.npy",
+            "nan.npy: non-finite value NaN at row 5, column 2",
+        ),
+        (
+            "small.npy",
+            "small.npy has 10 rows, fewer than one batch of 64",
+        ),
+        ("cut.npy", "cut.npy is truncated or damaged"),
+        ("missing.npy", "missing.npy: cannot open it"),
+    ];
+    for (file, want) in cases {
+        let o = train(&p, file, "1", &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{file}: {err}");
+        assert!(err.contains(want), "{file}: {err}");
+        assert!(leftovers(&p).is_empty(), "{file}: left {:?}", leftovers(&p));
+    }
+}

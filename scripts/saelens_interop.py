@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Check that a husai TopK checkpoint loads in SAELens and encodes exactly like husai.
+
+Loads the checkpoint directory (cfg.json + sae_weights.safetensors, e.g. a signed train run) with
+sae_lens.SAE.load_from_disk, encodes the first --rows rows of the activation bank with SAELens, and compares the
+result with husai's own encoder output for the same rows (written by `husai-audit data encode`).
+
+Passes (exit 0) when the maximum absolute difference is within --tol. Prints one JSON line with the figures.
+"""
+
+import argparse
+import json
+import sys
+
+import numpy as np
+import torch
+from sae_lens import SAE
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="directory with cfg.json and sae_weights.safetensors")
+    ap.add_argument("--data", required=True, help="activation bank (.npy, [rows, d_in])")
+    ap.add_argument("--ours", required=True, help="husai's encoder output (.npy, [rows, d_sae])")
+    ap.add_argument("--rows", type=int, default=100)
+    ap.add_argument("--tol", type=float, default=1e-5)
+    args = ap.parse_args()
+
+    sae = SAE.load_from_disk(args.checkpoint, device="cpu")
+    arch = sae.cfg.architecture()
+    if arch != "topk":
+        print(f"FAIL: SAELens loaded architecture {arch!r}, expected 'topk'", file=sys.stderr)
+        return 1
+
+    x = np.asarray(np.load(args.data, mmap_mode="r")[: args.rows], dtype=np.float32)
+    with torch.no_grad():
+        theirs = sae.encode(torch.from_numpy(x)).numpy()
+    ours = np.load(args.ours)
+    if ours.shape != theirs.shape:
+        print(f"FAIL: husai's output has shape {ours.shape}, SAELens's {theirs.shape}", file=sys.stderr)
+        return 1
+
+    diff = np.abs(theirs - ours)
+    support_mismatch_rows = int(((theirs != 0) != (ours != 0)).any(axis=1).sum())
+    report = {
+        "checkpoint": args.checkpoint,
+        "architecture": arch,
+        "d_in": sae.cfg.d_in,
+        "d_sae": sae.cfg.d_sae,
+        "k": sae.cfg.k,
+        "rows": int(x.shape[0]),
+        "max_abs_diff": float(diff.max()),
+        "max_abs_value": float(np.abs(theirs).max()),
+        "rows_with_different_active_latents": support_mismatch_rows,
+        "tolerance": args.tol,
+        "sae_lens_version": __import__("sae_lens").__version__,
+        "torch_version": torch.__version__,
+    }
+    ok = report["max_abs_diff"] <= args.tol
+    report["result"] = "pass" if ok else "fail"
+    print(json.dumps(report))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# SAELens interoperability check (not part of CI: sae-lens pulls torch and its CUDA wheels, several GB and many
+# minutes to install, which does not fit CI's budget on 2 cores).
+#
+# 1. creates .venv-saelens at the repository root (once) and installs sae-lens from PyPI into it;
+# 2. builds husai-audit and the sae-topk plugin (release);
+# 3. in a scratch directory, trains a TopK SAE with `husai-audit train` as a signed run, on DATA (default: the
+#    MiniLM activation bank in ../shared/data, else a synthetic bank made with `husai-audit data synth`);
+# 4. writes husai's encoder output for the first 100 rows with `husai-audit data encode` (a plain file, not a run);
+# 5. loads the run directory with sae_lens.SAE.load_from_disk and checks that SAELens's encoder output on those
+#    rows matches husai's within 1e-5 (scripts/saelens_interop.py).
+#
+# Usage: scripts/saelens_interop.sh [DATA.npy]
+# Env:   HUSAI_SAELENS_VENV (default .venv-saelens), INTEROP_D_SAE (1536), INTEROP_K (32), INTEROP_STEPS (200)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=${HUSAI_SAELENS_VENV:-$root/.venv-saelens}
+
+if ! "$venv/bin/python" -c "import sae_lens" 2>/dev/null; then
+    echo "installing sae-lens into $venv (large: torch and its dependencies)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --progress-bar off sae-lens
+fi
+
+(cd "$root" && cargo build --release -p husai-audit -p husai-sae-topk)
+bin=$root/target/release/husai-audit
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+"$bin" keygen interop >/dev/null
+
+data=${1:-$root/../shared/data/minilm_l3_resid_dev.npy}
+if [ ! -f "$data" ]; then
+    echo "no $data: using a synthetic activation bank" >&2
+    "$bin" data synth --rows 8192 --d-in 128 --n-features 512 --l0 8 --seed 0 --campaign interop-data \
+        --key interop.pem --json >synth.json
+    data=$work/$("$venv/bin/python" -c 'import json; print(json.load(open("synth.json"))["dir"])')/activations.npy
+fi
+
+"$bin" train --plugin sae-topk --data "$data" --d-sae "${INTEROP_D_SAE:-1536}" --k "${INTEROP_K:-32}" --seed 0 \
+    --steps "${INTEROP_STEPS:-200}" --batch 1024 --campaign interop --key interop.pem \
+    --plugin-dir "$root/target/release" --json >train.json
+run=$work/$("$venv/bin/python" -c 'import json; print(json.load(open("train.json"))["dir"])')
+echo "trained: $(cat train.json | tr -d '\n' | tr -s ' ')" >&2
+
+"$bin" data encode --checkpoint "$run" --data "$data" --rows 100 --out ours.npy >&2
+"$venv/bin/python" "$root/scripts/saelens_interop.py" --checkpoint "$run" --data "$data" --ours ours.npy \
+    --rows 100 --tol 1e-5
