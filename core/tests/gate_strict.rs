@@ -52,7 +52,10 @@ fn fixture1_inputs_under_cycle4_give_upstreams_verdicts_with_provenance() {
     let report = evaluate(&Policy::strict(), &full_inputs(&s)).unwrap();
     let random = report.gate(GateName::RandomModel).unwrap();
     assert_eq!(random.checks.len(), 3);
-    assert_eq!(random.checks[2].comparator, "<");
+    assert_eq!(
+        random.checks[2].comparator,
+        husai_core::gate::report::Comparator::Below
+    );
     assert!(random.passed);
     let md = report.to_markdown();
     assert!(

@@ -8,7 +8,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::legacy::json::{self, LegacyJsonError, LegacyValue};
-use crate::legacy::pyrepr::{float_repr, py_str};
+use crate::legacy::pyrepr::float_repr;
 
 /// `--external-mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -639,9 +639,4 @@ pub fn report_markdown(run_id: &str, outcome: &UpstreamOutcome) -> String {
     let mut out = lines.join("\n");
     out.push('\n');
     out
-}
-
-/// `str()` of a value, re-exported for the CLI's one-line summaries.
-pub fn python_str(value: &LegacyValue) -> String {
-    py_str(value)
 }

@@ -44,6 +44,36 @@ impl Status {
     }
 }
 
+/// How a check's value is compared with its threshold (`value <op> threshold` passes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Comparator {
+    #[serde(rename = ">=")]
+    AtLeast,
+    #[serde(rename = "<=")]
+    AtMost,
+    #[serde(rename = "<")]
+    Below,
+}
+
+impl Comparator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparator::AtLeast => ">=",
+            Comparator::AtMost => "<=",
+            Comparator::Below => "<",
+        }
+    }
+
+    /// False for NaN, like every IEEE comparison.
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparator::AtLeast => value >= threshold,
+            Comparator::AtMost => value <= threshold,
+            Comparator::Below => value < threshold,
+        }
+    }
+}
+
 /// One comparison inside a gate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
@@ -51,8 +81,7 @@ pub struct Check {
     /// `None` when the input does not provide this metric (status `not_evaluated`).
     pub value: Option<f64>,
     pub threshold: f64,
-    /// `>=`, `<=` or `<`: `value <comparator> threshold` passes.
-    pub comparator: String,
+    pub comparator: Comparator,
     /// `point`, `lcb` or `p_value`.
     pub basis: String,
     pub status: Status,
@@ -160,7 +189,7 @@ impl GateReport {
                     g.passed,
                     c.metric,
                     value,
-                    c.comparator,
+                    c.comparator.as_str(),
                     c.threshold,
                     c.basis,
                     c.source_field.as_deref().unwrap_or("-")

@@ -8,7 +8,8 @@ use crate::legacy::json::LegacyValue;
 use crate::legacy::{ArtifactKind, Fields, ReadError, ood, phase4a, transcoder};
 
 use super::report::{
-    Candidate, Check, GATE_REPORT_SCHEMA_VERSION, GateReport, GateResult, InputCitation, Status,
+    Candidate, Check, Comparator, GATE_REPORT_SCHEMA_VERSION, GateReport, GateResult,
+    InputCitation, Status,
 };
 use super::source::SourcedFile;
 use super::{Basis, ExternalMode, GateName, Policy};
@@ -77,27 +78,25 @@ struct Sourced {
 fn check(
     metric: &str,
     value: Option<Sourced>,
-    comparator: &str,
+    comparator: Comparator,
     threshold: f64,
     basis: &str,
 ) -> Check {
     let status = match &value {
         None => Status::NotEvaluated,
         Some(s) => {
-            let ok = match comparator {
-                ">=" => s.value >= threshold,
-                "<=" => s.value <= threshold,
-                "<" => s.value < threshold,
-                other => unreachable!("comparator {other} is not produced by this module"),
-            };
-            if ok { Status::Pass } else { Status::Fail }
+            if comparator.holds(s.value, threshold) {
+                Status::Pass
+            } else {
+                Status::Fail
+            }
         }
     };
     Check {
         metric: metric.to_string(),
         value: value.as_ref().map(|s| s.value),
         threshold,
-        comparator: comparator.to_string(),
+        comparator,
         basis: basis.to_string(),
         status,
         source_field: value.map(|s| s.field),
@@ -167,7 +166,7 @@ fn random_model(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateResul
                 value: r.difference,
                 field: "comparison.difference".into(),
             }),
-            ">=",
+            Comparator::AtLeast,
             policy.min_trained_random_delta,
             "point",
         ),
@@ -177,7 +176,7 @@ fn random_model(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateResul
                 value: r.difference_of_bounds(),
                 field: "trained.ci95_low - random.ci95_high".into(),
             }),
-            ">=",
+            Comparator::AtLeast,
             policy.min_trained_random_lcb,
             "lcb",
         ),
@@ -193,7 +192,7 @@ fn random_model(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateResul
                 value: p,
                 field: "statistical_test.p_value".into(),
             }),
-            "<",
+            Comparator::Below,
             max,
             "p_value",
         ));
@@ -258,7 +257,7 @@ fn transcoder_gate(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateRe
     let checks = vec![check(
         "transcoder_delta",
         Some(value),
-        ">=",
+        Comparator::AtLeast,
         policy.min_transcoder_delta,
         "point",
     )];
@@ -285,7 +284,7 @@ fn ood_gate(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateResult, G
     let checks = vec![check(
         "ood_drop",
         Some(value),
-        "<=",
+        Comparator::AtMost,
         policy.max_ood_drop,
         "point",
     )];
@@ -536,7 +535,7 @@ fn external_gate(
         checks.push(check(
             "saebench_delta",
             values.saebench.map(|(v, _)| v),
-            ">=",
+            Comparator::AtLeast,
             sae_thr,
             basis.as_str(),
         ));
@@ -545,7 +544,7 @@ fn external_gate(
         checks.push(check(
             "cebench_interp_delta_vs_baseline",
             values.cebench.map(|(v, _)| v),
-            ">=",
+            Comparator::AtLeast,
             ce_thr,
             basis.as_str(),
         ));
