@@ -112,20 +112,19 @@ struct Best<'a> {
 
 impl Best<'_> {
     /// Inserts `(j, v)`, known to beat the threshold, after every slot whose value is >= v; a
-    /// full buffer drops its last slot.
+    /// full buffer drops its last slot. Binary search plus one block move: the buffer is sorted
+    /// in decreasing order.
     #[inline(always)]
     fn insert(&mut self, j: usize, v: f32) {
-        let mut pos = self.n.min(self.k - 1);
+        let end = self.n.min(self.k - 1);
+        let pos = self.val[..end].partition_point(|&x| x >= v);
+        self.val.copy_within(pos..end, pos + 1);
+        self.idx.copy_within(pos..end, pos + 1);
+        self.val[pos] = v;
+        self.idx[pos] = j as u32;
         if self.n < self.k {
             self.n += 1;
         }
-        while pos > 0 && self.val[pos - 1] < v {
-            self.val[pos] = self.val[pos - 1];
-            self.idx[pos] = self.idx[pos - 1];
-            pos -= 1;
-        }
-        self.val[pos] = v;
-        self.idx[pos] = j as u32;
         if self.n == self.k {
             self.threshold = self.val[self.k - 1];
         }
@@ -165,15 +164,19 @@ fn select_row_body(
     let tail = pc.remainder().len();
     for (blk, (p, b)) in pc.zip(bc).enumerate() {
         let t = best.threshold;
-        if p.iter()
+        // One vector compare per block gives a bit mask of the values beating the threshold;
+        // only those are visited (and re-checked, as the threshold rises while inserting).
+        let mut hits = p
+            .iter()
             .zip(b)
-            .fold(false, |any, (&x, &y)| any | (x + y > t))
-        {
-            for (i, (&x, &y)) in p.iter().zip(b).enumerate() {
-                let v = x + y;
-                if v > best.threshold {
-                    best.insert(blk * BLOCK + i, v);
-                }
+            .enumerate()
+            .fold(0u32, |m, (i, (&x, &y))| m | (((x + y > t) as u32) << i));
+        while hits != 0 {
+            let i = hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            let v = p[i] + b[i];
+            if v > best.threshold {
+                best.insert(blk * BLOCK + i, v);
             }
         }
     }
