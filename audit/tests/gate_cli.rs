@@ -318,6 +318,22 @@ fn strict_refuses_unsigned_inputs_and_writes_nothing() {
         Some(2),
         "strict-only flags are refused with --parity"
     );
+    let candidate = env.sign(
+        "selected_candidate.json",
+        &std::fs::read(evidence(CANDIDATE)).unwrap(),
+    );
+    let out = env.gate(&["--ood", candidate.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the ood gate reads an OOD stress summary")
+    );
+    let no_field = env.sign(
+        "ood_stress_summary.json",
+        br#"{"id_result": {}, "ood_result": {}}"#,
+    );
+    let out = env.gate(&["--ood", no_field.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("required field `ood_drop` is missing"));
     let out = env.gate(&["--profile", "lenient"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown --profile"));
