@@ -22,11 +22,11 @@
 //! | tie-break | stable sort: full ties keep input order (frontier → scaling → assignment) | explicit final keys: condition, then config hash, ascending | W15 |
 //! | CE-Bench baseline at another hook | pooled as if comparable | row dropped with reason `cebench_baseline_mismatch` | W14: layer-1 SAEs against a layer-0 baseline |
 //! | NaN in JSON we write | bare `NaN` tokens | `null` (both modes; DESIGN.md) | W21 |
-//! | records without a string `checkpoint` / `selected_checkpoint` | skipped silently | skipped (both modes); the readers list them in `skipped` | W17 |
+//! | records without a string `checkpoint` / `selected_checkpoint` | skipped silently | skipped (both modes); the readers list them in `skipped` | — |
 //! | relative input paths | anchored at upstream's project root | as given, relative to the current directory; strict rows cite `campaign/run_id/subject` | W22 |
 //! | row floors | per seed row, when the metric is present | the same (both modes) | — |
 //! | seedless rows | grouped under their condition | dropped with reason `no_seed` (a seed cannot be counted) | W9 |
-//! | row sources | by flag (`--frontier-results` ⇒ `frontier`) | by detected producer (routed, matryoshka, …) | W4 |
+//! | row sources | by flag (`--frontier-results` ⇒ `frontier`) | by detected producer (routed, matryoshka, …) | reports say what a row is |
 //! | booleans / strings in metric fields | would be numbers / absent | read error naming the field (both modes; no upstream file has one) | W3 |
 //! | output | upstream's five files, identity and group metrics mixed under one `metrics` key | `selection.json` with separate `representative` and `group_metrics` blocks, normalisation ranges, weights, tie-break and rationale | W11, W12 |
 //!
