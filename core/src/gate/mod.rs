@@ -23,6 +23,7 @@
 //! | random_model | delta and difference-of-bounds LCB | the same two checks, plus `statistical_test.p_value < 0.05` in profile `strict` | W6 |
 //! | external modes | `auto` (default), `saebench`, `cebench`, `joint` | `saebench`, `cebench`, `joint` only (`auto`'s silent fallbacks are parity-only) | W5 |
 //! | external, grouped candidate, point basis | `metrics.saebench_delta` (which already is the group LCB) | `metrics.saebench_delta_mean` when the candidate is grouped | W11 |
+//! | external inputs | one payload: candidate JSON, else summary | husai `selection.json` (`group_metrics.*.mean`/`ci_low`), an upstream selected candidate or selection summary, or one SAEBench and one CE-Bench summary; the same benchmark from two files is an error; an LCB policy refuses a summary (it has no bound) | W11 |
 //! | sub-gates | external_saebench/cebench reported, not ANDed separately | each benchmark is a check of the external gate; the gate fails if any required check fails | |
 //! | policy | flags only, "strict" meant different things in different scripts | named profile (`strict`, `cycle4`) recorded in the report, overrides recorded too | W20 |
 //! | exit status | 2 iff `--fail-on-gate-fail` and pass_all is false, else 0 | 0 pass, 1 gate failure, 2 error | W20 |
