@@ -303,3 +303,72 @@ fn conflicting_duplicate_seeds_in_signed_inputs_are_refused() {
     );
     assert!(decision_runs(&p).is_empty());
 }
+
+#[test]
+fn manifest_records_the_decision_and_its_inputs() {
+    let p = Project::new();
+    let (input_run, f, s) = signed_inputs(&p);
+    let o = p.run(&[
+        "select",
+        "--key",
+        "dev.pem",
+        "--campaign",
+        "release-2026",
+        "--lcb-method",
+        "bootstrap",
+        "--bootstrap-resamples",
+        "2000",
+        "--bootstrap-seed",
+        "99",
+        "--input",
+        f.to_str().unwrap(),
+        "--input",
+        s.to_str().unwrap(),
+    ]);
+    assert_success(&o);
+    let runs: Vec<PathBuf> = std::fs::read_dir(p.path("results/release-2026"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let envelope: husai_core::dsse::Envelope =
+        serde_json::from_slice(&std::fs::read(runs[0].join("husai.dsse.json")).unwrap()).unwrap();
+    let statement: serde_json::Value =
+        serde_json::from_slice(&envelope.decode_payload().unwrap()).unwrap();
+    let manifest = &statement["predicate"];
+    assert_eq!(manifest["kind"], "select");
+    assert_eq!(manifest["campaign"], "release-2026");
+    assert_eq!(manifest["seeds"], serde_json::json!([99]));
+    assert_eq!(manifest["config"]["mode"], "strict");
+    assert!(
+        manifest["config"]["lcb_method"]
+            .as_str()
+            .unwrap()
+            .contains("2000 resamples, SplitMix64 seed 99")
+    );
+    assert!(
+        manifest["config_sha256"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64)
+    );
+    let inputs = manifest["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 2);
+    for (input, subject) in inputs.iter().zip(["frontier.json", "scaling.json"]) {
+        assert_eq!(input["run"]["run_id"], file_name(&input_run).as_str());
+        assert_eq!(input["run"]["subject"], subject);
+    }
+    assert_eq!(
+        manifest["extra"]["select"]["selected_candidate"]
+            .as_str()
+            .map(|s| s.starts_with("topk@")),
+        Some(true)
+    );
+    let names: Vec<&str> = statement["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pareto.svg", "selection.json", "summary.md"]);
+}
