@@ -32,7 +32,8 @@ def main() -> int:
         print(f"FAIL: SAELens loaded architecture {arch!r}, expected 'topk'", file=sys.stderr)
         return 1
 
-    x = np.asarray(np.load(args.data, mmap_mode="r")[: args.rows], dtype=np.float32)
+    # A writable copy: torch refuses to wrap a read-only memory map without a warning.
+    x = np.array(np.load(args.data, mmap_mode="r")[: args.rows], dtype=np.float32)
     with torch.no_grad():
         theirs = sae.encode(torch.from_numpy(x)).numpy()
     ours = np.load(args.ours)

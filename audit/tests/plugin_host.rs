@@ -87,6 +87,63 @@ fn plugins_lists_sae_topk_with_the_sha256_of_its_library() {
 }
 
 #[test]
+fn search_order_is_plugin_dir_then_env_then_exe_dir() {
+    let p = Project::new();
+    // A library in --plugin-dir hides one of the same file name in HUSAI_PLUGIN_PATH: put the faulty plugin there
+    // under sae-topk's file name.
+    let shadow = p.path("shadow");
+    std::fs::create_dir(&shadow).unwrap();
+    let so = std::env::consts::DLL_SUFFIX;
+    std::fs::copy(
+        lib("husai_plugin_faulty"),
+        shadow.join(format!("libhusai_sae_topk{so}")),
+    )
+    .unwrap();
+    let list = |args: &[&str]| -> Vec<Value> {
+        let o = std::process::Command::new(exe())
+            .args(args)
+            .current_dir(p.dir.path())
+            .env("HUSAI_PLUGIN_PATH", plugin_dir())
+            .output()
+            .unwrap();
+        assert_success(&o);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["plugins"].as_array().unwrap().clone()
+    };
+    let by_env = list(&["plugins", "--json"]);
+    let topk = by_env
+        .iter()
+        .find(|p| p["name"] == "sae-topk")
+        .expect("found through HUSAI_PLUGIN_PATH");
+    assert_eq!(topk["library_path"], json!(lib("husai_sae_topk")));
+
+    let shadowed = list(&[
+        "plugins",
+        "--json",
+        "--plugin-dir",
+        shadow.to_str().unwrap(),
+    ]);
+    let entry = shadowed
+        .iter()
+        .find(|p| {
+            p["library_path"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("libhusai_sae_topk{so}"))
+        })
+        .unwrap();
+    assert_eq!(
+        entry["library_path"],
+        json!(shadow.join(format!("libhusai_sae_topk{so}")))
+    );
+    assert_eq!(entry["name"], "test-faulty");
+    assert!(
+        !shadowed.iter().any(|p| p["name"] == "sae-topk"),
+        "the env copy is hidden: {shadowed:?}"
+    );
+}
+
+#[test]
 fn a_missing_library_is_named() {
     let missing = plugin_dir().join("libhusai_nonexistent.so");
     let msg = host().describe(&missing).unwrap_err().to_string();

@@ -193,6 +193,27 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
     assert_success(&o);
     let enc = husai_kernels::activations::open(&p.path("enc.npy"), &Default::default()).unwrap();
     assert_eq!((enc.info().rows, enc.info().d_in), (100, 32));
+    // Data of another width than the checkpoint's d_in is refused with both widths named.
+    write_npy_f32(&p.path("narrow.npy"), 200, 8, &vec![0.5f32; 1600]).unwrap();
+    let o = p.run(&[
+        "data",
+        "encode",
+        "--checkpoint",
+        a.to_str().unwrap(),
+        "--data",
+        "narrow.npy",
+        "--out",
+        "bad.npy",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "narrow.npy has d_in = 8, but the SAE checkpoint it is used with (resumed or encoded with) has d_in = 16"
+        ),
+        "{err}"
+    );
+    assert!(!p.path("bad.npy").exists());
     for row in enc.data().chunks(32) {
         assert!(row.iter().filter(|v| **v != 0.0).count() <= 4);
         assert!(row.iter().all(|v| *v >= 0.0));

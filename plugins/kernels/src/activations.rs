@@ -7,7 +7,7 @@
 //! - the container: `.npy` magic, version and header; `.safetensors` header and tensor offsets; truncation;
 //! - dtype (float32 or float16 only) and rank (2 only), C order;
 //! - every value finite (the first bad row and column are named);
-//! - at least one batch of rows, and a width equal to a resumed checkpoint's `d_in`.
+//! - at least one batch of rows, and a width equal to the `d_in` of the checkpoint the data is used with.
 //!
 //! float32 data that is suitably aligned in the file (it is for numpy and safetensors writers) is used straight from
 //! the memory map; float16 is widened to float32 (exactly: every f16 value is representable as f32) with the `half`
@@ -197,10 +197,10 @@ pub enum ActivationError {
         /// The batch size.
         batch: usize,
     },
-    /// A width that does not match the checkpoint being resumed.
+    /// A width that does not match the checkpoint the data is used with.
     #[error(
-        "activation file {path} has d_in = {found}, but the checkpoint being resumed was trained with d_in = \
-         {expected}; use activations from the same model layer"
+        "activation file {path} has d_in = {found}, but the SAE checkpoint it is used with (resumed or encoded \
+         with) has d_in = {expected}; use activations from the layer that checkpoint was trained on"
     )]
     WidthMismatch {
         /// The file.
@@ -255,7 +255,7 @@ pub struct OpenOptions {
     pub tensor: Option<String>,
     /// The file must have at least this many rows (the batch size).
     pub min_rows: usize,
-    /// The width the data must have (the `d_in` of a checkpoint being resumed).
+    /// The width the data must have (the `d_in` of a checkpoint being resumed or encoded with).
     pub expected_d_in: Option<usize>,
 }
 
@@ -1046,7 +1046,7 @@ mod tests {
         );
         assert!(
             msg.contains(
-                "w.npy has d_in = 3, but the checkpoint being resumed was trained with d_in = 384"
+                "w.npy has d_in = 3, but the SAE checkpoint it is used with (resumed or encoded with) has d_in = 384"
             ),
             "{msg}"
         );
