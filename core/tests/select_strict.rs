@@ -583,3 +583,31 @@ fn runs_of_one_configuration_pool_and_other_configurations_do_not() {
     assert_eq!(parity.candidates.len(), 1);
     assert_eq!(parity.candidates[0].members.len(), 6);
 }
+
+#[test]
+fn records_without_a_checkpoint_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<R> = [42, 123, 456]
+        .iter()
+        .map(|&s| R("topk", s, Some(-0.03), Some(-1.0), Some(0.9)))
+        .collect();
+    let mut doc = frontier(&rows, json!({}));
+    doc["records"][1]["checkpoint"] = json!(null);
+    let f = write(dir.path(), "f.json", &doc);
+    let sel = run(
+        &[(InputRole::Frontier, f.as_path())],
+        &SelectConfig {
+            min_seeds_per_group: 2,
+            ..strict()
+        },
+    )
+    .unwrap();
+    assert_eq!(sel.rows.len(), 2);
+    assert_eq!(sel.skipped.len(), 1);
+    let out = strict_selection_json(&sel, &[]);
+    assert_eq!(out["skipped_records"][0]["row_index"], 1);
+    assert_eq!(
+        out["skipped_records"][0]["reason"],
+        "`checkpoint` is missing or not a string"
+    );
+}

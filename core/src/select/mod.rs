@@ -22,7 +22,7 @@
 //! | tie-break | stable sort: full ties keep input order (frontier → scaling → assignment) | explicit final keys: condition, then config hash, ascending | W15 |
 //! | CE-Bench baseline at another hook | pooled as if comparable | row dropped with reason `cebench_baseline_mismatch` | W14: layer-1 SAEs against a layer-0 baseline |
 //! | NaN in JSON we write | bare `NaN` tokens | `null` (both modes; DESIGN.md) | W21 |
-//! | records without a string `checkpoint` / `selected_checkpoint` | skipped silently | skipped (both modes); the readers list them in `skipped` | — |
+//! | records without a string `checkpoint` / `selected_checkpoint` | skipped silently | skipped (both modes), and strict `selection.json` lists them in `skipped_records` | W17: say what was not evaluated |
 //! | relative input paths | anchored at upstream's project root | as given, relative to the current directory; strict rows cite `campaign/run_id/subject` | W22 |
 //! | row floors | per seed row, when the metric is present | the same (both modes) | — |
 //! | seedless rows | grouped under their condition | dropped with reason `no_seed` (a seed cannot be counted) | W9 |
@@ -322,6 +322,39 @@ pub struct Selection {
     /// Candidate indices, best first. `ranked[0]` is the selection.
     pub ranked: Vec<usize>,
     pub diagnostics: Option<GroupingDiagnostics>,
+    /// Input records that yield no row at all (no checkpoint path), which upstream skipped without a word.
+    pub skipped: Vec<SkippedRecord>,
+}
+
+/// An input record that is not a candidate row, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRecord {
+    pub source_results: String,
+    pub row_index: usize,
+    pub reason: String,
+}
+
+fn skipped_records(inputs: &[LoadedInput]) -> Vec<SkippedRecord> {
+    let mut out = Vec::new();
+    for input in inputs {
+        match &input.content {
+            InputContent::External(results) => {
+                out.extend(results.skipped.iter().map(|s| SkippedRecord {
+                    source_results: input.display.clone(),
+                    row_index: s.index,
+                    reason: s.reason.clone(),
+                }))
+            }
+            InputContent::Assignment(results) => {
+                out.extend(results.skipped.iter().map(|&index| SkippedRecord {
+                    source_results: input.display.clone(),
+                    row_index: index,
+                    reason: "`selected_checkpoint` is missing or not a string".to_string(),
+                }))
+            }
+        }
+    }
+    out
 }
 
 impl Selection {
@@ -480,5 +513,6 @@ pub fn select(inputs: &[LoadedInput], config: &SelectConfig) -> Result<Selection
         is_pareto,
         ranked,
         diagnostics,
+        skipped: skipped_records(inputs),
     })
 }

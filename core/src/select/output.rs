@@ -856,6 +856,11 @@ pub fn strict_selection_json(sel: &Selection, inputs: &[InputCitation]) -> Value
         "tie_break": STRICT_TIE_BREAK,
         "grouping_diagnostics": diagnostics,
         "filtered_rows": filtered,
+        "skipped_records": sel.skipped.iter().map(|s| json!({
+            "source_results": s.source_results,
+            "row_index": s.row_index,
+            "reason": s.reason,
+        })).collect::<Vec<_>>(),
         "rationale": rationale(sel),
     })
 }
