@@ -225,7 +225,7 @@ fn peek_output_total(dir: &Path) -> Option<u64> {
 
 enum RunState {
     InProgress,
-    Done(Option<VerifiedRun>),
+    Done(Option<Box<VerifiedRun>>),
 }
 
 struct Verifier<'a> {
@@ -365,7 +365,7 @@ impl<'a> Verifier<'a> {
     fn verify_run(&mut self, dir: &Path) -> Option<VerifiedRun> {
         let key = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         match self.state.get(&key) {
-            Some(RunState::Done(outcome)) => return outcome.clone(),
+            Some(RunState::Done(outcome)) => return outcome.as_deref().cloned(),
             Some(RunState::InProgress) => {
                 self.push(
                     Severity::Error,
@@ -400,7 +400,8 @@ impl<'a> Verifier<'a> {
                 .map_or(0, |r| r.manifest.output_sizes.values().sum()),
             ok: outcome.is_some(),
         });
-        self.state.insert(key, RunState::Done(outcome.clone()));
+        self.state
+            .insert(key, RunState::Done(outcome.clone().map(Box::new)));
         outcome
     }
 
