@@ -212,6 +212,54 @@ fn parity_fixture2_legacy_gate_fails_with_code_2() {
 }
 
 #[test]
+fn parity_legacy_schema_reproduces_fixture2_markdown() {
+    let env = Env::new();
+    std::fs::write(env.path("phase4a.json"), PHASE4A).unwrap();
+    let summary = evidence(
+        "phase4b_architecture_frontier_external/run_20260213T173707Z_topk_saebench_summary.json",
+    );
+    let out = env.gate(&[
+        "--parity",
+        "--legacy-schema",
+        "--phase4a-results",
+        "phase4a.json",
+        "--external-summary",
+        summary.to_str().unwrap(),
+        "--require-transcoder",
+        "--require-ood",
+        "--require-external",
+        "--min-external-delta",
+        "0.0",
+        "--fail-on-gate-fail",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs = env.runs();
+    let md = std::fs::read_to_string(runs[0].join("release_policy.md")).unwrap();
+    let expected = std::fs::read_to_string(evidence(
+        "phase4e_stress_gated_release/run_20260213T204120Z_release_policy.md",
+    ))
+    .unwrap();
+    let strip = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with("- Run ID:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&md), strip(&expected));
+    let out = env.gate(&["--parity", "--legacy-schema", "--external-mode", "joint"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the legacy policy had no external modes"
+    );
+}
+
+#[test]
 fn bad_parity_inputs_write_nothing() {
     let env = Env::new();
     let empty = evidence(

@@ -401,3 +401,94 @@ fn repo_rel_is_relative_inside_the_root_and_absolute_outside() {
     let rel = repo_rel(Path::new("f.json"), outside.path(), root.path());
     assert!(Path::new(&rel).is_absolute(), "{rel}");
 }
+
+/// FIXTURES.md 2 with the legacy schema: byte-identical `release_policy.md` and `.json`.
+#[test]
+fn fixture2_legacy_schema_is_byte_identical() {
+    use husai_core::gate::parity::{evaluate_legacy, report_json_legacy, report_markdown_legacy};
+    let dir = "phase4e_stress_gated_release";
+    let t = UpstreamThresholds {
+        require_transcoder: true,
+        require_ood: true,
+        require_external: true,
+        ..UpstreamThresholds::default()
+    };
+    let inputs = UpstreamInputs {
+        phase4a: Some(phase4a_from_recorded_metrics()),
+        transcoder: None,
+        ood: None,
+        external: Some(
+            read_file(&evidence(
+                "phase4b_architecture_frontier_external/run_20260213T173707Z_topk_saebench_summary.json",
+            ))
+            .unwrap(),
+        ),
+    };
+    let o = evaluate_legacy(&t, &inputs);
+    assert_eq!(
+        (o.random_model, o.transcoder, o.ood, o.external, o.pass_all),
+        (true, false, false, false, false)
+    );
+    assert_eq!(o.exit_code(true), 2);
+    let recorded_path = evidence(&format!("{dir}/run_20260213T204120Z_release_policy.json"));
+    let recorded = read_file(&recorded_path).unwrap();
+    let mut info = info_from(&recorded);
+    info.external_candidate_json = None;
+    let md = std::fs::read_to_string(evidence(&format!(
+        "{dir}/run_20260213T204120Z_release_policy.md"
+    )))
+    .unwrap();
+    assert_eq!(report_markdown_legacy(&info.run_id, &o), md);
+    let json_text = std::fs::read_to_string(&recorded_path).unwrap();
+    assert_eq!(
+        json_dumps(&report_json_legacy(&info, &t, &o), 2) + "\n",
+        json_text
+    );
+}
+
+/// The cycle-3 final policy (legacy schema, 511c56c) from its own transcoder and OOD files; its external summary is
+/// not in the evidence tree, so a summary carrying the recorded value stands in for it.
+#[test]
+fn cycle3_final_legacy_policy_json_is_byte_identical() {
+    use husai_core::gate::parity::{evaluate_legacy, report_json_legacy};
+    let t = UpstreamThresholds {
+        require_transcoder: true,
+        require_ood: true,
+        require_external: true,
+        ..UpstreamThresholds::default()
+    };
+    let inputs = UpstreamInputs {
+        phase4a: Some(phase4a_from_recorded_metrics()),
+        transcoder: Some(
+            read_file(&evidence(
+                "cycle3_queue_final/transcoder_stress_summary_run_20260214T224242Z.json",
+            ))
+            .unwrap(),
+        ),
+        ood: Some(
+            read_file(&evidence(
+                "cycle3_queue_final/ood_stress_summary_run_20260214T224309Z.json",
+            ))
+            .unwrap(),
+        ),
+        external: Some(
+            parse_str(&format!(
+                r#"{{"summary": {{"best_minus_llm_auc": {}}}}}"#,
+                float_repr(-0.017257680751151527)
+            ))
+            .unwrap(),
+        ),
+    };
+    let o = evaluate_legacy(&t, &inputs);
+    assert_eq!(
+        (o.random_model, o.transcoder, o.ood, o.external, o.pass_all),
+        (true, false, true, false, false)
+    );
+    let path = evidence("cycle3_queue_final/release_policy_run_20260214T225029Z.json");
+    let recorded = read_file(&path).unwrap();
+    let info = info_from(&recorded);
+    assert_eq!(
+        json_dumps(&report_json_legacy(&info, &t, &o), 2) + "\n",
+        std::fs::read_to_string(&path).unwrap()
+    );
+}

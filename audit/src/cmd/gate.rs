@@ -118,6 +118,15 @@ pub struct Args {
     require_external: bool,
     #[arg(long, requires = "parity")]
     fail_on_gate_fail: bool,
+    /// Reproduce the legacy policy (upstream <=511c56c): one external metric from --external-summary, four gates,
+    /// and the legacy release_policy.json/.md layout.
+    #[arg(
+        long,
+        requires = "parity",
+        conflicts_with_all = ["external_candidate_json", "external_mode", "use_external_lcb",
+            "min_saebench_delta", "min_cebench_delta", "min_saebench_delta_lcb", "min_cebench_delta_lcb"]
+    )]
+    legacy_schema: bool,
 
     // ---- output ----
     /// Campaign of the gate run (results/<campaign>/).
@@ -357,7 +366,10 @@ fn run_parity(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
         ood: parity::load_upstream_input("ood-results", args.ood_results.as_deref())?,
         external: parity::load_upstream_input(external_flag, external_path)?,
     };
-    let outcome = parity::evaluate(&t, &inputs);
+    // Evaluation is pure; every input was read (and any error raised) above, before anything is staged.
+    let legacy = args
+        .legacy_schema
+        .then(|| parity::evaluate_legacy(&t, &inputs));
 
     let now = OffsetDateTime::now_utc();
     let rel = |p: &Option<PathBuf>| p.as_deref().map(|p| parity::repo_rel(p, &cwd, &root));
@@ -382,10 +394,24 @@ fn run_parity(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
         external_summary: rel(&args.external_summary),
         external_candidate_json: rel(&args.external_candidate_json),
     };
-    let report = parity::report_json(&info, &t, &outcome);
+    let (report, md, pass_all, exit_code) = if let Some(o) = &legacy {
+        (
+            parity::report_json_legacy(&info, &t, o),
+            parity::report_markdown_legacy(&info.run_id, o),
+            o.pass_all,
+            o.exit_code(args.fail_on_gate_fail),
+        )
+    } else {
+        let o = parity::evaluate(&t, &inputs);
+        (
+            parity::report_json(&info, &t, &o),
+            parity::report_markdown(&info.run_id, &o),
+            o.gates.pass_all,
+            o.exit_code(args.fail_on_gate_fail),
+        )
+    };
     let mut json_text = json_dumps(&report, 2);
     json_text.push('\n');
-    let md = parity::report_markdown(&info.run_id, &outcome);
 
     // Record the digest of every input file that existed and was read.
     let mut input_refs = Vec::new();
@@ -410,7 +436,6 @@ fn run_parity(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
             run: None,
         });
     }
-    let exit_code = outcome.exit_code(args.fail_on_gate_fail);
     let config = serde_json::json!({
         "mode": "parity",
         "upstream_script": "run_stress_gated_release_policy.py",
@@ -420,7 +445,8 @@ fn run_parity(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
     let extra = serde_json::json!({
         "mode": "parity",
         "upstream_run_id": info.run_id,
-        "pass_all": outcome.gates.pass_all,
+        "pass_all": pass_all,
+        "schema": if args.legacy_schema { "v1-legacy" } else { "v3-lcb" },
         "upstream_exit_code": exit_code,
     });
     let committed = sign_outputs(
@@ -439,14 +465,7 @@ fn run_parity(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
     } else {
         println!("Stress-gated release policy complete");
         println!("Run dir: {}", cli::display_path(&committed).display());
-        println!(
-            "pass_all: {}",
-            if outcome.gates.pass_all {
-                "True"
-            } else {
-                "False"
-            }
-        );
+        println!("pass_all: {}", if pass_all { "True" } else { "False" });
     }
     Ok(ExitCode::from(exit_code as u8))
 }

@@ -640,3 +640,188 @@ pub fn report_markdown(run_id: &str, outcome: &UpstreamOutcome) -> String {
     out.push('\n');
     out
 }
+
+/// The outcome of the legacy policy (upstream ≤511c56c): one external metric and four gates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegacyOutcome {
+    pub trained_random_delta: Option<f64>,
+    pub trained_random_delta_lcb: Option<f64>,
+    pub transcoder_delta: Option<f64>,
+    pub ood_drop: Option<f64>,
+    pub external_delta: Option<f64>,
+    pub random_model: bool,
+    pub transcoder: bool,
+    pub ood: bool,
+    pub external: bool,
+    pub pass_all: bool,
+}
+
+impl LegacyOutcome {
+    pub fn exit_code(&self, fail_on_gate_fail: bool) -> i32 {
+        if fail_on_gate_fail && !self.pass_all {
+            2
+        } else {
+            0
+        }
+    }
+}
+
+/// Upstream's legacy policy (≤511c56c, reference §1.3 last line and §1.5): the external gate reads one chain,
+/// `summary.best_minus_llm_auc` → `best_minus_llm_auc` → `delta_vs_matched_baseline.{interpretability,contrastive,
+/// independent}_score_mean_max`, from the summary as given (no candidate unwrapping, no modes, no LCB basis), and
+/// compares it with `--min-external-delta`. The other three gates are the current ones.
+pub fn evaluate_legacy(t: &UpstreamThresholds, inputs: &UpstreamInputs) -> LegacyOutcome {
+    let internal = evaluate(
+        t,
+        &UpstreamInputs {
+            external: None,
+            ..inputs.clone()
+        },
+    );
+    let empty = LegacyValue::Object(Vec::new());
+    let payload = inputs.external.as_ref().unwrap_or(&empty);
+    let external_delta = first_numeric(
+        payload,
+        &[
+            &["summary", "best_minus_llm_auc"],
+            &["best_minus_llm_auc"],
+            &[
+                "delta_vs_matched_baseline",
+                "interpretability_score_mean_max",
+            ],
+            &["delta_vs_matched_baseline", "contrastive_score_mean_max"],
+            &["delta_vs_matched_baseline", "independent_score_mean_max"],
+        ],
+    );
+    let external = thr(external_delta, t.min_external_delta, t.require_external);
+    let m = internal.metrics;
+    let g = internal.gates;
+    LegacyOutcome {
+        trained_random_delta: m.trained_random_delta,
+        trained_random_delta_lcb: m.trained_random_delta_lcb,
+        transcoder_delta: m.transcoder_delta,
+        ood_drop: m.ood_drop,
+        external_delta,
+        random_model: g.random_model,
+        transcoder: g.transcoder,
+        ood: g.ood,
+        external,
+        pass_all: g.random_model && g.transcoder && g.ood && external,
+    }
+}
+
+/// The legacy `release_policy.json` object (first four inputs, five thresholds plus the three `require_*` flags,
+/// five metrics, four gates plus pass_all).
+pub fn report_json_legacy(
+    info: &UpstreamRunInfo,
+    t: &UpstreamThresholds,
+    o: &LegacyOutcome,
+) -> LegacyValue {
+    obj(vec![
+        (
+            "run_metadata",
+            obj(vec![
+                (
+                    "timestamp_utc",
+                    LegacyValue::String(info.timestamp_utc.clone()),
+                ),
+                ("git_commit", LegacyValue::String(info.git_commit.clone())),
+                ("command", LegacyValue::String(info.command.clone())),
+                ("run_id", LegacyValue::String(info.run_id.clone())),
+            ]),
+        ),
+        (
+            "inputs",
+            obj(vec![
+                ("phase4a_results", text(&info.phase4a_results)),
+                ("transcoder_results", text(&info.transcoder_results)),
+                ("ood_results", text(&info.ood_results)),
+                ("external_summary", text(&info.external_summary)),
+            ]),
+        ),
+        (
+            "thresholds",
+            obj(vec![
+                (
+                    "min_trained_random_delta",
+                    LegacyValue::Float(t.min_trained_random_delta),
+                ),
+                (
+                    "min_trained_random_lcb",
+                    LegacyValue::Float(t.min_trained_random_lcb),
+                ),
+                (
+                    "min_transcoder_delta",
+                    LegacyValue::Float(t.min_transcoder_delta),
+                ),
+                ("max_ood_drop", LegacyValue::Float(t.max_ood_drop)),
+                (
+                    "min_external_delta",
+                    LegacyValue::Float(t.min_external_delta),
+                ),
+                (
+                    "require_transcoder",
+                    LegacyValue::Bool(t.require_transcoder),
+                ),
+                ("require_ood", LegacyValue::Bool(t.require_ood)),
+                ("require_external", LegacyValue::Bool(t.require_external)),
+            ]),
+        ),
+        (
+            "metrics",
+            obj(vec![
+                ("trained_random_delta", num(o.trained_random_delta)),
+                ("trained_random_delta_lcb", num(o.trained_random_delta_lcb)),
+                ("transcoder_delta", num(o.transcoder_delta)),
+                ("ood_drop", num(o.ood_drop)),
+                ("external_delta", num(o.external_delta)),
+            ]),
+        ),
+        (
+            "gates",
+            obj(vec![
+                ("random_model", LegacyValue::Bool(o.random_model)),
+                ("transcoder", LegacyValue::Bool(o.transcoder)),
+                ("ood", LegacyValue::Bool(o.ood)),
+                ("external", LegacyValue::Bool(o.external)),
+                ("pass_all", LegacyValue::Bool(o.pass_all)),
+            ]),
+        ),
+    ])
+}
+
+/// The legacy `release_policy.md`, byte for byte.
+pub fn report_markdown_legacy(run_id: &str, o: &LegacyOutcome) -> String {
+    let b = |v: bool| if v { "True" } else { "False" };
+    let v = |x: Option<f64>| x.map_or_else(|| "None".to_string(), float_repr);
+    let mut lines = vec![
+        "# Stress-Gated Release Policy".to_string(),
+        String::new(),
+        format!("- Run ID: `{run_id}`"),
+        format!("- pass_all: `{}`", b(o.pass_all)),
+        String::new(),
+        "## Gate Status".to_string(),
+        String::new(),
+    ];
+    for (name, value) in [
+        ("random_model", o.random_model),
+        ("transcoder", o.transcoder),
+        ("ood", o.ood),
+        ("external", o.external),
+    ] {
+        lines.push(format!("- {name}: `{}`", b(value)));
+    }
+    lines.extend([String::new(), "## Metrics".to_string(), String::new()]);
+    for (name, value) in [
+        ("trained_random_delta", o.trained_random_delta),
+        ("trained_random_delta_lcb", o.trained_random_delta_lcb),
+        ("transcoder_delta", o.transcoder_delta),
+        ("ood_drop", o.ood_drop),
+        ("external_delta", o.external_delta),
+    ] {
+        lines.push(format!("- {name}: `{}`", v(value)));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
