@@ -5,7 +5,8 @@
 //! * **strict** (the default, [`strict`]): typed inputs from verified signed runs, a named policy profile, and a
 //!   report that records for every gate its value, threshold, basis, status and source field ([`report`]).
 //! * **parity** ([`parity`]): a drop-in for upstream's `run_stress_gated_release_policy.py`, with its flags, its
-//!   defaults, its quirks and its byte-exact `release_policy.{json,md}`.
+//!   defaults, its quirks and its byte-exact `release_policy.{json,md}`; [`parity::evaluate_legacy`] reproduces the
+//!   legacy (≤511c56c) policy and file layout as well.
 //!
 //! Every difference between the two is intended. Each row below is covered by a test in `core/tests/gate_*.rs`.
 //!
