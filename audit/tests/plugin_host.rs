@@ -395,3 +395,71 @@ fn the_host_api_reports_crashes_and_survives_them() {
     // And the host is still fine: the next run works.
     assert!(run("ok").0.is_ok());
 }
+
+#[test]
+fn a_plugin_dir_that_does_not_exist_is_refused() {
+    let p = Project::new();
+    let o = p.run(&["plugins", "--plugin-dir", "no-such-dir"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--plugin-dir no-such-dir is not a directory"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn sae_topk_refuses_bad_requests_before_training() {
+    let h = host();
+    let plugin = h.describe(&lib("husai_sae_topk")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("x.npy");
+    husai_kernels::activations::write_npy_f32(&data, 8, 4, &[0.5; 32]).unwrap();
+    let run = |config: Value, inputs: &[(&str, &Path)]| {
+        let out = tempfile::tempdir().unwrap();
+        let request = RunRequest {
+            config,
+            inputs: inputs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_path_buf()))
+                .collect::<BTreeMap<_, _>>(),
+            output_dir: out.path().to_path_buf(),
+        };
+        h.run(&plugin, &request, &mut |_| {})
+            .unwrap_err()
+            .to_string()
+    };
+    let good = json!({"d_sae": 8, "k": 2, "seed": 1, "steps": 1, "batch": 4});
+    // The published schema is enforced by the host: a missing field and an unknown one are both named.
+    let msg = run(
+        json!({"d_sae": 8, "k": 2, "steps": 1, "colour": "red"}),
+        &[("activations", &data)],
+    );
+    assert!(
+        msg.contains("does not match the plugin's config schema"),
+        "{msg}"
+    );
+    assert!(msg.contains("\"seed\" is a required property"), "{msg}");
+    assert!(msg.contains("colour"), "{msg}");
+    // Cross-field rules are the plugin's: k may not exceed d_sae.
+    let msg = run(
+        json!({"d_sae": 8, "k": 9, "seed": 1, "steps": 1, "batch": 4}),
+        &[("activations", &data)],
+    );
+    assert!(
+        msg.contains("failed: invalid config: sae-topk config field `k` = 9 is invalid"),
+        "{msg}"
+    );
+    let msg = run(good.clone(), &[]);
+    assert!(
+        msg.contains("the request names no \"activations\" input file"),
+        "{msg}"
+    );
+    let msg = run(good, &[("activations", &data), ("resume", &data)]);
+    assert!(
+        msg.contains(
+            "sae-topk takes one input, \"activations\"; the request also names \"resume\""
+        ),
+        "{msg}"
+    );
+}

@@ -24,7 +24,18 @@ pub struct Args {
     json: bool,
 }
 
+/// An explicitly named plugin directory must exist (the default search path may name ones that do not).
+pub fn check_plugin_dirs(dirs: &[PathBuf]) -> anyhow::Result<()> {
+    for d in dirs {
+        if !d.is_dir() {
+            anyhow::bail!("--plugin-dir {} is not a directory", d.display());
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    check_plugin_dirs(&args.plugin_dirs)?;
     let host = PluginHost::for_current_exe(&args.plugin_dirs)?;
     let listed = host.list();
     if args.json {

@@ -135,6 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(e)) => epochs_to_steps(e, info.rows, args.batch)?,
         _ => unreachable!("clap's `length` group requires exactly one of --steps and --epochs"),
     };
+    super::plugins::check_plugin_dirs(&args.plugin_dirs)?;
     let host = PluginHost::for_current_exe(&args.plugin_dirs)?;
     let plugin = host.find(&args.plugin)?;
     if plugin.description.kind != PluginKind::Trainer {

@@ -59,6 +59,15 @@ fn num(v: f64) -> Value {
 
 fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
     let cfg = TopKConfig::from_json(&request.config)?;
+    if let Some(role) = request
+        .inputs
+        .keys()
+        .find(|r| r.as_str() != ACTIVATIONS_INPUT)
+    {
+        return Err(PluginError::invalid_input(format!(
+            "sae-topk takes one input, {ACTIVATIONS_INPUT:?}; the request also names {role:?}"
+        )));
+    }
     let data_path = request.inputs.get(ACTIVATIONS_INPUT).ok_or_else(|| {
         PluginError::invalid_input(format!(
             "the request names no {ACTIVATIONS_INPUT:?} input file"
