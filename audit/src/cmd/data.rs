@@ -24,6 +24,7 @@ pub const SYNTH_ACTIVATIONS: &str = "activations.npy";
 pub const SYNTH_DICTIONARY: &str = "dictionary.npy";
 pub const SYNTH_GENERATOR: &str = "generator.json";
 
+/// Make activation data sets (`synth`, a signed run) and encode data with an SAE checkpoint (`encode`)
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
