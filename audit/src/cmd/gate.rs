@@ -357,14 +357,30 @@ fn run_parity(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
     } else {
         "external-summary"
     };
+    let files = [
+        ("phase4a-results", Some(phase4a_path.as_path())),
+        ("transcoder-results", args.transcoder_results.as_deref()),
+        ("ood-results", args.ood_results.as_deref()),
+        (external_flag, external_path),
+    ]
+    .map(|(flag, path)| parity::read_upstream_input(flag, path).map(|f| (path, f)));
+    let [phase4a, transcoder, ood, external] = files;
+    let (phase4a, transcoder, ood, external) = (phase4a?, transcoder?, ood?, external?);
+    // Record the digest of the bytes actually read for every input that existed.
+    let input_refs: Vec<InputRef> = [&phase4a, &transcoder, &ood, &external]
+        .into_iter()
+        .filter_map(|(path, file)| Some((path.as_ref()?, file.as_ref()?)))
+        .map(|(path, file)| InputRef {
+            path: path.display().to_string(),
+            digest: BTreeMap::from([("sha256".to_string(), file.sha256.clone())]),
+            run: None,
+        })
+        .collect();
     let inputs = UpstreamInputs {
-        phase4a: parity::load_upstream_input("phase4a-results", Some(&phase4a_path))?,
-        transcoder: parity::load_upstream_input(
-            "transcoder-results",
-            args.transcoder_results.as_deref(),
-        )?,
-        ood: parity::load_upstream_input("ood-results", args.ood_results.as_deref())?,
-        external: parity::load_upstream_input(external_flag, external_path)?,
+        phase4a: phase4a.1.map(|f| f.value),
+        transcoder: transcoder.1.map(|f| f.value),
+        ood: ood.1.map(|f| f.value),
+        external: external.1.map(|f| f.value),
     };
     // Evaluation is pure; every input was read (and any error raised) above, before anything is staged.
     let legacy = args
@@ -413,29 +429,6 @@ fn run_parity(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
     let mut json_text = json_dumps(&report, 2);
     json_text.push('\n');
 
-    // Record the digest of every input file that existed and was read.
-    let mut input_refs = Vec::new();
-    for path in [
-        Some(phase4a_path.as_path()),
-        args.transcoder_results.as_deref(),
-        args.ood_results.as_deref(),
-        external_path,
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|p| p.is_file())
-    {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        input_refs.push(InputRef {
-            path: path.display().to_string(),
-            digest: BTreeMap::from([(
-                "sha256".to_string(),
-                husai_core::digest::sha256_hex(&bytes),
-            )]),
-            run: None,
-        });
-    }
     let config = serde_json::json!({
         "mode": "parity",
         "upstream_script": "run_stress_gated_release_policy.py",

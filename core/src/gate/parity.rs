@@ -359,12 +359,19 @@ pub enum UpstreamInputError {
     },
 }
 
+/// One input file as read: its parsed value and the sha256 of exactly the bytes parsed (for the run's manifest).
+#[derive(Debug, Clone)]
+pub struct UpstreamFile {
+    pub value: LegacyValue,
+    pub sha256: String,
+}
+
 /// Loads one input the upstream way: not given → `None`; given but nonexistent → `None`, silently (upstream W2);
 /// anything unreadable → an error (upstream crashed).
-pub fn load_upstream_input(
+pub fn read_upstream_input(
     flag: &'static str,
     path: Option<&Path>,
-) -> Result<Option<LegacyValue>, UpstreamInputError> {
+) -> Result<Option<UpstreamFile>, UpstreamInputError> {
     let Some(path) = path else { return Ok(None) };
     if path.as_os_str().is_empty() {
         return Err(UpstreamInputError::EmptyPath { flag });
@@ -378,9 +385,26 @@ pub fn load_upstream_input(
     if !path.exists() {
         return Ok(None);
     }
-    json::read_file(path)
-        .map(Some)
-        .map_err(|source| UpstreamInputError::Json { flag, source })
+    let json_err = |source| UpstreamInputError::Json { flag, source };
+    let bytes = std::fs::read(path).map_err(|source| {
+        json_err(LegacyJsonError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })?;
+    let value = json::parse_bytes(&bytes).map_err(|e| json_err(e.with_path(path)))?;
+    Ok(Some(UpstreamFile {
+        value,
+        sha256: crate::digest::sha256_hex(&bytes),
+    }))
+}
+
+/// [`read_upstream_input`] without the digest.
+pub fn load_upstream_input(
+    flag: &'static str,
+    path: Option<&Path>,
+) -> Result<Option<LegacyValue>, UpstreamInputError> {
+    Ok(read_upstream_input(flag, path)?.map(|f| f.value))
 }
 
 /// Upstream's `repo_rel`: the path resolved against the working directory, relative to the project root when inside
