@@ -155,6 +155,18 @@ fn parity_fixture1_reproduces_upstreams_markdown_and_exit_codes() {
         std::fs::read_to_string(runs[0].join("release_policy.json")).unwrap(),
         printed
     );
+    // The signed manifest records the digest of every input read.
+    let trust = husai_core::trust::TrustPolicy::load(env.path("keys")).unwrap();
+    let run = husai_core::verify::load_verified_run(&runs[0], &trust).unwrap();
+    assert_eq!(run.manifest.inputs.len(), 4);
+    let ood_digest = husai_core::digest::sha256_hex(&std::fs::read(evidence(OOD)).unwrap());
+    assert!(
+        run.manifest
+            .inputs
+            .iter()
+            .any(|i| i.digest["sha256"] == ood_digest)
+    );
+    assert_eq!(run.manifest.extra["upstream_exit_code"], 0);
 
     let mut failing = refs.clone();
     failing.push("--fail-on-gate-fail");
