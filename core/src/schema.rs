@@ -22,6 +22,16 @@ pub const SCHEMAS: &[(&str, &str)] = &[
         "dsse-envelope.v1",
         include_str!("../../schemas/dsse-envelope.v1.json"),
     ),
+    (
+        "trust-policy.v1",
+        include_str!("../../schemas/trust-policy.v1.json"),
+    ),
+    ("selection.v1", include_str!("../../schemas/selection.v1.json")),
+    (
+        "gate-report.v1",
+        include_str!("../../schemas/gate-report.v1.json"),
+    ),
+    ("claims.v1", include_str!("../../schemas/claims.v1.json")),
 ];
 
 /// A document that does not satisfy its schema. Holds every violation, not only the first.

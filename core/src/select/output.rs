@@ -958,28 +958,9 @@ pub fn strict_markdown(sel: &Selection, run_id: &str) -> String {
     out
 }
 
-/// JSON Schema of strict `selection.json` (`schemas/selection.v1.json`).
-pub const SELECTION_SCHEMA_V1: &str = include_str!("../../../schemas/selection.v1.json");
-
-/// Checks a strict `selection.json` against [`SELECTION_SCHEMA_V1`]; returns one line per violation.
+/// Checks a strict `selection.json` against `schemas/selection.v1.json`; returns one line per violation.
 pub fn validate_selection(doc: &Value) -> Result<(), Vec<String>> {
-    use std::sync::OnceLock;
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    let validator = VALIDATOR.get_or_init(|| {
-        // The schema is part of the source tree and covered by tests; a broken one is a build defect.
-        let schema: Value =
-            serde_json::from_str(SELECTION_SCHEMA_V1).expect("selection.v1.json is JSON");
-        jsonschema::draft202012::new(&schema).expect("selection.v1.json compiles")
-    });
-    let violations: Vec<String> = validator
-        .iter_errors(doc)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect();
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(violations)
-    }
+    crate::schema::validate("selection.v1", doc).map_err(|e| e.violations)
 }
 
 fn to_legacy(v: &Value) -> crate::legacy::json::LegacyValue {
