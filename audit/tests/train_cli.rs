@@ -156,6 +156,35 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
     assert_eq!(manifest(&c)["config"]["steps"], 16);
     assert_eq!(manifest(&c)["extra"]["epochs"], 2.0);
 
+    // A row range: only those rows are trained on (epochs count them), and the manifest and config record it.
+    let d = run_dir(
+        &p,
+        &json_out(&train(
+            &p,
+            data_s,
+            "3",
+            &["--rows", "100:420", "--epochs", "1"],
+        )),
+    );
+    let md = manifest(&d);
+    assert_eq!(
+        md["dataset"]["rows"],
+        serde_json::json!({"start": 100, "end": 420})
+    );
+    assert_eq!(
+        md["config"]["rows"],
+        serde_json::json!({"start": 100, "end": 420})
+    );
+    assert_eq!(md["config"]["steps"], 5);
+    assert_ne!(md["config_sha256"], m["config_sha256"]);
+    let o = train(&p, data_s, "3", &["--rows", "0:600"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--rows 0:600 runs past the end of"),
+        "{}",
+        stderr(&o)
+    );
+
     let metrics: Value =
         serde_json::from_slice(&std::fs::read(a.join("metrics.json")).unwrap()).unwrap();
     for k in ["mse", "fvu", "l0", "dead_fraction", "wall_s", "rows_per_s"] {

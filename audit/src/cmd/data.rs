@@ -180,14 +180,16 @@ fn synth_run(args: SynthArgs) -> anyhow::Result<ExitCode> {
 fn encode(args: EncodeArgs) -> anyhow::Result<ExitCode> {
     let parts = checkpoint::read(&args.checkpoint)?;
     let (d_in, d_sae) = (parts.d_in, parts.d_sae);
+    // Only the rows encoded are read and checked.
     let opts = OpenOptions {
         tensor: args.tensor.clone(),
-        min_rows: args.rows,
+        min_rows: 1,
         expected_d_in: Some(d_in),
+        rows: Some((0, args.rows)),
     };
     let acts = activations::open(&args.data, &opts)?;
     let model = TopKSae::from_parts(parts)?;
-    let code = model.encode(&acts.data()[..args.rows * d_in])?;
+    let code = model.encode(acts.data())?;
     let mut dense = vec![0.0f32; args.rows * d_sae];
     for r in 0..args.rows {
         let (idx, val) = code.row(r);

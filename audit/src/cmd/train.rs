@@ -36,6 +36,9 @@ pub struct Args {
     /// Tensor to read from a .safetensors file (needed when it holds more than one).
     #[arg(long)]
     tensor: Option<String>,
+    /// Train on rows START..END of the file only (END exclusive), e.g. `--rows 0:16384`.
+    #[arg(long, value_name = "START:END", value_parser = parse_rows)]
+    rows: Option<(usize, usize)>,
     /// Number of latents.
     #[arg(long = "d-sae", value_name = "N")]
     d_sae: usize,
@@ -75,6 +78,25 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `START:END` with START < END.
+fn parse_rows(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not START:END (for example 0:16384)"))?;
+    let start = a
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| format!("START {a:?} is not a row number"))?;
+    let end = b
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| format!("END {b:?} is not a row number"))?;
+    if start >= end {
+        return Err(format!("{s:?} selects no rows: START must be below END"));
+    }
+    Ok((start, end))
 }
 
 /// Steps for `epochs` passes over `rows` rows in batches of `batch`.
@@ -130,9 +152,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let key = cli::signing_key(args.key.as_deref())?;
     husai_core::store::check_campaign(&args.campaign)?;
     let info = activations::inspect(&args.data, args.tensor.as_deref())?;
+    let (row_start, row_end) = args.rows.unwrap_or((0, info.rows));
+    if row_end > info.rows {
+        bail!(
+            "--rows {row_start}:{row_end} runs past the end of {} ({} rows)",
+            args.data.display(),
+            info.rows
+        );
+    }
     let steps = match (args.steps, args.epochs) {
         (Some(s), None) => s,
-        (None, Some(e)) => epochs_to_steps(e, info.rows, args.batch)?,
+        (None, Some(e)) => epochs_to_steps(e, row_end - row_start, args.batch)?,
         _ => unreachable!("clap's `length` group requires exactly one of --steps and --epochs"),
     };
     super::plugins::check_plugin_dirs(&args.plugin_dirs)?;
@@ -157,6 +187,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     if let Some(t) = &args.tensor {
         config["tensor"] = json!(t);
+    }
+    // Only an explicit selection enters the config, so a run on the whole file hashes the same as before.
+    if args.rows.is_some() {
+        config["rows"] = json!({"start": row_start, "end": row_end});
     }
 
     let store = RunStore::open(&args.results)?;
@@ -195,8 +229,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         dtype: info.dtype.as_str().to_owned(),
         shape: info.shape().to_vec(),
         rows: RowRange {
-            start: 0,
-            end: info.rows as u64,
+            start: row_start as u64,
+            end: row_end as u64,
         },
     });
     draft.inputs = vec![input];
@@ -264,6 +298,19 @@ fn check_outputs(dir: &Path, result: &Value) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_parse_as_start_colon_end() {
+        assert_eq!(parse_rows("0:16384"), Ok((0, 16384)));
+        assert_eq!(parse_rows(" 5 : 9 "), Ok((5, 9)));
+        assert!(parse_rows("5").unwrap_err().contains("is not START:END"));
+        assert!(parse_rows("9:5").unwrap_err().contains("selects no rows"));
+        assert!(
+            parse_rows("a:5")
+                .unwrap_err()
+                .contains("START \"a\" is not a row number")
+        );
+    }
 
     #[test]
     fn epochs_round_up_to_whole_steps() {

@@ -187,15 +187,33 @@ pub enum ActivationError {
     },
     /// Fewer rows than one batch.
     #[error(
-        "activation file {path} has {rows} rows, fewer than one batch of {batch}; lower --batch or supply more rows"
+        "activation file {path} has {rows} rows{}, fewer than one batch of {batch}; lower --batch or supply more \
+         rows", selection_note(*.selected)
     )]
     TooFewRows {
         /// The file.
         path: PathBuf,
-        /// Rows in the file.
+        /// Rows available (in the selected range, when there is one).
         rows: u64,
+        /// The selected row range `[start, end)`, if only part of the file is used.
+        selected: Option<(u64, u64)>,
         /// The batch size.
         batch: usize,
+    },
+    /// A row range outside the file.
+    #[error(
+        "activation file {path} has {rows} rows, so rows {start}..{end} cannot be selected; choose \
+         0 <= start < end <= {rows}"
+    )]
+    RowRange {
+        /// The file.
+        path: PathBuf,
+        /// First selected row.
+        start: u64,
+        /// One past the last selected row.
+        end: u64,
+        /// Rows in the file.
+        rows: u64,
     },
     /// A width that does not match the checkpoint the data is used with.
     #[error(
@@ -220,6 +238,12 @@ pub enum ActivationError {
         /// The shape found.
         shape: Vec<u64>,
     },
+}
+
+fn selection_note(selected: Option<(u64, u64)>) -> String {
+    selected.map_or(String::new(), |(start, end)| {
+        format!(" in the selected range {start}..{end}")
+    })
 }
 
 /// What the header of an activation file says, without reading the data.
@@ -257,6 +281,8 @@ pub struct OpenOptions {
     pub min_rows: usize,
     /// The width the data must have (the `d_in` of a checkpoint being resumed or encoded with).
     pub expected_d_in: Option<usize>,
+    /// Use only rows `[start, end)` of the file; `None` uses all of them.
+    pub rows: Option<(usize, usize)>,
 }
 
 enum Storage {
@@ -266,9 +292,11 @@ enum Storage {
     Owned(Vec<f32>),
 }
 
-/// A checked activation bank: `[rows, d_in]` float32, row-major.
+/// A checked activation bank (or a row range of one): `[rows, d_in]` float32, row-major.
 pub struct Activations {
     info: ActivationInfo,
+    /// The rows used, `[start, end)` in file rows.
+    range: (usize, usize),
     storage: Storage,
 }
 
@@ -286,12 +314,19 @@ impl Activations {
         &self.info
     }
 
-    /// The rows, `[rows, d_in]` row-major.
+    /// The rows used, `[start, end)` in rows of the file (all of them unless a range was selected).
+    pub fn row_range(&self) -> (usize, usize) {
+        self.range
+    }
+
+    /// The rows used, `[end - start, d_in]` row-major.
     pub fn data(&self) -> &[f32] {
         match &self.storage {
             Storage::Mapped(map) => {
-                let len = self.info.rows * self.info.d_in;
-                let bytes = &map[self.info.data_offset..self.info.data_offset + len * 4];
+                let (start, end) = self.range;
+                let len = (end - start) * self.info.d_in;
+                let offset = self.info.data_offset + start * self.info.d_in * 4;
+                let bytes = &map[offset..offset + len * 4];
                 // SAFETY: every bit pattern is a valid f32, and `open` chose this storage only after checking that
                 // these bytes are 4-byte aligned (so `align_to` yields no prefix) on a little-endian target.
                 let (prefix, floats, _) = unsafe { bytes.align_to::<f32>() };
@@ -355,15 +390,27 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Activations, ActivationEr
             expected: expected as u64,
         });
     }
-    if info.rows < opts.min_rows {
+    let (start, end) = opts.rows.unwrap_or((0, info.rows));
+    if start >= end || end > info.rows {
+        return Err(ActivationError::RowRange {
+            path: p(),
+            start: start as u64,
+            end: end as u64,
+            rows: info.rows as u64,
+        });
+    }
+    if end - start < opts.min_rows {
         return Err(ActivationError::TooFewRows {
             path: p(),
-            rows: info.rows as u64,
+            rows: (end - start) as u64,
+            selected: opts.rows.map(|(s, e)| (s as u64, e as u64)),
             batch: opts.min_rows,
         });
     }
-    let len = info.rows * info.d_in;
-    let raw = &map[info.data_offset..info.data_offset + len * info.dtype.size()];
+    let len = (end - start) * info.d_in;
+    let size = info.dtype.size();
+    let first = info.data_offset + start * info.d_in * size;
+    let raw = &map[first..first + len * size];
     let storage = match info.dtype {
         Dtype::F32 => {
             // SAFETY: every bit pattern is a valid f32; only the alignment is in question, and it is checked here.
@@ -384,14 +431,18 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Activations, ActivationEr
                 .collect(),
         ),
     };
-    let acts = Activations { info, storage };
+    let acts = Activations {
+        info,
+        range: (start, end),
+        storage,
+    };
     let data = acts.data();
     debug_assert_eq!(data.len(), len);
     if let Some(i) = data.iter().position(|v| !v.is_finite()) {
         let d = acts.info.d_in;
         return Err(ActivationError::NonFinite {
             path: p(),
-            row: (i / d) as u64,
+            row: (start + i / d) as u64,
             col: (i % d) as u64,
             value: data[i],
         });
@@ -964,6 +1015,53 @@ mod tests {
             msg.contains("i.safetensors: dtype I32 (tensor \"x\") is not supported"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_row_range_selects_rows_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let v: Vec<f32> = (0..40).map(|i| i as f32).collect();
+        let p = dir.path().join("r.npy");
+        write_npy_f32(&p, 10, 4, &v).unwrap();
+        let opts = |rows, min_rows| OpenOptions {
+            rows,
+            min_rows,
+            ..Default::default()
+        };
+        let a = open(&p, &opts(Some((3, 5)), 2)).unwrap();
+        assert_eq!(a.data(), &v[12..20]);
+        assert_eq!(a.row_range(), (3, 5));
+        assert_eq!(a.info().rows, 10, "info describes the whole file");
+        let h = dir.path().join("r16.npy");
+        let dict = "{'descr': '<f2', 'fortran_order': False, 'shape': (10, 4), }";
+        std::fs::write(&h, npy(dict, &f16_bytes(&v))).unwrap();
+        assert_eq!(
+            open(&h, &opts(Some((9, 10)), 1)).unwrap().data(),
+            &v[36..40]
+        );
+
+        let msg = err(&p, &opts(Some((3, 5)), 4));
+        assert!(
+            msg.contains("r.npy has 2 rows in the selected range 3..5, fewer than one batch of 4"),
+            "{msg}"
+        );
+        let msg = err(&p, &opts(Some((8, 12)), 1));
+        assert!(
+            msg.contains(
+                "r.npy has 10 rows, so rows 8..12 cannot be selected; choose 0 <= start < end <= 10"
+            ),
+            "{msg}"
+        );
+        assert!(err(&p, &opts(Some((5, 5)), 1)).contains("rows 5..5 cannot be selected"));
+
+        // A bad value is reported by its row in the file, and only rows in the range are checked.
+        let mut w = v.clone();
+        w[4 * 4 + 1] = f32::NAN;
+        write_npy_f32(&p, 10, 4, &w).unwrap();
+        assert!(
+            err(&p, &opts(Some((3, 6)), 1)).contains("non-finite value NaN at row 4, column 1")
+        );
+        assert!(open(&p, &opts(Some((5, 10)), 1)).is_ok());
     }
 
     #[test]

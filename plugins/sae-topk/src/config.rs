@@ -22,6 +22,17 @@ pub struct TopKConfig {
     /// The tensor to read from a `.safetensors` activation file.
     #[serde(default)]
     pub tensor: Option<String>,
+    /// Train on rows `[start, end)` of the activation file only.
+    #[serde(default)]
+    pub rows: Option<RowSelection>,
+}
+
+/// A half-open row range of the activation file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowSelection {
+    pub start: usize,
+    pub end: usize,
 }
 
 fn default_batch() -> usize {
@@ -47,7 +58,17 @@ pub fn config_schema() -> Value {
             "steps": {"type": "integer", "minimum": 1, "description": "optimiser steps"},
             "batch": {"type": "integer", "minimum": 1, "default": 4096, "description": "rows per step"},
             "lr": {"type": "number", "exclusiveMinimum": 0, "default": 0.001, "description": "Adam learning rate"},
-            "tensor": {"type": ["string", "null"], "description": "tensor name in a .safetensors activation file"}
+            "tensor": {"type": ["string", "null"], "description": "tensor name in a .safetensors activation file"},
+            "rows": {
+                "type": ["object", "null"],
+                "description": "train on rows [start, end) of the activation file only",
+                "required": ["start", "end"],
+                "additionalProperties": false,
+                "properties": {
+                    "start": {"type": "integer", "minimum": 0},
+                    "end": {"type": "integer", "minimum": 1}
+                }
+            }
         }
     })
 }

@@ -23,7 +23,7 @@ use husai_plugin_api::{
 };
 use serde_json::{Value, json};
 
-pub use config::{TopKConfig, config_schema};
+pub use config::{RowSelection, TopKConfig, config_schema};
 
 /// Name of the metrics file in the output directory.
 pub const METRICS_FILE: &str = "metrics.json";
@@ -77,6 +77,7 @@ fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginErr
         tensor: cfg.tensor.clone(),
         min_rows: cfg.batch,
         expected_d_in: None,
+        rows: cfg.rows.map(|r| (r.start, r.end)),
     };
     let acts = activations::open(data_path, &opts)
         .map_err(|e| PluginError::invalid_input(e.to_string()))?;
@@ -132,7 +133,7 @@ fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginErr
             "dtype": info.dtype.as_str(),
             "shape": info.shape(),
             "tensor": info.tensor,
-            "rows": {"start": 0, "end": info.rows},
+            "rows": {"start": acts.row_range().0, "end": acts.row_range().1},
         },
         "metrics": {
             "mse": num(m.reconstruction.mse),
