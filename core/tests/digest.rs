@@ -340,3 +340,31 @@ fn rewritten_in_place_while_hashing_is_an_io_error() {
         "{e}"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Random trees and shard sizes: pairs of unequal items, shards that end mid-block, files
+    /// shorter than a block; every digest must equal the reference built from sha2 calls.
+    #[test]
+    fn random_trees_match_the_reference(
+        sizes in proptest::collection::vec(0usize..300_000, 1..7),
+        shard in 16u64..200_000,
+        seed in 0u64..1000,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let datas: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| bytes(n, seed + i as u64)).collect();
+        let paths: Vec<PathBuf> = datas.iter().enumerate().map(|(i, d)| write(dir.path(), &format!("f{i}"), d)).collect();
+        for io in [IoMode::Read, IoMode::Mmap] {
+            let results = digest_files_with(&paths, sharded(shard), io, &|_| {});
+            for (r, data) in results.iter().zip(&datas) {
+                let expected = if data.len() as u64 > shard {
+                    sharded_reference(data, shard as usize)
+                } else {
+                    sha256_hex(data)
+                };
+                proptest::prop_assert_eq!(&r.as_ref().unwrap().hex, &expected);
+            }
+        }
+    }
+}
