@@ -287,3 +287,58 @@ fn bad_activation_files_are_refused_with_no_run() {
         assert!(leftovers(&p).is_empty(), "{file}: left {:?}", leftovers(&p));
     }
 }
+
+/// A .safetensors file with an f16 tensor `acts` [rows, d] and a second tensor, so --tensor is needed.
+fn write_safetensors_f16(path: &Path, rows: usize, d: usize) {
+    let acts: Vec<u8> = (0..rows * d)
+        .flat_map(|i| half_bits(((i * 7919) % 1000) as f32 / 1000.0).to_le_bytes())
+        .collect();
+    let other = vec![0u8; 16];
+    let header = format!(
+        "{{\"acts\":{{\"dtype\":\"F16\",\"shape\":[{rows},{d}],\"data_offsets\":[0,{a}]}},\
+         \"other\":{{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[{a},{b}]}}}}",
+        a = acts.len(),
+        b = acts.len() + other.len()
+    );
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&acts);
+    out.extend_from_slice(&other);
+    std::fs::write(path, out).unwrap();
+}
+
+/// IEEE binary16 bits of a value in [0, 1) that binary16 represents closely (normal range, round toward zero).
+fn half_bits(v: f32) -> u16 {
+    if v == 0.0 {
+        return 0;
+    }
+    let bits = v.to_bits();
+    let exp = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+    assert!(exp > 0, "test values stay in the normal range");
+    ((exp as u16) << 10) | ((bits >> 13) & 0x3ff) as u16
+}
+
+#[test]
+fn train_reads_a_named_float16_safetensors_tensor() {
+    let p = Project::new();
+    write_safetensors_f16(&p.path("bank.safetensors"), 256, 16);
+    let o = train(&p, "bank.safetensors", "5", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o)
+            .contains("holds 2 tensors [\"acts\", \"other\"]; name the one to use (--tensor)"),
+        "{}",
+        stderr(&o)
+    );
+    let dir = run_dir(
+        &p,
+        &json_out(&train(&p, "bank.safetensors", "5", &["--tensor", "acts"])),
+    );
+    let m = manifest(&dir);
+    assert_eq!(m["dataset"]["format"], "safetensors");
+    assert_eq!(m["dataset"]["dtype"], "float16");
+    assert_eq!(m["dataset"]["shape"], serde_json::json!([256, 16]));
+    assert_eq!(m["config"]["tensor"], "acts");
+    assert_eq!(m["extra"]["tensor"], "acts");
+    assert_success(&p.run(&["verify"]));
+}
