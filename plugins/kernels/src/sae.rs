@@ -555,6 +555,12 @@ impl TopKSae {
         grads: &mut Grads,
     ) -> Result<BatchLoss, KernelError> {
         let rows = self.check_rows("batch", x)?;
+        if rows == 0 {
+            return Err(KernelError::Mismatch {
+                what: "loss_and_grads".into(),
+                detail: "the batch has 0 rows; pass at least one row".into(),
+            });
+        }
         if let Some(a) = &aux {
             if a.dead.len() != self.d_sae {
                 return Err(KernelError::Mismatch {
@@ -1055,6 +1061,11 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "AuxK: dimension mismatch (dead mask has 3 entries but d_sae is 12)"
+        );
+        let e = m.loss_and_grads(&[], None, &mut ws, &mut g).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "loss_and_grads: dimension mismatch (the batch has 0 rows; pass at least one row)"
         );
     }
 }

@@ -90,7 +90,9 @@ crate::simd::multiversion! {
     /// `< pre.len()`). Writes them, in decreasing order, to `out_idx[..n]` / `out_val[..n]` and
     /// returns `n <= k` (only strictly positive values are kept).
     ///
-    /// `out_idx` and `out_val` must have length >= k; `pre` and `bias` the same length.
+    /// `out_idx` and `out_val` should have length >= k and `pre` and `bias` the same length;
+    /// otherwise only the common length is scanned and at most `min(k, out lengths)` kept.
+    /// Candidates outside the row are ignored.
     pub fn select_row(pre: &[f32], bias: &[f32], candidates: Option<&[u32]>, k: usize, out_idx: &mut [u32], out_val: &mut [f32]) -> usize => select_row_body
 }
 
@@ -140,7 +142,11 @@ fn select_row_body(
     out_idx: &mut [u32],
     out_val: &mut [f32],
 ) -> usize {
-    debug_assert_eq!(pre.len(), bias.len());
+    // Out-of-contract lengths shrink the problem instead of panicking: only the common length
+    // of `pre`/`bias` is scanned and at most as many values as the output buffers hold are kept.
+    let len = pre.len().min(bias.len());
+    let (pre, bias) = (&pre[..len], &bias[..len]);
+    let k = k.min(out_idx.len()).min(out_val.len());
     if k == 0 {
         return 0;
     }
@@ -153,7 +159,9 @@ fn select_row_body(
     };
     if let Some(cands) = candidates {
         for &j in cands {
-            let v = pre[j as usize] + bias[j as usize];
+            let Some(v) = pre.get(j as usize).map(|p| p + bias[j as usize]) else {
+                continue; // out-of-range candidate: not a latent of this row
+            };
             if v > best.threshold {
                 best.insert(j as usize, v);
             }
@@ -241,6 +249,19 @@ mod tests {
     fn zero_k_selects_nothing_and_nan_is_skipped() {
         let mut idx = [0u32; 2];
         let mut val = [0f32; 2];
+        // Out-of-contract arguments shrink the problem rather than panic.
+        assert_eq!(
+            select_row(
+                &[1.0, 2.0, 3.0],
+                &[0.0; 2],
+                Some(&[0, 1, 9]),
+                5,
+                &mut idx,
+                &mut val
+            ),
+            2
+        );
+        assert_eq!((idx, val), ([1, 0], [2.0, 1.0]));
         assert_eq!(
             select_row(&[1.0, 2.0], &[0.0, 0.0], None, 0, &mut idx, &mut val),
             0

@@ -308,6 +308,9 @@ impl Trainer {
 /// Trains a TopK SAE on `data` (`[rows, d_in]` row-major, e.g. a memory-mapped file) for
 /// `config.steps` steps and evaluates it. `progress(step, steps, loss)` is called after each step
 /// (1-based) with the total loss of that step.
+///
+/// Before the first step the whole of `data` is scanned once for NaN/infinity (one sequential
+/// read; a bad value is reported with its row and column rather than silently poisoning Adam).
 pub fn train(
     config: &TrainConfig,
     data: &[f32],
