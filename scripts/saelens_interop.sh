@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# SAELens interoperability check (not part of CI: sae-lens pulls torch and its CUDA wheels, several GB and many
-# minutes to install, which does not fit CI's budget on 2 cores).
+# SAELens interoperability check. Not run by .ci/run: sae-lens pulls torch with its CUDA wheels from PyPI (the venv
+# measured 6.3 GB; the install took about 3 minutes on the development machine, with a fast registry mirror), and CI
+# starts from a fresh clone, so every CI run would download all of it again. Point HUSAI_SAELENS_VENV at a venv that
+# persists to run it cheaply.
 #
 # 1. creates .venv-saelens at the repository root (once) and installs sae-lens from PyPI into it;
 # 2. builds husai-audit and the sae-topk plugin (release);
