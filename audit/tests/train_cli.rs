@@ -129,6 +129,7 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
     assert_eq!(m["kind"], "train");
     assert_eq!(m["seeds"], serde_json::json!([3]));
     assert_eq!(m["config"]["steps"], 30);
+    assert_eq!(m["config"]["lr"], 0.001);
     assert_eq!(m["config_sha256"].as_str().unwrap().len(), 64);
     assert_eq!(m["config_sha256"], manifest(&b)["config_sha256"]);
     let lib = plugin_dir().join(format!("libhusai_sae_topk{}", std::env::consts::DLL_SUFFIX));

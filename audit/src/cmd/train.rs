@@ -59,7 +59,9 @@ pub struct Args {
     batch: usize,
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
+    // f64 so that the config records the value as typed (an f32 widened to JSON would read 0.0010000000474974513);
+    // the plugin narrows it to f32.
+    lr: f64,
     /// Campaign the run belongs to (results/<campaign>/<run_id>/).
     #[arg(long)]
     campaign: String,
