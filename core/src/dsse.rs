@@ -86,7 +86,7 @@ pub enum SignatureError {
         "envelope signature #{index} by key {keyid} does not verify: the payload, its type or the signature was altered after signing"
     )]
     DoesNotVerify { index: usize, keyid: String },
-    #[error("envelope signature #{index} (keyid {keyid:?}) was not made by any key in trust policy {}; only keys listed there are trusted", policy.display())]
+    #[error("envelope signature #{index} (keyid {keyid:?}) was made by a key that is not in trust policy {}; only keys listed there are trusted", policy.display())]
     UnknownKey {
         index: usize,
         keyid: String,

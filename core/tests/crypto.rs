@@ -664,7 +664,7 @@ fn keys_come_from_the_policy_not_the_envelope() {
     assert_eq!(
         err.to_string(),
         format!(
-            "envelope signature #0 (keyid \"{}\") was not made by any key in trust policy {}; only keys listed there are trusted",
+            "envelope signature #0 (keyid \"{}\") was made by a key that is not in trust policy {}; only keys listed there are trusted",
             fx.keys[1].key_id(),
             policy.path().display()
         )
