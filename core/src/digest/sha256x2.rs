@@ -11,9 +11,8 @@
 //!
 //! The kernel follows FIPS 180-4 directly: the state is kept as the (A,B,E,F) / (C,D,G,H) register
 //! pair that `sha256rnds2` works on, message words are byte-swapped to big-endian, and the
-//! message schedule uses `sha256msg1` / `sha256msg2`.
-
-#![cfg(target_arch = "x86_64")]
+//! message schedule uses `sha256msg1` / `sha256msg2`. (x86-64 only; `digest.rs` declares the
+//! module under that `cfg`.)
 
 use std::arch::x86_64::{
     _mm_add_epi32, _mm_alignr_epi8, _mm_loadu_si128, _mm_set_epi32, _mm_set_epi64x,
