@@ -231,20 +231,22 @@ fn unsigned_unverified_and_tampered_inputs_are_refused() {
 
 #[test]
 fn reports_match_the_gate_report_schema() {
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../schemas/gate-report.v1.json")).unwrap();
-    let validator = jsonschema::draft202012::new(&schema).unwrap();
     let s = Signer::new();
     let mut inputs = full_inputs(&s);
     inputs.ood = None;
     let report = evaluate(&Policy::strict(), &inputs).unwrap();
+    report.validate().unwrap();
     let doc: serde_json::Value = serde_json::from_str(&report.to_json_text()).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:?}");
     // The schema is not vacuous: a report with an unknown status is rejected.
     let mut bad = doc.clone();
     bad["gates"][0]["status"] = "skipped".into();
-    assert!(!validator.is_valid(&bad));
+    let err = husai_core::schema::validate("gate-report.v1", &bad).unwrap_err();
+    assert!(
+        err.violations
+            .iter()
+            .any(|v| v.starts_with("/gates/0/status")),
+        "{err}"
+    );
     // Round trip through serde (claims read gate reports back).
     let back: husai_core::gate::report::GateReport = serde_json::from_value(doc).unwrap();
     assert_eq!(back, report);

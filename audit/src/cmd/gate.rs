@@ -237,6 +237,9 @@ fn run_strict(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
             .collect::<Result<_, _>>()?,
     };
     let report = strict::evaluate(&policy, &inputs)?;
+    report
+        .validate()
+        .context("the gate report does not match schemas/gate-report.v1.json (a husai bug)")?;
     let json_text = report.to_json_text();
 
     let mut input_refs = Vec::new();

@@ -22,11 +22,11 @@
 //! directories (scanned recursively for `*.md`) whose claim tags are checked (see `tags`).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-pub const CLAIMS_SCHEMA: &str = include_str!("../../../schemas/claims.v1.json");
+/// The registry's schema in the embedded schema registry (`schemas/claims.v1.json`).
+pub const CLAIMS_SCHEMA_ID: &str = "claims.v1";
 /// The registry's conventional file name at the repository root.
 pub const REGISTRY_FILE: &str = "claims.json";
 
@@ -141,16 +141,6 @@ pub enum RegistryError {
     DuplicateId { path: PathBuf, id: String },
 }
 
-fn validator() -> &'static jsonschema::Validator {
-    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| {
-        // The schema is part of the source tree and covered by tests; a broken one is a build defect.
-        let doc: serde_json::Value =
-            serde_json::from_str(CLAIMS_SCHEMA).expect("schemas/claims.v1.json is JSON");
-        jsonschema::draft202012::new(&doc).expect("schemas/claims.v1.json compiles")
-    })
-}
-
 /// Parses and validates a registry held in memory; `path` is used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Registry, RegistryError> {
     let value: serde_json::Value =
@@ -158,19 +148,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Registry, RegistryError> {
             path: path.to_path_buf(),
             source,
         })?;
-    let violations: Vec<String> = validator()
-        .iter_errors(&value)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            format!("{}: {e}", if at.is_empty() { "/" } else { &at })
-        })
-        .collect();
-    if !violations.is_empty() {
-        return Err(RegistryError::Schema {
-            path: path.to_path_buf(),
-            violations,
-        });
-    }
+    crate::schema::validate(CLAIMS_SCHEMA_ID, &value).map_err(|e| RegistryError::Schema {
+        path: path.to_path_buf(),
+        violations: e.violations,
+    })?;
     let registry: Registry = serde_json::from_value(value).map_err(|e| RegistryError::Schema {
         path: path.to_path_buf(),
         violations: vec![e.to_string()],

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::{GateName, Policy};
 
 pub const GATE_REPORT_SCHEMA_VERSION: &str = "1.0";
+/// The report's schema in the embedded schema registry (`schemas/gate-report.v1.json`).
+pub const GATE_REPORT_SCHEMA_ID: &str = "gate-report.v1";
 /// File names inside a strict gate run.
 pub const REPORT_JSON: &str = "gate-report.json";
 pub const REPORT_MD: &str = "gate-report.md";
@@ -123,6 +125,12 @@ pub struct GateReport {
 impl GateReport {
     pub fn gate(&self, name: GateName) -> Option<&GateResult> {
         self.gates.iter().find(|g| g.gate == name)
+    }
+
+    /// Checks the report against `schemas/gate-report.v1.json` (done before a report is signed).
+    pub fn validate(&self) -> Result<(), crate::schema::SchemaError> {
+        let doc = serde_json::to_value(self).expect("gate report values are finite");
+        crate::schema::validate(GATE_REPORT_SCHEMA_ID, &doc)
     }
 
     /// The report as JSON text (pretty, trailing newline). Values are finite by construction (typed readers reject
