@@ -416,3 +416,53 @@ fn an_input_that_differs_from_its_runs_signed_output_is_refused_at_attest() {
                 .is_none()
     );
 }
+
+#[test]
+fn verify_checks_the_claims_registry_against_verified_runs() {
+    let p = Project::new();
+    let run = p.attest("a", "exp", FILES);
+    let run_ref = format!("exp/{}", file_name(&run));
+    let registry = |value: f64| {
+        serde_json::json!({
+            "schema_version": "1.0",
+            "documents": ["notes.md"],
+            "claims": [{
+                "id": "fvu-small",
+                "statement": "The FVU is below a fifth.",
+                "level": "internal",
+                "evidence": [{"run": run_ref, "subject": "metrics.json", "pointer": "/fvu",
+                              "comparator": "<", "value": value}]
+            }]
+        })
+    };
+    std::fs::write(
+        p.path("notes.md"),
+        "FVU <!-- claim:fvu-small -->0.12<!-- /claim -->\n",
+    )
+    .unwrap();
+    std::fs::write(p.path("claims.json"), registry(0.2).to_string()).unwrap();
+    let o = verify(&p);
+    assert_success(&o);
+    assert!(stdout(&o).contains("ok    fvu-small"), "{}", stdout(&o));
+
+    // The evidence no longer supports the claim.
+    std::fs::write(p.path("claims.json"), registry(0.1).to_string()).unwrap();
+    assert_fails_with(&verify(&p), 1, &["FAIL  fvu-small"]);
+
+    // The document drifted from the evidence.
+    std::fs::write(p.path("claims.json"), registry(0.2).to_string()).unwrap();
+    std::fs::write(
+        p.path("notes.md"),
+        "FVU <!-- claim:fvu-small -->0.21<!-- /claim -->\n",
+    )
+    .unwrap();
+    assert_fails_with(&verify(&p), 1, &["notes.md:1"]);
+    assert_success(&p.run(&["verify", "--no-claims"]));
+
+    // A registry named explicitly must be readable.
+    assert_fails_with(
+        &p.run(&["verify", "--claims", "missing.json"]),
+        2,
+        &["missing.json"],
+    );
+}

@@ -98,41 +98,46 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             serde_json::to_string_pretty(&report).context("serialising the claims report")?
         );
     } else {
-        for c in &report.claims {
-            let word = match c.outcome {
-                Outcome::Pass => "ok   ",
-                Outcome::Fail => "FAIL ",
-                Outcome::Error => "ERROR",
-            };
-            println!("{word} {} ({})", c.id, c.level);
-            for e in c.evidence.iter().filter(|e| e.outcome != Outcome::Pass) {
-                println!(
-                    "      {}:{}{} {}",
-                    e.run,
-                    e.subject,
-                    e.pointer,
-                    e.message.as_deref().unwrap_or("")
-                );
-            }
-            for m in &c.messages {
-                println!("      {m}");
-            }
-        }
-        for f in &report.document_findings {
-            println!("FAIL  {}:{}: {}", f.path.display(), f.line, f.message);
-        }
-        println!(
-            "{} claims, {} documents, {} claim spans checked",
-            report.claims.len(),
-            report.documents_checked,
-            report.spans_checked
-        );
+        print_report(&report);
     }
     Ok(if report.passed() {
         cli::EXIT_OK
     } else {
         cli::exit_fail()
     })
+}
+
+/// The readable form of a claims report (also used by `verify`).
+pub fn print_report(report: &core_claims::check::ClaimsReport) {
+    for c in &report.claims {
+        let word = match c.outcome {
+            Outcome::Pass => "ok   ",
+            Outcome::Fail => "FAIL ",
+            Outcome::Error => "ERROR",
+        };
+        println!("{word} {} ({})", c.id, c.level);
+        for e in c.evidence.iter().filter(|e| e.outcome != Outcome::Pass) {
+            println!(
+                "      {}:{}{} {}",
+                e.run,
+                e.subject,
+                e.pointer,
+                e.message.as_deref().unwrap_or("")
+            );
+        }
+        for m in &c.messages {
+            println!("      {m}");
+        }
+    }
+    for f in &report.document_findings {
+        println!("FAIL  {}:{}: {}", f.path.display(), f.line, f.message);
+    }
+    println!(
+        "{} claims, {} documents, {} claim spans checked",
+        report.claims.len(),
+        report.documents_checked,
+        report.spans_checked
+    );
 }
 
 /// Upstream's "latest" discovery: the last of the lexicographically sorted `<root>/run_*/<file>`; a file is used as is.

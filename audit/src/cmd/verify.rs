@@ -17,7 +17,13 @@ use crate::cli;
 /// another run matches that run's signed output, following the chain back. Every failure is
 /// reported, not just the first.
 ///
-/// Exit status: 0 all good, 1 any verification failure, 2 a path or file that cannot be read.
+/// Then, when a claims registry exists (claims.json, or --claims FILE), every claim is checked
+/// against the verified runs it cites (results root: the first PATH), release-level claims
+/// against a signed gate report with pass_all=true, and numbers quoted under claim tags in the
+/// registry's Markdown documents against the evidence.
+///
+/// Exit status: 0 all good, 1 any verification or claim failure, 2 a path, file or registry that
+/// cannot be read.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Run directories, files inside runs, or trees of runs.
@@ -29,6 +35,12 @@ pub struct Args {
     /// Accept signatures only from keys holding this role. Repeatable.
     #[arg(long = "role", value_name = "ROLE")]
     roles: Vec<String>,
+    /// Claims registry to check after the runs (default: claims.json, when it exists).
+    #[arg(long, value_name = "FILE")]
+    claims: Option<PathBuf>,
+    /// Do not check the claims registry.
+    #[arg(long, conflicts_with = "claims")]
+    no_claims: bool,
     /// Print a machine-readable report on stdout.
     #[arg(long)]
     json: bool,
@@ -52,22 +64,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
 
+    let registry = match (&args.claims, args.no_claims) {
+        (_, true) => None,
+        (Some(path), false) => Some(path.clone()),
+        (None, false) => Some(PathBuf::from(DEFAULT_REGISTRY)).filter(|p| p.exists()),
+    };
+    let results_root = args
+        .paths
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "results".into());
+    let claims = registry.map(|r| husai_core::claims::check_registry(&r, &results_root, &policy));
+
     if args.json {
         let mut doc = serde_json::to_value(&report)?;
-        doc["passed"] = serde_json::Value::Bool(report.passed());
+        doc["claims"] = serde_json::to_value(&claims)?;
+        let passed = report.passed() && claims.as_ref().is_none_or(|c| c.passed());
+        doc["passed"] = serde_json::Value::Bool(passed);
         doc["seconds"] = serde_json::json!(elapsed);
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print_readable(&report, elapsed);
+        if let Some(c) = &claims {
+            match &c.registry_error {
+                Some(e) => eprintln!("error[claims_registry]: {e}"),
+                None => super::claims::print_report(c),
+            }
+        }
     }
-    Ok(if report.has_unreadable() {
+    let claims_unreadable = claims.as_ref().is_some_and(|c| c.registry_error.is_some());
+    let claims_failed = claims.as_ref().is_some_and(|c| !c.passed());
+    Ok(if report.has_unreadable() || claims_unreadable {
         cli::exit_usage()
-    } else if report.passed() {
+    } else if report.passed() && !claims_failed {
         cli::EXIT_OK
     } else {
         cli::exit_fail()
     })
 }
+
+/// The claims registry `verify` checks when it exists and no --claims is given.
+const DEFAULT_REGISTRY: &str = "claims.json";
 
 fn print_readable(report: &VerifyReport, seconds: f64) {
     for run in &report.runs {
