@@ -37,7 +37,7 @@ use crate::error::{KernelError, check_finite, check_len};
 use crate::gemm::{MatMut, MatRef, matmul};
 use crate::metrics::{Reconstruction, ReconstructionAccumulator};
 use crate::rng::SplitMix64;
-use crate::simd::{axpy, dot};
+use crate::simd::{axpy, axpy2, dot};
 use crate::topk::{SparseCode, select_row};
 
 /// Data rows per parallel task in row-wise passes.
@@ -747,20 +747,28 @@ impl TopKSae {
                     let mut bsum = 0f32;
                     for &e in ws.csc_main.latent(j) {
                         let (e, r) = (e as usize, e as usize / k);
-                        axpy(gd_row, ws.code.val[e], &ws.r_main[r * d_in..(r + 1) * d_in]);
                         let g = ws.g_main[e];
-                        axpy(ge_row, g, &ws.xc[r * d_in..(r + 1) * d_in]);
+                        axpy2(
+                            gd_row,
+                            ws.code.val[e],
+                            &ws.r_main[r * d_in..(r + 1) * d_in],
+                            ge_row,
+                            g,
+                            &ws.xc[r * d_in..(r + 1) * d_in],
+                        );
                         bsum += g;
                     }
                     for &e in ws.csc_aux.latent(j) {
                         let (e, r) = (e as usize, e as usize / ka);
-                        axpy(
+                        let g = ws.g_aux[e];
+                        axpy2(
                             gd_row,
                             ws.aux_code.val[e],
                             &ws.r_aux[r * d_in..(r + 1) * d_in],
+                            ge_row,
+                            g,
+                            &ws.xc[r * d_in..(r + 1) * d_in],
                         );
-                        let g = ws.g_aux[e];
-                        axpy(ge_row, g, &ws.xc[r * d_in..(r + 1) * d_in]);
                         bsum += g;
                     }
                     *gbj = bsum;

@@ -75,6 +75,22 @@ multiversion! {
     pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) => axpy_body
 }
 
+#[inline(always)]
+fn axpy2_body(y1: &mut [f32], a1: f32, x1: &[f32], y2: &mut [f32], a2: f32, x2: &[f32]) {
+    let n = y1.len().min(x1.len()).min(y2.len()).min(x2.len());
+    let (y1, x1, y2, x2) = (&mut y1[..n], &x1[..n], &mut y2[..n], &x2[..n]);
+    for i in 0..n {
+        y1[i] += a1 * x1[i];
+        y2[i] += a2 * x2[i];
+    }
+}
+
+multiversion! {
+    /// `y1 += a1 * x1` and `y2 += a2 * x2` in one pass (over the shortest length); the same
+    /// elementwise operations as two `axpy` calls, so the same bits.
+    pub(crate) fn axpy2(y1: &mut [f32], a1: f32, x1: &[f32], y2: &mut [f32], a2: f32, x2: &[f32]) => axpy2_body
+}
+
 multiversion! {
     /// Dot product of `a` and `b` (over the shorter length), in a fixed summation order.
     pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 => dot_body
@@ -97,6 +113,11 @@ mod tests {
             axpy(&mut y1, 0.7, &a);
             axpy_body(&mut y2, 0.7, &a);
             assert_eq!(y1, y2);
+            let (mut p, mut q) = (b.clone(), a.clone());
+            axpy2(&mut p, 0.7, &a, &mut q, -1.5, &b);
+            let mut q2 = a.clone();
+            axpy(&mut q2, -1.5, &b);
+            assert_eq!((&p, &q), (&y1, &q2));
             assert!(
                 y1.iter()
                     .zip(&a)

@@ -168,6 +168,29 @@ fn select_row_body(
         }
         return best.n;
     }
+    // A lower bound on the k-th largest value: split the row into k groups; each group's maximum
+    // is a value >= the smallest of those maxima, so k values reach that bound and nothing below
+    // it can be in the top k. Starting the threshold just under it skips most insertions while
+    // every value >= the bound is still visited in index order, so the result is unchanged.
+    if len >= 4 * k {
+        let g = len / k;
+        let mut bound = f32::INFINITY;
+        for (p, b) in pre[..g * k]
+            .chunks_exact(g)
+            .zip(bias[..g * k].chunks_exact(g))
+        {
+            let m = p.iter().zip(b).fold(f32::NEG_INFINITY, |m, (&x, &y)| {
+                let v = x + y;
+                if v > m { v } else { m }
+            });
+            if m < bound {
+                bound = m;
+            }
+        }
+        if bound > 0.0 {
+            best.threshold = bound.next_down();
+        }
+    }
     let (pc, bc) = (pre.chunks_exact(BLOCK), bias.chunks_exact(BLOCK));
     let tail = pc.remainder().len();
     for (blk, (p, b)) in pc.zip(bc).enumerate() {
