@@ -561,17 +561,17 @@ impl TopKSae {
                 detail: "the batch has 0 rows; pass at least one row".into(),
             });
         }
-        if let Some(a) = &aux {
-            if a.dead.len() != self.d_sae {
-                return Err(KernelError::Mismatch {
-                    what: "AuxK".into(),
-                    detail: format!(
-                        "dead mask has {} entries but d_sae is {}",
-                        a.dead.len(),
-                        self.d_sae
-                    ),
-                });
-            }
+        if let Some(a) = &aux
+            && a.dead.len() != self.d_sae
+        {
+            return Err(KernelError::Mismatch {
+                what: "AuxK".into(),
+                detail: format!(
+                    "dead mask has {} entries but d_sae is {}",
+                    a.dead.len(),
+                    self.d_sae
+                ),
+            });
         }
         check_len("grads.W_dec", grads.w_dec.len(), self.d_sae, self.d_in)?;
         check_len("grads.W_enc", grads.w_enc_t.len(), self.d_sae, self.d_in)?;

@@ -188,7 +188,8 @@ fn select_row_body(
             }
         }
         if bound > 0.0 {
-            best.threshold = bound.next_down();
+            // The next float below a positive bound (f32::next_down, written out for MSRV).
+            best.threshold = f32::from_bits(bound.to_bits() - 1);
         }
     }
     let (pc, bc) = (pre.chunks_exact(BLOCK), bias.chunks_exact(BLOCK));
