@@ -5,20 +5,20 @@
 //! decides (selector, release gate, claim audit) over verified runs only. The binary is a thin
 //! command-line layer over this crate.
 
-pub mod inputs;
-pub mod manifest;
-pub mod schema;
-pub mod statement;
-pub mod store;
-pub mod verify;
 pub mod canonical;
+pub mod claims;
 pub mod digest;
 pub mod dsse;
-pub mod keys;
-pub mod trust;
-pub mod legacy;
 pub mod gate;
-pub mod claims;
-pub mod stats;
-pub mod select;
+pub mod inputs;
+pub mod keys;
+pub mod legacy;
+pub mod manifest;
 pub mod plugin;
+pub mod schema;
+pub mod select;
+pub mod statement;
+pub mod stats;
+pub mod store;
+pub mod trust;
+pub mod verify;

@@ -26,7 +26,10 @@ pub const SCHEMAS: &[(&str, &str)] = &[
         "trust-policy.v1",
         include_str!("../../schemas/trust-policy.v1.json"),
     ),
-    ("selection.v1", include_str!("../../schemas/selection.v1.json")),
+    (
+        "selection.v1",
+        include_str!("../../schemas/selection.v1.json"),
+    ),
     (
         "gate-report.v1",
         include_str!("../../schemas/gate-report.v1.json"),

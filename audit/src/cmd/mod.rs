@@ -2,12 +2,12 @@
 
 pub mod attest;
 pub mod claims;
+pub mod data;
 pub mod gate;
 pub mod import;
 pub mod keygen;
+pub mod plugins;
 pub mod select;
 pub mod show;
-pub mod verify;
-pub mod plugins;
 pub mod train;
-pub mod data;
+pub mod verify;
