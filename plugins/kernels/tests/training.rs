@@ -238,3 +238,52 @@ fn config_round_trips_through_json_and_rejects_unknown_fields() {
     .unwrap_err();
     assert!(e.to_string().contains("unknown field `lr`"), "{e}");
 }
+
+#[test]
+fn auxk_term_is_minimised_by_its_gradients_on_a_fixed_dead_set() {
+    use husai_kernels::adam::Adam;
+    use husai_kernels::sae::{Grads, SaeAdamState, Workspace};
+    // Half of the latents declared dead, one fixed batch, AuxK weighted 1 so its gradient is not
+    // swamped on latents that also fire in the main top-k. Before training, the dead latents'
+    // reconstruction e_hat is worse than predicting zero (||e_hat - e||^2 / ||e||^2 > 1); after
+    // Adam steps on main + AuxK they explain a real part of the live latents' residual e.
+    let data = synth_512_in_128(1024);
+    let mut model = husai_kernels::TopKSae::init(128, 256, 4, 0).unwrap();
+    let dead: Vec<bool> = (0..256).map(|j| j % 2 == 1).collect();
+    let aux = husai_kernels::AuxArgs {
+        dead: &dead,
+        k_aux: 32,
+        coeff: 1.0,
+    };
+    let mut adam = Adam::new(AdamConfig {
+        lr: 2e-3,
+        ..Default::default()
+    })
+    .unwrap();
+    let (mut ws, mut grads, mut state) = (
+        Workspace::default(),
+        Grads::zeros(128, 256),
+        SaeAdamState::zeros(128, 256),
+    );
+    let mut curve = Vec::new();
+    for _ in 0..60 {
+        let loss = model
+            .loss_and_grads(&data.x, Some(aux), &mut ws, &mut grads)
+            .unwrap();
+        curve.push(loss);
+        adam.begin_step();
+        model.apply_adam(&adam, &grads, &mut state).unwrap();
+    }
+    // With coeff 1, aux_loss / mse_loss = ||e_hat - e||^2 / ||e||^2 summed over the batch.
+    let unexplained = |l: &husai_kernels::BatchLoss| l.aux_loss / l.mse_loss;
+    let (first, last) = (unexplained(&curve[0]), unexplained(&curve[59]));
+    assert!(
+        first > 1.0,
+        "untrained dead latents should not predict the residual: {first}"
+    );
+    assert!(
+        last < 0.7,
+        "AuxK left {last} of the residual unexplained (from {first})"
+    );
+    assert!(curve[59].mse_loss < curve[0].mse_loss);
+}
