@@ -13,6 +13,24 @@
 //! - [`metrics`]: the single definition of MSE, FVU, L0 and dead fraction.
 //! - [`synth`]: synthetic activations from a known sparse dictionary, and feature recovery.
 //! - [`rng`]: the deterministic PRNG everything above draws from.
+//!
+//! Training on a row-major matrix (here synthetic; a memory-mapped file works the same):
+//!
+//! ```
+//! use husai_kernels::synth::{SynthConfig, generate, recovery};
+//! use husai_kernels::{TrainConfig, train};
+//!
+//! let data = generate(&SynthConfig {
+//!     rows: 2048, d_in: 32, n_features: 64, l0: 3, coef_min: 0.5, coef_max: 1.5, seed: 1,
+//! })?;
+//! let cfg = TrainConfig { batch: 256, steps: 20, threads: 1, ..TrainConfig::new(128, 4) };
+//! let out = train(&cfg, &data.x, 32, &mut |_step, _steps, _loss| {})?;
+//! assert_eq!(out.loss_curve.len(), 20);
+//! assert!(out.metrics.reconstruction.fvu < 1.0 && out.metrics.l0 <= 4.0);
+//! let rec = recovery(&data.dictionary, out.model.w_dec(), 32, 0.9)?;
+//! assert!((0.0..=1.0).contains(&rec.recovered_fraction));
+//! # Ok::<(), husai_kernels::KernelError>(())
+//! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
