@@ -343,3 +343,33 @@ fn train_reads_a_named_float16_safetensors_tensor() {
     assert_eq!(m["extra"]["tensor"], "acts");
     assert_success(&p.run(&["verify"]));
 }
+
+#[test]
+fn a_seed_the_manifest_cannot_record_exactly_is_refused_before_any_work() {
+    let p = Project::new();
+    let o = p.run(&[
+        "train",
+        "--plugin",
+        "sae-topk",
+        "--data",
+        "missing.npy",
+        "--d-sae",
+        "8",
+        "--k",
+        "2",
+        "--seed",
+        "9007199254740992",
+        "--steps",
+        "1",
+        "--campaign",
+        "c",
+        "--key",
+        "dev.pem",
+    ]);
+    common::assert_fails_with(
+        &o,
+        2,
+        &["--seed", "9007199254740992 is not in 0..=9007199254740991"],
+    );
+    assert!(!p.path("results").exists());
+}

@@ -13,6 +13,10 @@ use crate::digest::DigestMethod;
 pub const MANIFEST_SCHEMA_VERSION: &str = "1.0";
 /// The major version this build understands.
 pub const MANIFEST_SCHEMA_MAJOR: u64 = 1;
+/// The largest seed a manifest can record. Manifests are signed as canonical JSON (RFC 8785),
+/// whose numbers are IEEE doubles, exact for integers up to 2^53 - 1 only; commands that take
+/// a seed refuse larger ones up front rather than fail after the work is done.
+pub const MAX_SEED: u64 = (1 << 53) - 1;
 
 /// What kind of work a run records. New kinds are added by later features; the schema lists
 /// them, so an unknown kind fails validation instead of being silently accepted.

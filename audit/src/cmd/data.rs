@@ -57,7 +57,8 @@ pub struct SynthArgs {
     coef_min: f32,
     #[arg(long = "coef-max", default_value_t = 1.5)]
     coef_max: f32,
-    #[arg(long)]
+    /// Generator seed (0 to 2^53-1, so that the signed manifest records it exactly).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(..=husai_core::manifest::MAX_SEED))]
     seed: u64,
     #[arg(long)]
     campaign: String,

@@ -45,8 +45,8 @@ pub struct Args {
     /// Latents kept per row.
     #[arg(long)]
     k: usize,
-    /// Initialisation seed.
-    #[arg(long)]
+    /// Initialisation seed (0 to 2^53-1, so that the signed manifest records it exactly).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(..=husai_core::manifest::MAX_SEED))]
     seed: u64,
     /// Optimiser steps.
     #[arg(long)]
