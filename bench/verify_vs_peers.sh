@@ -42,7 +42,7 @@ EOF
   touch "$WORK/tree.done"
 fi
 RUN=$(ls -d "$WORK"/results/bench/*/)
-BYTES=$(find "$RUN" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d\n", s}')
+BYTES=$(find "$RUN" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f\n", s}')
 BIG="$RUN/checkpoint.bin"
 BIGBYTES=$(stat -c %s "$BIG")
 cat "$RUN"/* > /dev/null  # warm the page cache

@@ -17,8 +17,9 @@ use crate::cli;
 /// another run matches that run's signed output, following the chain back. Every failure is
 /// reported, not just the first.
 ///
-/// Then, when a claims registry exists (claims.json, or --claims FILE), every claim is checked
-/// against the verified runs it cites (results root: the first PATH), release-level claims
+/// Then the claims registry (--claims FILE; or claims.json, when it exists and no PATH is given)
+/// is checked: every claim against the verified runs it cites (results root: the first PATH,
+/// default results/), release-level claims
 /// against a signed gate report with pass_all=true, and numbers quoted under claim tags in the
 /// registry's Markdown documents against the evidence.
 ///
@@ -26,8 +27,7 @@ use crate::cli;
 /// cannot be read.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run directories, files inside runs, or trees of runs.
-    #[arg(default_value = "results")]
+    /// Run directories, files inside runs, or trees of runs [default: results].
     paths: Vec<PathBuf>,
     /// Keys directory holding trust-policy.json and the public keys it names.
     #[arg(long, default_value = "keys", value_name = "DIR")]
@@ -48,12 +48,19 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let policy = cli::trust_policy(&args.keys)?;
+    // Verifying the project's own results (no PATH) also checks the project's claims.
+    let own_results = args.paths.is_empty();
+    let paths = if own_results {
+        vec![PathBuf::from("results")]
+    } else {
+        args.paths.clone()
+    };
     let started = Instant::now();
     let bar = cli::bytes_bar(0, "verifying");
     let on_total = |total: u64| bar.set_length(total);
     let on_bytes = |n: u64| bar.inc(n);
     let report = verify::verify_paths(
-        &args.paths,
+        &paths,
         &policy,
         VerifyOptions {
             accepted_roles: (!args.roles.is_empty()).then(|| args.roles.clone()),
@@ -67,13 +74,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let registry = match (&args.claims, args.no_claims) {
         (_, true) => None,
         (Some(path), false) => Some(path.clone()),
-        (None, false) => Some(PathBuf::from(DEFAULT_REGISTRY)).filter(|p| p.exists()),
+        (None, false) => {
+            Some(PathBuf::from(DEFAULT_REGISTRY)).filter(|p| own_results && p.exists())
+        }
     };
-    let results_root = args
-        .paths
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "results".into());
+    let results_root = paths[0].clone();
     let claims = registry.map(|r| husai_core::claims::check_registry(&r, &results_root, &policy));
 
     if args.json {
@@ -103,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The claims registry `verify` checks when it exists and no --claims is given.
+/// The claims registry `verify` checks when it exists and neither a PATH nor --claims is given.
 const DEFAULT_REGISTRY: &str = "claims.json";
 
 fn print_readable(report: &VerifyReport, seconds: f64) {
