@@ -373,3 +373,63 @@ fn a_seed_the_manifest_cannot_record_exactly_is_refused_before_any_work() {
     );
     assert!(!p.path("results").exists());
 }
+
+#[test]
+fn resume_continues_a_signed_run_and_refuses_data_of_another_width() {
+    let p = Project::new();
+    let x: Vec<f32> = (0..256 * 16)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    write_npy_f32(&p.path("acts.npy"), 256, 16, &x).unwrap();
+    let first = run_dir(&p, &json_out(&train(&p, "acts.npy", "1", &[])));
+    let first_id = first.file_name().unwrap().to_str().unwrap().to_string();
+
+    let resumed = json_out(&train(
+        &p,
+        "acts.npy",
+        "1",
+        &["--resume", first.to_str().unwrap()],
+    ));
+    let resumed_dir = run_dir(&p, &resumed);
+    let m = manifest(&resumed_dir);
+    assert_eq!(m["config"]["resume_from"]["run_id"], first_id.as_str());
+    let linked: Vec<&str> = m["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["run"]["subject"].as_str())
+        .collect();
+    assert_eq!(linked, ["cfg.json", "sae_weights.safetensors"]);
+    assert_ne!(
+        manifest(&first)["config_sha256"],
+        m["config_sha256"],
+        "a resumed run must not hash like a fresh one"
+    );
+    assert_success(&p.run(&["verify"]));
+
+    // Data whose width differs from the checkpoint's d_in.
+    write_npy_f32(&p.path("wide.npy"), 256, 24, &vec![0.5f32; 256 * 24]).unwrap();
+    let before = leftovers(&p).len();
+    let o = train(&p, "wide.npy", "1", &["--resume", first.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("wide.npy has d_in = 24, but the SAE checkpoint it is used with (resumed or encoded with) has d_in = 16"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(leftovers(&p).len(), before, "a refused resume left a run");
+
+    // Only a signed train run can be resumed.
+    let o = train(
+        &p,
+        "acts.npy",
+        "1",
+        &["--resume", p.path("acts.npy").to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is not a run directory"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -57,6 +57,11 @@ pub struct Args {
     /// Rows per step.
     #[arg(long, default_value_t = 4096)]
     batch: usize,
+    /// Continue training from the checkpoint of this verified train run (a run directory). The
+    /// run's weights are recorded as inputs and its identity enters the config hash; Adam's moments
+    /// restart from zero, since SAELens checkpoints carry no optimiser state.
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-3)]
     // f64 so that the config records the value as typed (an f32 widened to JSON would read 0.0010000000474974513);
@@ -132,6 +137,49 @@ fn data_input(args: &Args) -> anyhow::Result<InputRef> {
     })
 }
 
+/// A verified train run to resume from: its directory, its checkpoint files as recorded inputs,
+/// and its identity for the config.
+struct Resume {
+    dir: PathBuf,
+    inputs: Vec<InputRef>,
+    identity: Value,
+}
+
+fn resume_inputs(dir: &Path, args: &Args) -> anyhow::Result<Resume> {
+    let policy = cli::trust_policy(&args.keys)?;
+    let (run_dir, _) = husai_core::verify::enclosing_run(dir)
+        .filter(|(_, rel)| rel.is_empty())
+        .ok_or_else(|| {
+            anyhow!(
+                "--resume {} is not a run directory; give the directory of a signed train run",
+                dir.display()
+            )
+        })?;
+    let run = husai_core::verify::load_verified_run(&run_dir, &policy)
+        .map_err(|e| anyhow!("--resume {}: {e}", dir.display()))?;
+    if run.manifest.kind != RunKind::Train {
+        bail!(
+            "--resume {} is a {} run; resume from a train run",
+            dir.display(),
+            run.manifest.kind
+        );
+    }
+    let mut inputs = Vec::new();
+    for name in [
+        husai_kernels::checkpoint::CONFIG_FILE,
+        husai_kernels::checkpoint::WEIGHTS_FILE,
+    ] {
+        let spec = run_dir.join(name).display().to_string();
+        inputs.extend(husai_core::inputs::resolve(&spec, &args.results, &policy)?);
+    }
+    let weights = inputs.last().map(|i| i.digest.clone()).unwrap_or_default();
+    Ok(Resume {
+        dir: std::path::absolute(&run_dir).unwrap_or(run_dir),
+        identity: json!({"run_id": run.manifest.run_id, "campaign": run.manifest.campaign, "weights_digest": weights}),
+        inputs,
+    })
+}
+
 fn steps_bar(total: u64) -> ProgressBar {
     let target = if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
@@ -180,6 +228,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let input = data_input(&args)?;
+    let resume = args
+        .resume
+        .as_ref()
+        .map(|dir| resume_inputs(dir, &args))
+        .transpose()?;
     let dataset_sha256 = match input.digest.get("sha256") {
         Some(hex) => hex.clone(),
         None => digest::digest_file(&args.data, DigestMethod::Sha256)?.hex,
@@ -194,13 +247,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.rows.is_some() {
         config["rows"] = json!({"start": row_start, "end": row_end});
     }
+    if let Some(r) = &resume {
+        config["resume_from"] = r.identity.clone();
+    }
 
     let store = RunStore::open(&args.results)?;
     let staged = store.stage(&args.campaign, RunKind::Train)?;
     let data_abs = std::path::absolute(&args.data).unwrap_or_else(|_| args.data.clone());
     let request = RunRequest {
         config: config.clone(),
-        inputs: BTreeMap::from([("activations".to_owned(), data_abs)]),
+        inputs: {
+            let mut inputs = BTreeMap::from([("activations".to_owned(), data_abs)]);
+            if let Some(r) = &resume {
+                inputs.insert("resume".to_owned(), r.dir.clone());
+            }
+            inputs
+        },
         output_dir: staged.dir().to_path_buf(),
     };
     let bar = steps_bar(steps as u64);
@@ -236,6 +298,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     });
     draft.inputs = vec![input];
+    if let Some(r) = resume {
+        draft.inputs.extend(r.inputs);
+    }
     let mut extra = json!({"metrics": result.get("metrics").cloned().unwrap_or(Value::Null)});
     if let Some(e) = args.epochs {
         extra["epochs"] = json!(e);

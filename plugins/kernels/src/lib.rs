@@ -50,4 +50,4 @@ pub mod train;
 
 pub use error::KernelError;
 pub use sae::{AuxArgs, BatchLoss, EvalMetrics, SaeParts, TopKSae};
-pub use train::{AuxKConfig, TrainConfig, TrainOutcome, Trainer, train};
+pub use train::{AuxKConfig, TrainConfig, TrainOutcome, Trainer, train, train_from};

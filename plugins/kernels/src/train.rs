@@ -229,6 +229,30 @@ impl Trainer {
     pub fn new(config: TrainConfig, d_in: usize) -> Result<Self, KernelError> {
         config.validate()?;
         let model = TopKSae::init(d_in, config.d_sae, config.k, config.seed)?;
+        Self::with_model(config, model)
+    }
+
+    /// A run that continues from `model` (a resumed checkpoint). Its shape must match the config.
+    /// Adam's moments start from zero: SAELens checkpoints carry no optimiser state, so a resumed
+    /// run is a warm start, not a bit-exact continuation.
+    pub fn resume(config: TrainConfig, model: TopKSae) -> Result<Self, KernelError> {
+        config.validate()?;
+        if model.d_sae() != config.d_sae || model.k() != config.k {
+            return Err(KernelError::Config {
+                field: "d_sae/k",
+                value: format!("{}/{}", config.d_sae, config.k),
+                reason: format!(
+                    "the resumed checkpoint has d_sae {} and k {}; train it with those",
+                    model.d_sae(),
+                    model.k()
+                ),
+            });
+        }
+        Self::with_model(config, model)
+    }
+
+    fn with_model(config: TrainConfig, model: TopKSae) -> Result<Self, KernelError> {
+        let d_in = model.d_in();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .build()
@@ -317,7 +341,31 @@ pub fn train(
     d_in: usize,
     progress: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<TrainOutcome, KernelError> {
+    train_from(config, None, data, d_in, progress)
+}
+
+/// [`train`], continuing from `start` when it is given (see [`Trainer::resume`]) instead of a
+/// fresh initialisation. A checkpoint whose `d_in` differs from the data's is refused by name.
+pub fn train_from(
+    config: &TrainConfig,
+    start: Option<TopKSae>,
+    data: &[f32],
+    d_in: usize,
+    progress: &mut dyn FnMut(usize, usize, f64),
+) -> Result<TrainOutcome, KernelError> {
     config.validate()?;
+    if let Some(model) = &start
+        && model.d_in() != d_in
+    {
+        return Err(KernelError::Config {
+            field: "d_in",
+            value: d_in.to_string(),
+            reason: format!(
+                "the data rows have width {d_in} but the resumed checkpoint has d_in {}",
+                model.d_in()
+            ),
+        });
+    }
     if d_in == 0 {
         return Err(KernelError::Config {
             field: "d_in",
@@ -334,7 +382,10 @@ pub fn train(
         });
     }
     check_finite("data", data, d_in)?;
-    let mut trainer = Trainer::new(config.clone(), d_in)?;
+    let mut trainer = match start {
+        Some(model) => Trainer::resume(config.clone(), model)?,
+        None => Trainer::new(config.clone(), d_in)?,
+    };
     let span = rows - config.batch + 1;
     let mut loss_curve = Vec::with_capacity(config.steps);
     let t0 = Instant::now();

@@ -287,3 +287,57 @@ fn auxk_term_is_minimised_by_its_gradients_on_a_fixed_dead_set() {
     );
     assert!(curve[59].mse_loss < curve[0].mse_loss);
 }
+
+#[test]
+fn a_resumed_run_starts_from_the_checkpoint_and_refuses_a_mismatched_shape() {
+    let data = synth_512_in_128(4096);
+    let cfg = TrainConfig {
+        batch: 512,
+        steps: 20,
+        seed: 3,
+        threads: 1,
+        ..TrainConfig::new(256, 8)
+    };
+    let first = run(&cfg, &data.x, 128);
+    let start = husai_kernels::TopKSae::from_parts(first.model.to_parts()).unwrap();
+    let resumed =
+        husai_kernels::train_from(&cfg, Some(start), &data.x, 128, &mut |_, _, _| {}).unwrap();
+    // Continuing lowers the loss below where the first run ended, and differs from a fresh run.
+    let last = |o: &TrainOutcome| o.loss_curve.last().unwrap().mse_loss;
+    assert!(
+        resumed.loss_curve[0].mse_loss <= last(&first) * 1.05,
+        "resumed run did not start from the checkpoint: first step {} vs {}",
+        resumed.loss_curve[0].mse_loss,
+        last(&first)
+    );
+    assert!(resumed.metrics.reconstruction.fvu < first.metrics.reconstruction.fvu);
+    assert_ne!(weight_bytes(&resumed), weight_bytes(&first));
+
+    // Data of another width.
+    let narrow = generate(&SynthConfig {
+        d_in: 64,
+        ..data.config.clone()
+    })
+    .unwrap();
+    let start = husai_kernels::TopKSae::from_parts(first.model.to_parts()).unwrap();
+    let err = husai_kernels::train_from(&cfg, Some(start), &narrow.x, 64, &mut |_, _, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the data rows have width 64 but the resumed checkpoint has d_in 128"),
+        "{err}"
+    );
+    // A config of another size.
+    let start = husai_kernels::TopKSae::from_parts(first.model.to_parts()).unwrap();
+    let bigger = TrainConfig {
+        d_sae: 512,
+        ..cfg.clone()
+    };
+    let err = husai_kernels::train_from(&bigger, Some(start), &data.x, 128, &mut |_, _, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the resumed checkpoint has d_sae 256 and k 8"),
+        "{err}"
+    );
+}

@@ -25,6 +25,11 @@ pub struct TopKConfig {
     /// Train on rows `[start, end)` of the activation file only.
     #[serde(default)]
     pub rows: Option<RowSelection>,
+    /// Identity of the checkpoint a resumed run starts from (the run and its weights' digest).
+    /// The plugin reads the weights from its `resume` input; this field only puts them into the
+    /// config hash, so a resumed run never groups with a fresh one of the same settings.
+    #[serde(default)]
+    pub resume_from: Option<Value>,
 }
 
 /// A half-open row range of the activation file.
@@ -59,6 +64,10 @@ pub fn config_schema() -> Value {
             "batch": {"type": "integer", "minimum": 1, "default": 4096, "description": "rows per step"},
             "lr": {"type": "number", "exclusiveMinimum": 0, "default": 0.001, "description": "Adam learning rate"},
             "tensor": {"type": ["string", "null"], "description": "tensor name in a .safetensors activation file"},
+            "resume_from": {
+                "type": ["object", "null"],
+                "description": "identity of the checkpoint a resumed run starts from (run id and weights digest)"
+            },
             "rows": {
                 "type": ["object", "null"],
                 "description": "train on rows [start, end) of the activation file only",

@@ -17,7 +17,7 @@ mod config;
 use std::path::Path;
 
 use husai_kernels::activations::{self, OpenOptions};
-use husai_kernels::{checkpoint, train};
+use husai_kernels::{checkpoint, train_from};
 use husai_plugin_api::{
     Capability, Description, Plugin, PluginError, PluginKind, Progress, RunRequest,
 };
@@ -29,6 +29,8 @@ pub use config::{RowSelection, TopKConfig, config_schema};
 pub const METRICS_FILE: &str = "metrics.json";
 /// The input role of the activation bank.
 pub const ACTIVATIONS_INPUT: &str = "activations";
+/// Input role of an optional checkpoint directory to resume from.
+pub const RESUME_INPUT: &str = "resume";
 
 struct SaeTopK;
 
@@ -62,12 +64,25 @@ fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginErr
     if let Some(role) = request
         .inputs
         .keys()
-        .find(|r| r.as_str() != ACTIVATIONS_INPUT)
+        .find(|r| r.as_str() != ACTIVATIONS_INPUT && r.as_str() != RESUME_INPUT)
     {
         return Err(PluginError::invalid_input(format!(
-            "sae-topk takes one input, {ACTIVATIONS_INPUT:?}; the request also names {role:?}"
+            "sae-topk takes the inputs {ACTIVATIONS_INPUT:?} and, optionally, {RESUME_INPUT:?}; \
+             the request also names {role:?}"
         )));
     }
+    // A checkpoint directory (cfg.json + sae_weights.safetensors) to continue training from.
+    let start = match request.inputs.get(RESUME_INPUT) {
+        Some(dir) => {
+            let parts =
+                checkpoint::read(dir).map_err(|e| PluginError::invalid_input(e.to_string()))?;
+            Some(
+                husai_kernels::TopKSae::from_parts(parts)
+                    .map_err(|e| PluginError::invalid_input(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
     let data_path = request.inputs.get(ACTIVATIONS_INPUT).ok_or_else(|| {
         PluginError::invalid_input(format!(
             "the request names no {ACTIVATIONS_INPUT:?} input file"
@@ -76,7 +91,7 @@ fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginErr
     let opts = OpenOptions {
         tensor: cfg.tensor.clone(),
         min_rows: cfg.batch,
-        expected_d_in: None,
+        expected_d_in: start.as_ref().map(|m| m.d_in()),
         rows: cfg.rows.map(|r| (r.start, r.end)),
     };
     let acts = activations::open(data_path, &opts)
@@ -92,7 +107,7 @@ fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginErr
             progress.report(step as u64, steps as u64, &format!("loss {loss:.4}"));
         }
     };
-    let outcome = train(&train_cfg, acts.data(), info.d_in, &mut on_step)
+    let outcome = train_from(&train_cfg, start, acts.data(), info.d_in, &mut on_step)
         .map_err(|e| PluginError::failed(format!("training failed: {e}")))?;
 
     let out = &request.output_dir;
