@@ -316,7 +316,7 @@ fn a_resumed_run_starts_from_the_checkpoint_and_refuses_a_mismatched_shape() {
     // Data of another width.
     let narrow = generate(&SynthConfig {
         d_in: 64,
-        ..data.config.clone()
+        ..data.config
     })
     .unwrap();
     let start = husai_kernels::TopKSae::from_parts(first.model.to_parts()).unwrap();
