@@ -44,17 +44,22 @@ enum DataCommand {
 /// activations.npy [rows, d_in], dictionary.npy [n_features, d_in] (the ground truth) and generator.json.
 #[derive(Debug, clap::Args)]
 pub struct SynthArgs {
+    /// Activation rows to generate.
     #[arg(long)]
     rows: usize,
+    /// Width of each row (the model dimension).
     #[arg(long = "d-in")]
     d_in: usize,
+    /// True features in the dictionary; more than d-in puts them in superposition.
     #[arg(long = "n-features")]
     n_features: usize,
     /// Features active per row.
     #[arg(long)]
     l0: usize,
+    /// Smallest coefficient of an active feature.
     #[arg(long = "coef-min", default_value_t = 0.5)]
     coef_min: f32,
+    /// Coefficients are drawn uniformly from [coef-min, coef-max).
     #[arg(long = "coef-max", default_value_t = 1.5)]
     coef_max: f32,
     /// Generator seed (0 to 2^53-1, so that the signed manifest records it exactly).
