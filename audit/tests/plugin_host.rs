@@ -455,11 +455,18 @@ fn sae_topk_refuses_bad_requests_before_training() {
         msg.contains("the request names no \"activations\" input file"),
         "{msg}"
     );
-    let msg = run(good, &[("activations", &data), ("resume", &data)]);
+    let msg = run(good.clone(), &[("activations", &data), ("labels", &data)]);
     assert!(
         msg.contains(
-            "sae-topk takes one input, \"activations\"; the request also names \"resume\""
+            "sae-topk takes the inputs \"activations\" and, optionally, \"resume\"; the request also names \"labels\""
         ),
+        "{msg}"
+    );
+    // A resume input that is not a checkpoint directory.
+    let msg = run(good, &[("activations", &data), ("resume", &data)]);
+    assert!(
+        msg.contains("failed: invalid input: checkpoint file")
+            && msg.contains("cfg.json: cannot read it"),
         "{msg}"
     );
 }
