@@ -1,6 +1,8 @@
 //! `husai-audit gate` end to end: parity reproduces upstream's files and exit codes, strict signs a gate report,
 //! and bad inputs write nothing.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -20,23 +22,13 @@ struct Env {
 }
 
 impl Env {
+    /// A scratch project with a throwaway trusted key (tests/common).
     fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let key = keys::generate();
-        std::fs::write(dir.path().join("dev.pem"), key.to_pkcs8_pem()).unwrap();
-        let kd = dir.path().join("keys");
-        std::fs::create_dir_all(&kd).unwrap();
-        std::fs::write(kd.join("dev.pub.pem"), key.public_key().to_spki_pem()).unwrap();
-        std::fs::write(
-            kd.join("trust-policy.json"),
-            format!(
-                r#"{{"schema_version": "1.0", "keys": [{{"keyid": "{}", "public_key": "dev.pub.pem", "roles": ["ci"],
-                    "not_before": "2020-01-01T00:00:00Z", "not_after": null, "revoked": null}}]}}"#,
-                key.key_id()
-            ),
-        )
-        .unwrap();
-        Env { dir, key }
+        let p = common::Project::new();
+        Env {
+            dir: p.dir,
+            key: p.key,
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {

@@ -1,9 +1,10 @@
 //! `husai-audit import husai-evidence` on the upstream evidence tree.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use husai_core::keys;
 use husai_core::trust::TrustPolicy;
 use husai_core::verify::load_verified_run;
 
@@ -11,24 +12,11 @@ fn evidence() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/husai-evidence")
 }
 
+/// A scratch project with a throwaway trusted key (tests/common), and its trust policy.
 fn setup() -> (tempfile::TempDir, TrustPolicy) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = keys::generate();
-    std::fs::write(dir.path().join("dev.pem"), key.to_pkcs8_pem()).unwrap();
-    let kd = dir.path().join("keys");
-    std::fs::create_dir_all(&kd).unwrap();
-    std::fs::write(kd.join("dev.pub.pem"), key.public_key().to_spki_pem()).unwrap();
-    std::fs::write(
-        kd.join("trust-policy.json"),
-        format!(
-            r#"{{"schema_version": "1.0", "keys": [{{"keyid": "{}", "public_key": "dev.pub.pem", "roles": ["ci"],
-                "not_before": "2020-01-01T00:00:00Z", "not_after": null, "revoked": null}}]}}"#,
-            key.key_id()
-        ),
-    )
-    .unwrap();
-    let trust = TrustPolicy::load(&kd).unwrap();
-    (dir, trust)
+    let p = common::Project::new();
+    let trust = TrustPolicy::load(p.path("keys")).unwrap();
+    (p.dir, trust)
 }
 
 fn import(dir: &Path, source: &Path, extra: &[&str]) -> Output {
