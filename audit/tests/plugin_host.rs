@@ -245,6 +245,10 @@ fn train_with_an_unknown_plugin_says_what_was_searched() {
 
 /// Runs `husai-audit train` with the faulty plugin in `mode`; returns the output.
 fn train_faulty(p: &Project, mode: &str) -> std::process::Output {
+    train_faulty_with(p, mode, &[])
+}
+
+fn train_faulty_with(p: &Project, mode: &str, extra: &[&str]) -> std::process::Output {
     husai_kernels::activations::write_npy_f32(&p.path("x.npy"), 8, 4, &[0.5; 32]).unwrap();
     let dir = plugin_dir();
     std::process::Command::new(exe())
@@ -271,6 +275,7 @@ fn train_faulty(p: &Project, mode: &str) -> std::process::Output {
             "--plugin-dir",
             dir.to_str().unwrap(),
         ])
+        .args(extra)
         .current_dir(p.dir.path())
         .env_remove("HUSAI_SIGNING_KEY")
         .env_remove("HUSAI_PLUGIN_PATH")
@@ -468,5 +473,29 @@ fn sae_topk_refuses_bad_requests_before_training() {
         msg.contains("failed: invalid input: checkpoint file")
             && msg.contains("cfg.json: cannot read it"),
         "{msg}"
+    );
+}
+
+#[test]
+fn a_hung_plugin_is_killed_at_the_timeout_and_leaves_no_run() {
+    let p = Project::new();
+    let started = std::time::Instant::now();
+    let o = train_faulty_with(&p, "hang", &["--timeout", "1.5"]);
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("ran longer than the 1.5 s limit and was killed; no run was recorded"),
+        "{err}"
+    );
+    assert!(err.contains("faulty plugin: hanging on purpose"), "{err}");
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    assert!(results_entries(&p).is_empty(), "{:?}", results_entries(&p));
+    let o = train_faulty_with(&p, "ok", &["--timeout", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("0 must be a positive number of seconds"),
+        "{}",
+        stderr(&o)
     );
 }

@@ -79,12 +79,26 @@ pub struct Args {
     /// Keys directory with trust-policy.json, used when --data is itself the output of a run.
     #[arg(long, default_value = "keys", value_name = "DIR")]
     keys: PathBuf,
+    /// Kill the plugin if training runs longer than this many seconds (no run is recorded).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    timeout: Option<std::time::Duration>,
     /// Directory to search for plugins first (repeatable).
     #[arg(long = "plugin-dir", value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// A positive number of seconds.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("{s} must be a positive number of seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// `START:END` with START < END.
@@ -216,7 +230,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => unreachable!("clap's `length` group requires exactly one of --steps and --epochs"),
     };
     super::plugins::check_plugin_dirs(&args.plugin_dirs)?;
-    let host = PluginHost::for_current_exe(&args.plugin_dirs)?;
+    let host = PluginHost::for_current_exe(&args.plugin_dirs)?.with_timeout(args.timeout);
     let plugin = host.find(&args.plugin)?;
     if plugin.description.kind != PluginKind::Trainer {
         bail!(

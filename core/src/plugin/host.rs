@@ -5,7 +5,9 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -56,6 +58,16 @@ pub enum PluginHostError {
         name: String,
         path: PathBuf,
         error: PluginError,
+    },
+    #[error(
+        "plugin {name} ({path}) ran longer than the {seconds} s limit and was killed; no run was recorded (raise --timeout if the work needs longer){}",
+        stderr_report(.stderr_tail)
+    )]
+    TimedOut {
+        name: String,
+        path: PathBuf,
+        seconds: f64,
+        stderr_tail: Vec<String>,
     },
     #[error("plugin {name} ({path}) broke the host protocol: {detail}{}", stderr_report(.stderr_tail))]
     Protocol {
@@ -114,6 +126,8 @@ pub struct DescribedPlugin {
 pub struct PluginHost {
     child_exe: PathBuf,
     search: PluginSearch,
+    /// Wall-clock limit for one child; `None` waits as long as the plugin runs.
+    timeout: Option<Duration>,
 }
 
 /// What the child said, and how it ended.
@@ -126,7 +140,17 @@ struct ChildOutcome {
 
 impl PluginHost {
     pub fn new(child_exe: PathBuf, search: PluginSearch) -> Self {
-        PluginHost { child_exe, search }
+        PluginHost {
+            child_exe,
+            search,
+            timeout: None,
+        }
+    }
+
+    /// Kill any child that runs longer than `limit` (a hung plugin would otherwise hang the host).
+    pub fn with_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.timeout = limit;
+        self
     }
 
     /// A host that re-executes the running binary, with the search path of this process (see [`PluginSearch`]).
@@ -341,9 +365,28 @@ impl PluginHost {
             std::thread::spawn(move || collect_tail(pipe, &tail))
         });
 
+        // The watchdog kills a child that outlives the limit. It kills through the shared `Child`, which knows
+        // whether the process was already reaped, so it can never signal a recycled pid.
+        let stdout = child.stdout.take();
+        let child = Arc::new(Mutex::new(child));
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let (finished, finished_rx) = mpsc::channel::<()>();
+        let watchdog = self.timeout.map(|limit| {
+            let child = Arc::clone(&child);
+            let timed_out = Arc::clone(&timed_out);
+            std::thread::spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = finished_rx.recv_timeout(limit) {
+                    timed_out.store(true, Ordering::SeqCst);
+                    if let Ok(mut c) = child.lock() {
+                        let _ = c.kill();
+                    }
+                }
+            })
+        });
+
         let mut messages = Vec::new();
         let mut bad_lines = Vec::new();
-        if let Some(stdout) = child.stdout.take() {
+        if let Some(stdout) = stdout {
             for line in BufReader::new(stdout).split(b'\n') {
                 let Ok(line) = line else { break };
                 if line.iter().all(u8::is_ascii_whitespace) {
@@ -360,22 +403,53 @@ impl PluginHost {
                 }
             }
         }
-        let status = child.wait().map_err(|source| PluginHostError::Protocol {
-            name: name.to_owned(),
-            path: library.to_owned(),
-            detail: format!("cannot wait for the child process: {source}"),
-            stderr_tail: Vec::new(),
-        })?;
+        // Poll rather than block in wait(), so that the watchdog can still take the lock to kill a child that
+        // closed its stdout but did not exit.
+        let status = loop {
+            let polled = child.lock().map(|mut c| c.try_wait());
+            match polled {
+                Ok(Ok(Some(status))) => break status,
+                Ok(Ok(None)) => std::thread::sleep(Duration::from_millis(5)),
+                Ok(Err(source)) => {
+                    return Err(PluginHostError::Protocol {
+                        name: name.to_owned(),
+                        path: library.to_owned(),
+                        detail: format!("cannot wait for the child process: {source}"),
+                        stderr_tail: Vec::new(),
+                    });
+                }
+                Err(_) => {
+                    return Err(PluginHostError::Protocol {
+                        name: name.to_owned(),
+                        path: library.to_owned(),
+                        detail: "the watchdog thread panicked".to_owned(),
+                        stderr_tail: Vec::new(),
+                    });
+                }
+            }
+        };
+        drop(finished);
+        if let Some(t) = watchdog {
+            let _ = t.join();
+        }
         if let Some(t) = feeder {
             let _ = t.join();
         }
         if let Some(t) = stderr_thread {
             let _ = t.join();
         }
-        let stderr_tail = tail
+        let stderr_tail: Vec<String> = tail
             .lock()
             .map(|t| t.iter().cloned().collect())
             .unwrap_or_default();
+        if timed_out.load(Ordering::SeqCst) {
+            return Err(PluginHostError::TimedOut {
+                name: name.to_owned(),
+                path: library.to_owned(),
+                seconds: self.timeout.map_or(0.0, |t| t.as_secs_f64()),
+                stderr_tail,
+            });
+        }
         Ok(ChildOutcome {
             messages,
             status,

@@ -8,7 +8,8 @@
 //! - `"abort"`: calls `std::process::abort` (SIGABRT);
 //! - `"segfault"`: writes to an unmapped address (SIGSEGV);
 //! - `"exit"`: calls `std::process::exit(3)` without reporting a result;
-//! - `"stdout"`: prints to stdout (which the host's protocol must survive), then succeeds like `"ok"`.
+//! - `"stdout"`: prints to stdout (which the host's protocol must survive), then succeeds like `"ok"`;
+//! - `"hang"`: never returns (for the host's timeout).
 //!
 //! Every failing mode first writes a file into the output directory, so a test can check that the host discarded
 //! the partial output.
@@ -20,8 +21,8 @@ use serde_json::json;
 
 struct Faulty;
 
-const MODES: [&str; 7] = [
-    "ok", "error", "panic", "abort", "segfault", "exit", "stdout",
+const MODES: [&str; 8] = [
+    "ok", "error", "panic", "abort", "segfault", "exit", "stdout", "hang",
 ];
 
 impl Plugin for Faulty {
@@ -76,6 +77,12 @@ impl Plugin for Faulty {
                 unsafe { std::ptr::write_volatile(std::ptr::without_provenance_mut::<u8>(8), 1) };
             }
             "exit" => std::process::exit(3),
+            "hang" => {
+                eprintln!("faulty plugin: hanging on purpose");
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
             other => {
                 return Err(PluginError::invalid_config(format!(
                     "config.mode {other:?} is not one of {MODES:?}"
