@@ -69,7 +69,8 @@ pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn draw_target() -> ProgressDrawTarget {
+/// Progress goes to stderr on a terminal and nowhere otherwise (logs and pipes stay clean).
+pub fn draw_target() -> ProgressDrawTarget {
     if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
     } else {

@@ -31,8 +31,6 @@ use crate::keys::{KeyError, KeyId, PublicKey, key_id};
 
 /// File name of the policy inside the keys directory.
 pub const POLICY_FILE_NAME: &str = "trust-policy.json";
-/// The JSON Schema every policy is validated against on load.
-pub const TRUST_POLICY_SCHEMA: &str = include_str!("../../schemas/trust-policy.v1.json");
 /// The schema major version this build reads.
 pub const SUPPORTED_MAJOR: u64 = 1;
 
@@ -308,28 +306,10 @@ impl TrustPolicy {
 }
 
 fn validate_schema(value: &serde_json::Value, path: &Path) -> Result<(), TrustError> {
-    let schema_violation = |errors| TrustError::SchemaViolation {
+    crate::schema::validate("trust-policy.v1", value).map_err(|e| TrustError::SchemaViolation {
         path: path.to_owned(),
-        errors,
-    };
-    // The schema is compiled into the binary, so a failure here is a bug in husai, not in the
-    // user's policy; it is still reported as an error rather than a panic.
-    let schema: serde_json::Value = serde_json::from_str(TRUST_POLICY_SCHEMA)
-        .map_err(|e| schema_violation(vec![format!("built-in schema is not JSON: {e}")]))?;
-    let validator = jsonschema::draft202012::new(&schema)
-        .map_err(|e| schema_violation(vec![format!("built-in schema does not compile: {e}")]))?;
-    let errors: Vec<String> = validator
-        .iter_errors(value)
-        .map(|e| {
-            let at = e.instance_path().as_str();
-            format!("at {}: {e}", if at.is_empty() { "/" } else { at })
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(schema_violation(errors))
-    }
+        errors: e.violations.iter().map(|v| format!("at {v}")).collect(),
+    })
 }
 
 fn load_key(rk: RawKey, key_dir: &Path, path: &Path) -> Result<TrustedKey, TrustError> {

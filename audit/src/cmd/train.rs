@@ -6,7 +6,6 @@
 //! appears under --results.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,7 +15,7 @@ use husai_core::manifest::{DatasetRef, InputRef, ManifestDraft, PluginInfo, RowR
 use husai_core::plugin::{PluginHost, PluginKind, RunRequest};
 use husai_core::store::RunStore;
 use husai_kernels::activations;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::cli;
@@ -195,12 +194,7 @@ fn resume_inputs(dir: &Path, args: &Args) -> anyhow::Result<Resume> {
 }
 
 fn steps_bar(total: u64) -> ProgressBar {
-    let target = if std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let bar = ProgressBar::with_draw_target(Some(total), target);
+    let bar = ProgressBar::with_draw_target(Some(total), cli::draw_target());
     bar.set_style(
         ProgressStyle::with_template(
             "training [{bar:30}] {pos}/{len} steps {per_sec} eta {eta} {msg}",
