@@ -125,7 +125,12 @@ extern "C" fn run_shim<P: Plugin>(
         let request: RunRequest = serde_json::from_str(request.as_str()).map_err(|e| {
             PluginError::invalid_config(format!("the run request is not valid request JSON: {e}"))
         })?;
-        let mut progress = Progress { sink: Some(sink) };
+        // The shim runs in the plugin's own child process: SIGINT/SIGTERM become a stop request the plugin polls.
+        crate::signals::install();
+        let mut progress = Progress {
+            sink: Some(sink),
+            stop: crate::StopSource::Signals,
+        };
         let value = P::run(&request, &mut progress)?;
         serde_json::to_string(&value)
             .map_err(|e| PluginError::failed(format!("cannot serialise the result: {e}")))

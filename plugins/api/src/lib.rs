@@ -11,7 +11,11 @@
 
 mod ffi;
 pub mod host;
+mod signals;
 mod types;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use types::{
     Capability, Description, ErrorKind, PluginError, PluginKind, ProgressEvent, RunRequest,
@@ -31,15 +35,50 @@ pub trait Plugin {
     -> Result<serde_json::Value, PluginError>;
 }
 
-/// Progress reporting handed to [`Plugin::run`]. Report only from the thread that `run` was called on.
+/// Progress reporting handed to [`Plugin::run`], and the plugin's view of a stop request. Report only from the
+/// thread that `run` was called on.
 pub struct Progress {
     pub(crate) sink: Option<ffi::ProgressSink>,
+    pub(crate) stop: StopSource,
+}
+
+/// Where [`Progress::stop_requested`] looks.
+pub(crate) enum StopSource {
+    /// Never asked to stop (in-process calls, tests).
+    Never,
+    /// SIGINT/SIGTERM received by this process (the export shim installs the handlers in the plugin's child).
+    Signals,
+    /// A flag the caller sets (tests of a plugin's interruption path).
+    Flag(Arc<AtomicBool>),
 }
 
 impl Progress {
     /// A progress reporter that discards every report (for calling a plugin's code directly, as in its own tests).
     pub fn discard() -> Self {
-        Progress { sink: None }
+        Progress {
+            sink: None,
+            stop: StopSource::Never,
+        }
+    }
+
+    /// Like [`Progress::discard`], but [`Progress::stop_requested`] reads `flag`: a test sets it to exercise the
+    /// plugin's interruption path without sending a signal.
+    pub fn discard_with_stop_flag(flag: Arc<AtomicBool>) -> Self {
+        Progress {
+            sink: None,
+            stop: StopSource::Flag(flag),
+        }
+    }
+
+    /// True once the run should stop early: the plugin process received SIGINT or SIGTERM (or a test's flag is
+    /// set). A trainer checks it after each step, finishes that step, writes its state and returns with status
+    /// `interrupted` (docs/trainer-contract.md §6).
+    pub fn stop_requested(&self) -> bool {
+        match &self.stop {
+            StopSource::Never => false,
+            StopSource::Signals => signals::received(),
+            StopSource::Flag(f) => f.load(Ordering::SeqCst),
+        }
     }
 
     /// Reports that `done` of `total` units are finished.
