@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::DigestMethod;
 
 /// The manifest schema version this build writes. Readers accept any `1.x`.
-pub const MANIFEST_SCHEMA_VERSION: &str = "1.0";
+pub const MANIFEST_SCHEMA_VERSION: &str = "1.1";
 /// The major version this build understands.
 pub const MANIFEST_SCHEMA_MAJOR: u64 = 1;
 /// The largest seed a manifest can record. Manifests are signed as canonical JSON (RFC 8785),
@@ -68,6 +68,37 @@ impl RunKind {
 }
 
 impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a run ended (schema 1.1; runs written before it have no status and read as [`RunStatus::Ok`]).
+/// Only `ok` runs may be candidates for select and gate; the others are evidence that a run failed (fail-fast rules
+/// count them), so they are signed like any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Finished as asked.
+    #[default]
+    Ok,
+    /// Training stopped on a non-finite loss or parameter, or a held-out FVU above the ceiling.
+    Diverged,
+    /// Stopped early by SIGINT/SIGTERM after writing a resumable state.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Diverged => "diverged",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -201,6 +232,12 @@ pub struct Manifest {
     pub command: Option<CommandInfo>,
     /// Kind-specific details (for example an import's per-file artifact kinds).
     pub extra: serde_json::Value,
+    /// How the run ended; absent (so `ok`) in manifests before schema 1.1.
+    #[serde(default)]
+    pub status: RunStatus,
+    /// For a status other than `ok`: the step, the quantity and a message (docs/trainer-contract.md §5).
+    #[serde(default)]
+    pub status_detail: Option<serde_json::Value>,
 }
 
 /// What a producer supplies; the store fills in the run id, times, tool and digest method.
@@ -217,6 +254,9 @@ pub struct ManifestDraft {
     pub extra: serde_json::Value,
     /// The tool identity; defaults to husai-audit's own.
     pub tool: ToolInfo,
+    /// How the run ended (`ok` unless the producer says otherwise).
+    pub status: RunStatus,
+    pub status_detail: Option<serde_json::Value>,
 }
 
 impl ManifestDraft {
@@ -233,6 +273,8 @@ impl ManifestDraft {
             command: None,
             extra: serde_json::Value::Object(Default::default()),
             tool,
+            status: RunStatus::Ok,
+            status_detail: None,
         }
     }
 }

@@ -298,6 +298,8 @@ impl StagedRun {
             environment: draft.environment,
             command: draft.command,
             extra: draft.extra,
+            status: draft.status,
+            status_detail: draft.status_detail,
         };
         let statement = Statement::new(subjects, manifest);
         let statement_json =

@@ -201,6 +201,8 @@ fn full_manifest() -> Manifest {
         },
         command: None,
         extra: json!({}),
+        status: husai_core::manifest::RunStatus::Ok,
+        status_detail: None,
     }
 }
 
