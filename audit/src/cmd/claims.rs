@@ -7,10 +7,12 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use husai_core::claims::check::Outcome;
 use husai_core::claims::consistency::{self, ConsistencyCheck, ReportInfo};
+use husai_core::claims::stats as claim_stats;
 use husai_core::claims::{self as core_claims};
 use husai_core::legacy::json;
 use husai_core::legacy::pyrepr::json_dumps;
 use husai_core::manifest::{InputRef, ManifestDraft, RunKind};
+use husai_core::stats::BootstrapSpec;
 use husai_core::store::RunStore;
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -33,6 +35,57 @@ enum Action {
     /// ported). Checks run for the inputs given. Writes experiment_consistency_report.{json,md} as a signed run of
     /// kind `gate`. Exit 0 overall pass, 1 otherwise.
     Consistency(ConsistencyArgs),
+    /// Statistics a claim can cite, computed by husai from a signed upstream file and written as a signed run of
+    /// kind `eval` whose manifest records that file by its run. `lambda-difference`: the paired seed-level bootstrap
+    /// of the mean trained pairwise PWMCC at --treatment minus at --control, from an upstream assignment-consistency
+    /// results.json (one record per lambda). Exit 0 written, 2 error.
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Statistic {
+    /// Mean trained pairwise PWMCC at one lambda minus another, resampling seeds (paired).
+    LambdaDifference,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatsArgs {
+    /// The statistic.
+    #[arg(value_enum)]
+    statistic: Statistic,
+    /// The upstream results.json, a signed output of a verified run (e.g. results/husai-evidence/<run_id>/...).
+    #[arg(long, value_name = "FILE")]
+    input: PathBuf,
+    /// The lambda whose mean is the minuend.
+    #[arg(long, value_name = "LAMBDA")]
+    treatment: f64,
+    /// The lambda subtracted.
+    #[arg(long, value_name = "LAMBDA", default_value_t = 0.0)]
+    control: f64,
+    /// Confidence level of the percentile interval.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = BootstrapSpec::default().resamples)]
+    resamples: u32,
+    /// Seed of the SplitMix64 generator (recorded in the result).
+    #[arg(long, default_value_t = BootstrapSpec::default().seed)]
+    bootstrap_seed: u64,
+    /// Campaign of the new run (results/<campaign>/).
+    #[arg(long, default_value = "claims-stats")]
+    campaign: String,
+    /// Signing key (PKCS#8 PEM ed25519).
+    #[arg(long, env = "HUSAI_SIGNING_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Results tree to write into.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    results: PathBuf,
+    /// Keys directory with trust-policy.json (the input's run must verify against it).
+    #[arg(long, default_value = "keys", value_name = "DIR")]
+    keys: PathBuf,
+    /// Print the result JSON to stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,7 +136,65 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.action {
         Action::Check(a) => check(a),
         Action::Consistency(a) => consistency_audit(a),
+        Action::Stats(a) => stats(a),
     }
+}
+
+fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let key = cli::signing_key(args.key.as_deref())?;
+    let trust = cli::trust_policy(&args.keys)?;
+    let store = RunStore::open(&args.results)?;
+    let Statistic::LambdaDifference = args.statistic;
+    let (result, committed) = claim_stats::record_lambda_difference(
+        &store,
+        &trust,
+        &key,
+        cli::tool_info(),
+        claim_stats::LambdaDifferenceRequest {
+            input: &args.input,
+            treatment: args.treatment,
+            control: args.control,
+            confidence: args.confidence,
+            spec: BootstrapSpec {
+                resamples: args.resamples,
+                seed: args.bootstrap_seed,
+            },
+            campaign: &args.campaign,
+        },
+    )
+    .with_context(|| format!("claims stats lambda-difference on {}", args.input.display()))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result.to_json()).context("serialising the result")?
+        );
+    } else {
+        let i = &result.interval;
+        println!(
+            "lambda {} minus lambda {}: mean pairwise PWMCC difference {:+.4}, {}% interval [{:.4}, {:.4}] over {} seeds ({} resamples, seed {})",
+            result.treatment.lambda,
+            result.control.lambda,
+            i.estimate,
+            args.confidence * 100.0,
+            i.low,
+            i.high,
+            i.n,
+            args.resamples,
+            args.bootstrap_seed
+        );
+        if let (Some(seed), Some(w), Some(wo)) = (
+            result.reference_seed,
+            &result.with_reference,
+            &result.without_reference,
+        ) {
+            println!(
+                "pairs with reference seed {seed}: {} pairs, mean difference {:+.4}; without: {} pairs, mean difference {:+.4}",
+                w.count, w.mean_difference, wo.count, wo.mean_difference
+            );
+        }
+        println!("run: {}", cli::display_path(&committed.dir).display());
+    }
+    Ok(cli::EXIT_OK)
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {

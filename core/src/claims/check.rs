@@ -78,14 +78,14 @@ impl ClaimsReport {
 }
 
 /// Verified runs, loaded once each.
-struct Runs<'a> {
-    results_root: &'a Path,
+pub(super) struct Runs<'a> {
+    pub(super) results_root: &'a Path,
     trust: &'a TrustPolicy,
     cache: HashMap<String, Result<VerifiedRun, String>>,
 }
 
 impl Runs<'_> {
-    fn get(&mut self, run: &str) -> Result<&VerifiedRun, String> {
+    pub(super) fn get(&mut self, run: &str) -> Result<&VerifiedRun, String> {
         if !self.cache.contains_key(run) {
             let loaded = match run.split_once('/') {
                 None => Err(format!("run {run:?} is not <campaign>/<run_id>")),
@@ -107,7 +107,11 @@ impl Runs<'_> {
     }
 
     /// The bytes of a signed subject, checked against the signed digest.
-    fn subject_bytes(&mut self, run: &str, subject: &str) -> Result<(Vec<u8>, String), String> {
+    pub(super) fn subject_bytes(
+        &mut self,
+        run: &str,
+        subject: &str,
+    ) -> Result<(Vec<u8>, String), String> {
         let verified = self.get(run)?;
         let signed = verified
             .subject(subject)
@@ -305,6 +309,15 @@ fn check_gate(
     outcome
 }
 
+/// The worse of two outcomes (error over fail over pass).
+fn combine(a: Outcome, b: Outcome) -> Outcome {
+    match (a, b) {
+        (Outcome::Error, _) | (_, Outcome::Error) => Outcome::Error,
+        (Outcome::Fail, _) | (_, Outcome::Fail) => Outcome::Fail,
+        _ => Outcome::Pass,
+    }
+}
+
 fn markdown_files(base: &Path, entry: &str) -> Result<Vec<PathBuf>, String> {
     let path = base.join(entry);
     if path.is_file() {
@@ -402,6 +415,10 @@ pub fn check_registry(
                 _ => Outcome::Pass,
             };
         }
+        outcome = combine(
+            outcome,
+            super::about::check_about(&mut runs, claim, &mut messages),
+        );
         report.claims.push(ClaimResult {
             id: claim.id.clone(),
             level: claim.level.as_str(),

@@ -2,7 +2,7 @@
 //!
 //! ```json
 //! {
-//!   "schema_version": "1.0",
+//!   "schema_version": "1.1",
 //!   "documents": ["docs/upstream-claims.md"],
 //!   "claims": [{
 //!     "id": "assignment-v2-internal-lcb",
@@ -10,7 +10,8 @@
 //!     "level": "internal",
 //!     "evidence": [{"run": "husai-evidence/<run_id>", "subject": "run_..._results.json",
 //!                   "pointer": "/acceptance/best_delta_lcb", "comparator": ">", "value": 0.0}],
-//!     "gate": null
+//!     "gate": null,
+//!     "about": {"model": "the v2 run's TopK SAEs", "identity": {"d_sae": 128, "k": 32}}
 //!   }]
 //! }
 //! ```
@@ -20,6 +21,11 @@
 //! `tolerance` (default 0) widens `==`/`!=` on numbers to `|actual − value| ≤ tolerance`. A claim at level `release`
 //! names a signed strict gate run in `gate` (`<campaign>/<run_id>`). `documents` lists Markdown files or
 //! directories (scanned recursively for `*.md`) whose claim tags are checked (see `tags`).
+//!
+//! `about` (optional, schema 1.1) names the model or candidate the claim is about: a name for messages and identity
+//! fields (`model_name`, `architecture`, `d_model`, `d_sae`, `k`, `layer`, `modulus`, `sae_release`). The check
+//! refuses the claim when a cited value measures a model whose recorded identity differs (see `about`). Registries
+//! at schema 1.0 are read unchanged; `about` needs `"schema_version": "1.1"`.
 
 use std::path::{Path, PathBuf};
 
@@ -107,6 +113,18 @@ pub struct Claim {
     pub evidence: Vec<Evidence>,
     #[serde(default)]
     pub gate: Option<String>,
+    /// What the claim is about (schema 1.1); the check refuses evidence that names another model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<About>,
+}
+
+/// The model or candidate a claim is about (`about` in schema 1.1), by a name for messages and the identity fields
+/// the evidence must not contradict (see [`crate::claims::about`] for the fields and where evidence names them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct About {
+    pub model: String,
+    pub identity: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,6 +174,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Registry, RegistryError> {
         path: path.to_path_buf(),
         violations: vec![e.to_string()],
     })?;
+    if registry.schema_version == "1.0"
+        && let Some(c) = registry.claims.iter().find(|c| c.about.is_some())
+    {
+        return Err(RegistryError::Schema {
+            path: path.to_path_buf(),
+            violations: vec![format!(
+                "claim {:?} has `about`, which schema_version 1.0 does not define; set \"schema_version\": \"1.1\"",
+                c.id
+            )],
+        });
+    }
     let mut seen = std::collections::HashSet::new();
     for c in &registry.claims {
         if !seen.insert(c.id.as_str()) {
