@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -120,4 +122,86 @@ fn consistency_audit_fixture5_is_signed_and_fails_overall() {
     let out = audit(dir.path(), &["claims", "consistency", "--key", "dev.pem"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no inputs"));
+}
+
+#[test]
+fn verify_on_the_committed_tree_passes() {
+    // The main CI job: every committed run and every claim in claims.json, against keys/.
+    let out = audit(&repo(), &["verify", "--keys", "keys"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn claims_stats_lambda_difference_writes_a_signed_run_over_a_signed_import() {
+    let p = common::Project::new();
+    let o = p.run(&[
+        "import",
+        "husai-evidence",
+        evidence("").to_str().unwrap(),
+        "--campaign",
+        "husai-evidence",
+        "--only",
+        "phase4d_assignment_consistency_v2",
+        "--key",
+        "dev.pem",
+    ]);
+    common::assert_success(&o);
+    let import_dir = std::fs::read_dir(p.path("results/husai-evidence"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let input = import_dir.join("run_20260213T203957Z_results.json");
+    let o = p.run(&[
+        "claims",
+        "stats",
+        "lambda-difference",
+        "--input",
+        input.to_str().unwrap(),
+        "--treatment",
+        "0.2",
+        "--key",
+        "dev.pem",
+    ]);
+    common::assert_success(&o);
+    let text = common::stdout(&o);
+    assert!(
+        text.contains(
+            "lambda 0.2 minus lambda 0: mean pairwise PWMCC difference +0.0221, 95% interval [0.0035, 0.0472] over 5 seeds"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("pairs with reference seed 42: 4 pairs, mean difference +0.0485; without: 6 pairs, mean difference +0.0046"),
+        "{text}"
+    );
+    let o = p.run(&["verify", "--keys", "keys", "results"]);
+    common::assert_success(&o);
+
+    // A lambda the file does not hold is a usage error that lists the ones it does.
+    let o = p.run(&[
+        "claims",
+        "stats",
+        "lambda-difference",
+        "--input",
+        input.to_str().unwrap(),
+        "--treatment",
+        "0.3",
+        "--key",
+        "dev.pem",
+    ]);
+    common::assert_fails_with(
+        &o,
+        2,
+        &[
+            "no results[] record has lambda_consistency 0.3; the file holds lambda values [0, 0.01, 0.05, 0.1, 0.2]",
+        ],
+    );
 }

@@ -15,14 +15,15 @@
 //!   (`docs/evidence/<group>/<file>` is subject `<file>` of an import run of group `<group>`).
 //!
 //! The claim is refused when a field both sides name differs, or when a value is copied from a file that no signed
-//! run holds (its model cannot be shown to be the claimed one). The message names both models.
+//! run holds (its model cannot be shown to be the claimed one). A claim without `about` is taken to be about the
+//! model each cited document describes, so citing a copied value without saying whose it is is refused too. The
+//! message names both models.
 
 use std::path::Path;
 
 use super::check::{Outcome, Runs};
 use super::registry::{About, Claim};
 use crate::legacy::json::{self, LegacyValue};
-use crate::legacy::pyrepr::py_repr;
 use crate::manifest::RunKind;
 
 /// The identity fields `about.identity` may name (the schema's `propertyNames`).
@@ -50,7 +51,7 @@ const COPIED_POINTERS: [&str; 3] = [
 ];
 
 /// The identity fields `doc` records for the model it describes, in [`IDENTITY_FIELDS`] order.
-pub fn document_identity(doc: &LegacyValue) -> Vec<(String, LegacyValue)> {
+pub fn document_identity(doc: &LegacyValue) -> Identity {
     IDENTITY_FIELDS
         .iter()
         .filter_map(|field| {
@@ -66,7 +67,7 @@ pub fn document_identity(doc: &LegacyValue) -> Vec<(String, LegacyValue)> {
                             | LegacyValue::Bool(_)
                     )
                 })
-                .map(|v| (field.to_string(), v.clone()))
+                .map(|v| (field.to_string(), v.to_json()))
         })
         .collect()
 }
@@ -80,51 +81,50 @@ pub fn copied_from(doc: &LegacyValue, pointer: &str) -> Option<String> {
         .then(|| source.to_string())
 }
 
-fn same(expected: &serde_json::Value, actual: &LegacyValue) -> bool {
-    match (expected, actual) {
-        (serde_json::Value::Number(n), a) => n.as_f64().zip(a.as_f64()).is_some_and(|(e, a)| e == a),
-        (serde_json::Value::String(e), LegacyValue::String(a)) => e == a,
-        (serde_json::Value::Bool(e), LegacyValue::Bool(a)) => e == a,
-        _ => false,
+/// An identity: field name and recorded value, in [`IDENTITY_FIELDS`] order.
+pub type Identity = Vec<(String, serde_json::Value)>;
+
+fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
     }
 }
 
-/// The fields of `about.identity` that `identity` records with another value: `(field, claimed, recorded)`.
+/// The fields both identities name with different values: `(field, claimed, recorded)`.
 pub fn contradictions<'a>(
-    about: &'a About,
-    identity: &'a [(String, LegacyValue)],
-) -> Vec<(&'a str, &'a serde_json::Value, &'a LegacyValue)> {
-    about
-        .identity
+    claimed: &'a Identity,
+    recorded: &'a Identity,
+) -> Vec<(&'a str, &'a serde_json::Value, &'a serde_json::Value)> {
+    claimed
         .iter()
-        .filter_map(|(field, claimed)| {
-            identity
+        .filter_map(|(field, c)| {
+            recorded
                 .iter()
                 .find(|(f, _)| f == field)
-                .filter(|(_, recorded)| !same(claimed, recorded))
-                .map(|(_, recorded)| (field.as_str(), claimed, recorded))
+                .filter(|(_, r)| !same(c, r))
+                .map(|(_, r)| (field.as_str(), c, r))
         })
         .collect()
 }
 
-fn show_identity(identity: &[(String, LegacyValue)]) -> String {
+/// The identity `about` claims, in [`IDENTITY_FIELDS`] order.
+pub fn claimed_identity(about: &About) -> Identity {
+    IDENTITY_FIELDS
+        .iter()
+        .filter_map(|f| about.identity.get(*f).map(|v| (f.to_string(), v.clone())))
+        .collect()
+}
+
+fn show_identity(identity: &Identity) -> String {
     if identity.is_empty() {
         return "no identity fields".into();
     }
     identity
         .iter()
-        .map(|(f, v)| format!("{f} {}", py_repr(v)))
+        .map(|(f, v)| format!("{f} {v}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn show_claimed(about: &About) -> String {
-    let fields: Vec<String> = about
-        .identity
-        .iter()
-        .map(|(f, v)| format!("{f} {v}"))
-        .collect();
-    format!("{} ({})", about.model, fields.join(", "))
 }
 
 /// `(group, subject)` of an upstream evidence path: `.../evidence/<group>/<subject...>`, else the last two parts.
@@ -186,36 +186,45 @@ fn find_import(runs: &mut Runs, path: &str) -> Result<Option<(String, String)>, 
 /// The model a cited value measures: a description for messages and its recorded identity (`None`: unknown).
 struct Measured {
     what: String,
-    identity: Option<Vec<(String, LegacyValue)>>,
+    identity: Option<Identity>,
 }
 
-fn measured(runs: &mut Runs, run: &str, subject: &str, pointer: &str) -> Result<Measured, String> {
+/// The model a cited value measures and the identity its own document records (they differ for copied values).
+fn measured(
+    runs: &mut Runs,
+    run: &str,
+    subject: &str,
+    pointer: &str,
+) -> Result<(Measured, Identity), String> {
     let doc = read_doc(runs, run, subject)?;
+    let own = document_identity(&doc);
     let Some(path) = copied_from(&doc, pointer) else {
-        return Ok(Measured {
+        let m = Measured {
             what: format!("the model {run}:{subject} describes"),
-            identity: Some(document_identity(&doc)),
-        });
+            identity: Some(own.clone()),
+        };
+        return Ok((m, own));
     };
     let what = format!(
-        "the model of {path} (named at {EXTERNAL_SUMMARY_POINTER} of {subject}, from which {pointer} is copied)"
+        "the model of {path} (named at {EXTERNAL_SUMMARY_POINTER} of {subject}; {pointer} is about that file)"
     );
-    match find_import(runs, &path)? {
+    let m = match find_import(runs, &path)? {
         Some((source_run, source_subject)) => {
             let source = read_doc(runs, &source_run, &source_subject)?;
-            Ok(Measured {
+            Measured {
                 what: format!("{what}, signed in {source_run}"),
                 identity: Some(document_identity(&source)),
-            })
+            }
         }
-        None => Ok(Measured {
+        None => Measured {
             what: format!(
                 "{what}; no signed import run under {} holds that file, so its model is unknown (import its directory)",
                 runs.results_root.display()
             ),
             identity: None,
-        }),
-    }
+        },
+    };
+    Ok((m, own))
 }
 
 fn read_doc(runs: &mut Runs, run: &str, subject: &str) -> Result<LegacyValue, String> {
@@ -223,50 +232,60 @@ fn read_doc(runs: &mut Runs, run: &str, subject: &str) -> Result<LegacyValue, St
     json::parse_bytes(&bytes).map_err(|e| e.with_path(Path::new(subject)).to_string())
 }
 
-/// Checks every cited value of `claim` against its `about` (none: nothing to check). Messages go to `messages`.
+/// Checks what every cited value of `claim` measures. With `about`, the value's model must not contradict the claimed
+/// identity. Without it, the claim is taken to be about the model each cited document describes, so a value copied
+/// from another model's file is refused until `about` says which model the claim is about. Messages go to `messages`.
 pub(super) fn check_about(runs: &mut Runs, claim: &Claim, messages: &mut Vec<String>) -> Outcome {
-    let Some(about) = &claim.about else {
-        return Outcome::Pass;
-    };
     let mut outcome = Outcome::Pass;
     for ev in &claim.evidence {
         let cited = format!("{}:{}{}", ev.run, ev.subject, ev.pointer);
-        let m = match measured(runs, &ev.run, &ev.subject, &ev.pointer) {
-            Ok(m) => m,
-            // The evidence check reports unreadable evidence already.
-            Err(_) => continue,
+        // Unreadable evidence is reported by the evidence check already.
+        let Ok((m, own)) = measured(runs, &ev.run, &ev.subject, &ev.pointer) else {
+            continue;
         };
-        match &m.identity {
-            None => {
-                messages.push(format!(
-                    "claim `{}` is about {}, but {cited} measures {}",
-                    claim.id,
-                    show_claimed(about),
-                    m.what
-                ));
-                outcome = Outcome::Fail;
+        let (claimed, claimed_text, fix) = match &claim.about {
+            Some(about) => {
+                let identity = claimed_identity(about);
+                let text = format!("{} ({})", about.model, show_identity(&identity));
+                let fix = format!("cite evidence about {} or correct `about`", about.model);
+                (identity, text, fix)
             }
-            Some(identity) => {
-                let differ = contradictions(about, identity);
-                if !differ.is_empty() {
+            None => {
+                let text = format!(
+                    "the model {}:{} describes ({}), having no `about`",
+                    ev.run,
+                    ev.subject,
+                    show_identity(&own)
+                );
+                let fix = "say which model the claim is about with `about` (registry schema 1.1) and word the statement for that model".to_string();
+                (own, text, fix)
+            }
+        };
+        let refusal = match &m.identity {
+            None => Some(format!(
+                "claim `{}` is about {claimed_text}, but {cited} measures {}; {fix}",
+                claim.id, m.what
+            )),
+            Some(recorded) => {
+                let differ = contradictions(&claimed, recorded);
+                (!differ.is_empty()).then(|| {
                     let details: Vec<String> = differ
                         .iter()
-                        .map(|(f, claimed, recorded)| {
-                            format!("{f} {} there, {claimed} claimed", py_repr(recorded))
-                        })
+                        .map(|(f, c, r)| format!("{f} {r} there, {c} claimed"))
                         .collect();
-                    messages.push(format!(
-                        "claim `{}` is about {}, but {cited} measures another model: {} ({}); {}. Cite evidence about {} or correct `about`",
+                    format!(
+                        "claim `{}` is about {claimed_text}, but {cited} measures another model: {} ({}); {}; {fix}",
                         claim.id,
-                        show_claimed(about),
                         m.what,
-                        show_identity(identity),
-                        details.join(", "),
-                        about.model
-                    ));
-                    outcome = Outcome::Fail;
-                }
+                        show_identity(recorded),
+                        details.join(", ")
+                    )
+                })
             }
+        };
+        if let Some(message) = refusal {
+            messages.push(message);
+            outcome = Outcome::Fail;
         }
     }
     outcome
@@ -287,10 +306,10 @@ mod tests {
         assert_eq!(
             document_identity(&doc),
             vec![
-                ("model_name".to_string(), LegacyValue::String("x".into())),
-                ("d_model".to_string(), LegacyValue::Int(512)),
-                ("d_sae".to_string(), LegacyValue::Int(1024)),
-                ("k".to_string(), LegacyValue::Int(32)),
+                ("model_name".to_string(), serde_json::json!("x")),
+                ("d_model".to_string(), serde_json::json!(512)),
+                ("d_sae".to_string(), serde_json::json!(1024)),
+                ("k".to_string(), serde_json::json!(32)),
             ]
         );
     }
@@ -320,22 +339,25 @@ mod tests {
 
     #[test]
     fn contradictions_compare_numbers_by_value_and_strings_exactly() {
+        use serde_json::json;
         let about = About {
             model: "m".into(),
             identity: [
-                ("d_sae".to_string(), serde_json::json!(128)),
-                ("architecture".to_string(), serde_json::json!("topk")),
-                ("layer".to_string(), serde_json::json!(1)),
+                ("d_sae".to_string(), json!(128)),
+                ("architecture".to_string(), json!("topk")),
+                ("layer".to_string(), json!(1)),
             ]
             .into_iter()
             .collect(),
         };
+        let claimed = claimed_identity(&about);
+        assert_eq!(claimed[0].0, "architecture", "IDENTITY_FIELDS order");
         let recorded = vec![
-            ("d_sae".to_string(), LegacyValue::Float(128.0)),
-            ("architecture".to_string(), LegacyValue::String("TopK".into())),
+            ("architecture".to_string(), json!("TopK")),
+            ("d_sae".to_string(), json!(128.0)),
         ];
-        let c = contradictions(&about, &recorded);
-        assert_eq!(c.len(), 1);
+        let c = contradictions(&claimed, &recorded);
+        assert_eq!(c.len(), 1, "{c:?}");
         assert_eq!(c[0].0, "architecture");
     }
 }

@@ -31,7 +31,9 @@ pub const LAMBDA_DIFFERENCE_JSON: &str = "lambda_difference.json";
 /// Why the statistic could not be computed; every message names the field and what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum ClaimStatsError {
-    #[error("the results file has no {0}; expected an upstream assignment-consistency results.json")]
+    #[error(
+        "the results file has no {0}; expected an upstream assignment-consistency results.json"
+    )]
     Missing(String),
     #[error("{pointer}: {message}")]
     Bad { pointer: String, message: String },
@@ -225,7 +227,10 @@ fn subset(pairs: &[PairDifference], keep: impl Fn(&PairDifference) -> bool) -> O
     let diffs: Vec<f64> = chosen.iter().map(|p| p.treatment - p.control).collect();
     Some(PairSubset {
         count: chosen.len(),
-        treatment_min: chosen.iter().map(|p| p.treatment).fold(f64::INFINITY, f64::min),
+        treatment_min: chosen
+            .iter()
+            .map(|p| p.treatment)
+            .fold(f64::INFINITY, f64::min),
         treatment_max: chosen
             .iter()
             .map(|p| p.treatment)
