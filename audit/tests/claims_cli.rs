@@ -1,4 +1,4 @@
-//! `husai-audit claims check` and `husai-audit claims consistency` end to end.
+//! `husai-audit claims check`, `claims consistency` and `claims stats` end to end, and `verify` on the committed tree.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -38,9 +38,9 @@ fn v2_registry(s: &Signer, docs: &str) -> (PathBuf, String) {
   {{"id": "v2-internal", "statement": "Assignment v2 improves consistency", "level": "internal", "evidence": [
     {{"run": "{run}", "subject": "{V2_NAME}", "pointer": "/acceptance/best_delta_lcb", "comparator": ">", "value": 0}},
     {{"run": "{run}", "subject": "{V2_NAME}", "pointer": "/acceptance/ev_drop", "comparator": "<=", "value": 0.05}}]}},
-  {{"id": "v2-external-delta", "statement": "External delta of the v2 candidate", "level": "exploratory", "evidence": [
-    {{"run": "{run}", "subject": "{V2_NAME}", "pointer": "/acceptance/external_delta", "comparator": "==",
-      "value": -0.1328, "tolerance": 0.0001}},
+  {{"id": "v2-best-delta", "statement": "Best trained-vs-random PWMCC delta of the v2 run", "level": "exploratory", "evidence": [
+    {{"run": "{run}", "subject": "{V2_NAME}", "pointer": "/acceptance/best_delta_pwmcc", "comparator": "==",
+      "value": 0.0708, "tolerance": 0.0001}},
     {{"run": "{run}", "subject": "{V2_NAME}", "pointer": "/selection/strategy", "comparator": "==",
       "value": "max conservative delta LCB"}}]}}
 ]}}"#
@@ -209,7 +209,7 @@ fn markdown_tags_must_quote_the_evidence() {
     std::fs::write(
         s.dir.path().join("docs/good.md"),
         "# Notes\nBest LCB <!-- claim:v2-internal -->0.0544 (EV drop 8.8e-04)<!-- /claim -->, seed 42.\n\
-         Strategy: <!-- claim:v2-external-delta -->`max conservative delta LCB`, delta −0.13<!-- /claim -->\n",
+         Strategy: <!-- claim:v2-best-delta -->`max conservative delta LCB`, delta 0.071<!-- /claim -->\n",
     )
     .unwrap();
     let (registry, _) = v2_registry(&s, r#"["docs"]"#);
@@ -219,7 +219,7 @@ fn markdown_tags_must_quote_the_evidence() {
 
     std::fs::write(
         s.dir.path().join("docs/drift.md"),
-        "Mode used:\n<!-- claim:v2-external-delta -->`None`, delta 0.054<!-- /claim -->\n<!-- claim:ghost -->1<!-- /claim -->\n",
+        "Mode used:\n<!-- claim:v2-best-delta -->`None`, delta 0.054<!-- /claim -->\n<!-- claim:ghost -->1<!-- /claim -->\n",
     )
     .unwrap();
     let report = check_registry(&registry, &s.results(), &s.trust);
@@ -230,7 +230,7 @@ fn markdown_tags_must_quote_the_evidence() {
         .collect();
     assert_eq!(msgs.len(), 3, "{msgs:#?}");
     assert!(
-        msgs[0].contains("drift.md:2 quotes `None` under claim `v2-external-delta`"),
+        msgs[0].contains("drift.md:2 quotes `None` under claim `v2-best-delta`"),
         "{msgs:#?}"
     );
     assert!(msgs[1].contains("quotes 0.054 under claim"), "{msgs:#?}");
