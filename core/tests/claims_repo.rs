@@ -114,3 +114,43 @@ fn the_provenance_check_catches_dirty_and_debug_runs() {
         ["tool.git_dirty is null: the build recorded no git state"]
     );
 }
+
+#[test]
+fn the_old_saebench_claim_fails_against_the_committed_runs() {
+    // The registry entry this repository had before issue 15, against today's committed imports.
+    let root = root();
+    let trust = TrustPolicy::load(root.join("keys")).unwrap();
+    let registry: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("claims.json")).unwrap()).unwrap();
+    let v2 = registry["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["evidence"].as_array().unwrap())
+        .find(|e| e["subject"] == "run_20260213T203957Z_results.json")
+        .map(|e| e["run"].as_str().unwrap().to_string())
+        .unwrap();
+    let old = format!(
+        r#"{{"schema_version": "1.0", "claims": [{{
+      "id": "upstream-assignment-v2-external-gate-failed",
+      "statement": "The same run failed its external gate: the SAEBench delta of its candidate is negative.",
+      "level": "internal",
+      "evidence": [
+        {{"run": "{v2}", "subject": "run_20260213T203957Z_results.json", "pointer": "/acceptance/gate_external", "comparator": "==", "value": false}},
+        {{"run": "{v2}", "subject": "run_20260213T203957Z_results.json", "pointer": "/acceptance/external_delta", "comparator": "<", "value": 0}}
+      ]}}]}}"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("claims.json");
+    std::fs::write(&path, old).unwrap();
+    let report = check_registry(&path, &root.join("results"), &trust);
+    assert!(!report.passed());
+    let messages = &report.claims[0].messages;
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(
+        messages[1].contains("/acceptance/external_delta measures another model: the model of docs/evidence/phase4b_architecture_frontier_external/run_20260213T173707Z_topk_saebench_summary.json")
+            && messages[1].contains("model_name \"pythia-70m-deduped\", architecture \"topk\", d_model 512, d_sae 1024, k 32")
+            && messages[1].contains("d_sae 1024 there, 128 claimed"),
+        "{messages:#?}"
+    );
+}
