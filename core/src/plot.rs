@@ -497,11 +497,8 @@ fn segments(run: &RunMetrics, quantity: &Quantity) -> Vec<Vec<(u64, f64)>> {
         match quantity.value(line) {
             None => {}
             Some(Some(v)) if v.is_finite() => current.push((line.step, v)),
-            Some(_) => {
-                if !current.is_empty() {
-                    out.push(std::mem::take(&mut current));
-                }
-            }
+            Some(_) if !current.is_empty() => out.push(std::mem::take(&mut current)),
+            Some(_) => {}
         }
     }
     if !current.is_empty() {
@@ -554,7 +551,7 @@ mod tests {
             segments(&run, &q),
             vec![vec![(1, 0.5)], vec![(3, 0.2), (4, 0.1)]]
         );
-        assert_eq!(null_count(&run, &quantities(&[run.clone()])), 1);
+        assert_eq!(null_count(&run, &quantities(std::slice::from_ref(&run))), 1);
     }
 
     #[test]

@@ -143,7 +143,7 @@ fn verified_runs_are_read_from_their_signed_stream() {
 fn runs_without_a_valid_stream_are_refused_by_name() {
     let s = Signer::new();
     let no_stream = s.sign("sweep", RunKind::Import, &[("notes.txt", b"hello")]);
-    let err = plot::plot_runs(&[no_stream.clone()], &s.trust).unwrap_err();
+    let err = plot::plot_runs(std::slice::from_ref(&no_stream), &s.trust).unwrap_err();
     assert!(!err.is_verification_failure());
     assert_eq!(
         err.to_string(),
@@ -167,7 +167,7 @@ fn runs_without_a_valid_stream_are_refused_by_name() {
         &[(plot::METRICS_FILE, lines.join("\n").as_bytes())],
     );
     let run = format!("sweep/{}", bad.file_name().unwrap().to_string_lossy());
-    let msg = plot::plot_runs(&[bad.clone()], &s.trust)
+    let msg = plot::plot_runs(std::slice::from_ref(&bad), &s.trust)
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -202,13 +202,13 @@ fn runs_without_a_valid_stream_are_refused_by_name() {
         &[(plot::METRICS_FILE, &std::fs::read(fixture(RUN_A)).unwrap())],
     );
     std::fs::write(good.join(plot::METRICS_FILE), "{}\n").unwrap();
-    let err = plot::plot_runs(&[good.clone()], &s.trust).unwrap_err();
+    let err = plot::plot_runs(std::slice::from_ref(&good), &s.trust).unwrap_err();
     assert!(err.is_verification_failure(), "{err}");
     assert!(err.to_string().contains("failed verification"), "{err}");
 
     let plain = s.dir.path().join("plain");
     std::fs::create_dir(&plain).unwrap();
-    let msg = plot::plot_runs(&[plain.clone()], &s.trust).unwrap_err();
+    let msg = plot::plot_runs(std::slice::from_ref(&plain), &s.trust).unwrap_err();
     assert!(matches!(msg, PlotError::NotARun { .. }), "{msg}");
     assert!(plot::plot_runs(&[], &s.trust).is_err());
 }
