@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use husai_core::plugin::{PluginHost, PluginSearch, RunRequest};
@@ -23,6 +23,10 @@ use serde_json::{Value, json};
 const ROLE_MODE: &str = "HUSAI_TEST_HOST_MODE";
 /// The directory where the host process writes `ready` (the child is running) and `outcome.json`.
 const ROLE_OUT: &str = "HUSAI_TEST_HOST_OUT";
+/// How many runs the host process makes at once (default 1).
+const ROLE_RUNS: &str = "HUSAI_TEST_HOST_RUNS";
+/// When set, the host process ignores SIGINT before it runs anything.
+const ROLE_IGNORE_INT: &str = "HUSAI_TEST_HOST_IGNORE_INT";
 
 fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_husai-audit"))
@@ -57,47 +61,75 @@ fn disposition(signal: libc::c_int) -> libc::sighandler_t {
 
 /// The body of the host process the tests below start; it does nothing when run as an ordinary test.
 ///
-/// It installs a SIGTERM handler of its own (so the test can see that the host puts it back), runs the faulty
-/// plugin in `ROLE_MODE` through the host API, and writes what happened to `ROLE_OUT/outcome.json`.
+/// It installs a SIGTERM handler of its own (so the test can see that the host puts it back), ignores SIGINT when
+/// `ROLE_IGNORE_INT` is set (as a background job or `nohup` does), runs the faulty plugin in `ROLE_MODE` through the
+/// host API (`ROLE_RUNS` runs at once, each on its own thread), and writes what happened to `ROLE_OUT/outcome.json`.
 #[test]
 fn host_process_entry() {
     let Ok(mode) = std::env::var(ROLE_MODE) else {
         return;
     };
     let out = PathBuf::from(std::env::var(ROLE_OUT).unwrap());
-    // SAFETY: installing a handler that only stores to an atomic.
+    let runs: usize = std::env::var(ROLE_RUNS).map_or(1, |n| n.parse().unwrap());
+    // SAFETY: installing a handler that only stores to an atomic, and ignoring SIGINT.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = note_sigterm as *const () as libc::sighandler_t;
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        if std::env::var_os(ROLE_IGNORE_INT).is_some() {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+        }
     }
     let before = (disposition(libc::SIGINT), disposition(libc::SIGTERM));
-    assert_eq!(before.0, libc::SIG_DFL);
 
     let host = PluginHost::new(exe(), PluginSearch::new(&[plugin_dir()], None, None));
     let plugin = host.describe(&faulty_lib()).unwrap();
-    let staging = out.join("staging");
-    std::fs::create_dir(&staging).unwrap();
-    let request = RunRequest {
-        config: json!({"mode": mode}),
-        inputs: BTreeMap::new(),
-        output_dir: staging,
-    };
-    let mut during = None;
-    let result = host.run(&plugin, &request, &mut |event| {
-        // done 1: the child wrote out.txt and is about to hang or wait for its stop request.
-        if event.done == 1 && during.is_none() {
-            during = Some((disposition(libc::SIGINT), disposition(libc::SIGTERM)));
-            std::fs::write(out.join("ready"), b"").unwrap();
-        }
+    let started = AtomicUsize::new(0);
+    let during = std::sync::Mutex::new(None);
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..runs)
+            .map(|i| {
+                let (host, plugin, out, started, during) =
+                    (&host, &plugin, &out, &started, &during);
+                let mode = mode.clone();
+                scope.spawn(move || {
+                    let staging = out.join(format!("staging-{i}"));
+                    std::fs::create_dir(&staging).unwrap();
+                    let request = RunRequest {
+                        config: json!({"mode": mode}),
+                        inputs: BTreeMap::new(),
+                        output_dir: staging,
+                    };
+                    let mut seen = false;
+                    host.run(plugin, &request, &mut |event| {
+                        // done 1: the child wrote out.txt and is about to hang or wait for its stop request.
+                        if event.done == 1 && !seen {
+                            seen = true;
+                            if started.fetch_add(1, Ordering::SeqCst) + 1 == runs {
+                                *during.lock().unwrap() =
+                                    Some((disposition(libc::SIGINT), disposition(libc::SIGTERM)));
+                                std::fs::write(out.join("ready"), b"").unwrap();
+                            }
+                        }
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let after = (disposition(libc::SIGINT), disposition(libc::SIGTERM));
-    let during = during.expect("the child reported progress");
+    let during = during
+        .into_inner()
+        .unwrap()
+        .expect("every child reported progress");
     let outcome = json!({
-        "result": result.as_ref().ok(),
-        "error": result.as_ref().err().map(|e| e.to_string()),
-        "caught_during_run": during.0 != libc::SIG_DFL && during.1 != before.1,
+        "result": results[0].as_ref().ok(),
+        "error": results[0].as_ref().err().map(|e| e.to_string()),
+        "results": results.iter().map(|r| r.as_ref().ok()).collect::<Vec<_>>(),
+        "sigint_caught_during_run": during.0 != before.0,
+        "sigterm_caught_during_run": during.1 != before.1,
+        "sigint_ignored_after_run": after.0 == libc::SIG_IGN,
         "restored_after_run": after == before,
         "own_handler_called": NOTED.load(Ordering::SeqCst),
     });
@@ -113,6 +145,10 @@ struct HostProcess {
 
 impl HostProcess {
     fn start(mode: &str) -> HostProcess {
+        Self::start_with(mode, &[])
+    }
+
+    fn start_with(mode: &str, env: &[(&str, &str)]) -> HostProcess {
         let out = tempfile::tempdir().unwrap();
         let child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -124,6 +160,7 @@ impl HostProcess {
             ])
             .env(ROLE_MODE, mode)
             .env(ROLE_OUT, out.path())
+            .envs(env.iter().copied())
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -232,7 +269,8 @@ fn ctrl_c_to_the_process_group_stops_the_plugin_and_the_host_survives() {
         json!({"mode": "wait-stop", "stopped": true, "outputs": ["out.txt"]}),
         "{outcome}"
     );
-    assert_eq!(outcome["caught_during_run"], true, "{outcome}");
+    assert_eq!(outcome["sigint_caught_during_run"], true, "{outcome}");
+    assert_eq!(outcome["sigterm_caught_during_run"], true, "{outcome}");
     assert_eq!(outcome["restored_after_run"], true, "{outcome}");
 }
 
@@ -247,6 +285,42 @@ fn sigterm_to_the_host_alone_is_forwarded_to_the_plugin() {
         outcome["own_handler_called"], false,
         "the host's own SIGTERM handler was set aside while the child ran: {outcome}"
     );
+    assert_eq!(outcome["restored_after_run"], true, "{outcome}");
+}
+
+#[test]
+fn every_concurrent_run_gets_the_stop_signal() {
+    let host = HostProcess::start_with("wait-stop", &[(ROLE_RUNS, "3")]);
+    send(host.pid(), libc::SIGTERM);
+    let (status, outcome) = host.finish();
+    assert!(status.success(), "{status:?}");
+    let stopped = json!({"mode": "wait-stop", "stopped": true, "outputs": ["out.txt"]});
+    assert_eq!(
+        outcome["results"],
+        json!([stopped, stopped, stopped]),
+        "{outcome}"
+    );
+    assert_eq!(outcome["restored_after_run"], true, "{outcome}");
+}
+
+#[test]
+fn an_ignored_sigint_stays_ignored_and_is_not_forwarded() {
+    let host = HostProcess::start_with("wait-stop", &[(ROLE_IGNORE_INT, "1")]);
+    // A host started with SIGINT ignored (a background job, nohup) keeps ignoring it: the child is not asked to stop.
+    send(host.pid(), libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(host.pid()));
+    assert!(
+        !host.out.path().join("outcome.json").exists(),
+        "the run went on"
+    );
+    // SIGTERM still reaches the child.
+    send(host.pid(), libc::SIGTERM);
+    let (status, outcome) = host.finish();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(outcome["result"]["stopped"], true, "{outcome}");
+    assert_eq!(outcome["sigint_caught_during_run"], false, "{outcome}");
+    assert_eq!(outcome["sigint_ignored_after_run"], true, "{outcome}");
     assert_eq!(outcome["restored_after_run"], true, "{outcome}");
 }
 
