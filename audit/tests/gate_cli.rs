@@ -391,3 +391,37 @@ fn strict_refuses_unsigned_inputs_and_writes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown --profile"));
     assert!(env.runs().is_empty());
 }
+
+#[test]
+fn strict_refuses_evidence_from_runs_that_did_not_end_ok() {
+    use husai_core::manifest::RunStatus;
+    let p = common::Project::new();
+    let ood = std::fs::read(evidence(OOD)).unwrap();
+    let run = common::sign_with_status(
+        &p,
+        "evidence",
+        RunKind::Eval,
+        &[("ood_stress_summary.json", &ood)],
+        RunStatus::Interrupted,
+        "stopped by SIGINT after step 3",
+    );
+    let env = Env {
+        dir: p.dir,
+        key: p.key,
+    };
+    let input = run.join("ood_stress_summary.json");
+    let out = env.gate(&["--ood", input.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let run_id = run.file_name().unwrap().to_string_lossy();
+    assert!(
+        err.contains(&format!("{}: run evidence/{run_id}", input.display()))
+            && err.contains("ended with status `interrupted` (stopped by SIGINT after step 3)")
+            && err.contains(
+                "select and gate take only runs with status `ok` as candidates or evidence"
+            ),
+        "{err}"
+    );
+    assert!(env.runs().is_empty());
+    assert!(out.stdout.is_empty());
+}

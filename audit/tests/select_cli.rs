@@ -372,3 +372,63 @@ fn manifest_records_the_decision_and_its_inputs() {
         .collect();
     assert_eq!(names, ["pareto.svg", "selection.json", "summary.md"]);
 }
+
+#[test]
+fn runs_that_did_not_end_ok_are_never_candidates() {
+    use husai_core::manifest::{RunKind, RunStatus};
+    let p = Project::new();
+    let frontier = std::fs::read(fixture(FRONTIER)).unwrap();
+    for (status, word, advice) in [
+        (RunStatus::Diverged, "diverged", "train it again"),
+        (RunStatus::Interrupted, "interrupted", "--resume"),
+    ] {
+        let run = sign_with_status(
+            &p,
+            "train",
+            RunKind::Train,
+            &[("frontier.json", &frontier)],
+            status,
+            "loss.mse is not finite at step 17",
+        );
+        // The run itself verifies: a failed run is signed evidence, not a broken one.
+        assert_success(&p.run(&["verify", run.to_str().unwrap()]));
+        let input = run.join("frontier.json");
+        let o = p.run(&[
+            "select",
+            "--key",
+            "dev.pem",
+            "--input",
+            input.to_str().unwrap(),
+        ]);
+        let run_id = file_name(&run);
+        assert_fails_with(
+            &o,
+            1,
+            &[
+                &format!("selector input {}", input.display()),
+                &format!("run train/{run_id}"),
+                &format!("ended with status `{word}` (loss.mse is not finite at step 17)"),
+                "select and gate take only runs with status `ok`",
+                advice,
+            ],
+        );
+        assert!(decision_runs(&p).is_empty());
+    }
+    // The same file in a run that ended ok is a candidate.
+    let ok = sign_with_status(
+        &p,
+        "train",
+        RunKind::Train,
+        &[("frontier.json", &frontier)],
+        RunStatus::Ok,
+        "",
+    );
+    let input = ok.join("frontier.json");
+    assert_success(&p.run(&[
+        "select",
+        "--key",
+        "dev.pem",
+        "--input",
+        input.to_str().unwrap(),
+    ]));
+}

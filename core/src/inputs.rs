@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{self, DigestMethod};
-use crate::manifest::{InputRef, RunRef};
+use crate::manifest::{InputRef, RunRef, RunStatus};
 use crate::trust::TrustPolicy;
 use crate::verify::{self, RunVerifyError, VerifiedRun};
 
@@ -38,6 +38,56 @@ pub enum InputError {
         "input {spec} must be a file inside a verified run (strict mode takes signed inputs only; attest the file first or use --parity)"
     )]
     Unsigned { spec: String },
+}
+
+/// A verified run that did not end `ok` (it diverged, or was interrupted), offered to a decision that takes only
+/// `ok` runs as candidates or evidence (select, gate). Such runs stay signed as the record of a failure.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "run {campaign}/{run_id} ({}) ended with status `{status}`{}; select and gate take only runs with status `ok` \
+     as candidates or evidence ({})",
+    dir.display(),
+    detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default(),
+    advice(*status)
+)]
+pub struct NotOkRun {
+    pub campaign: String,
+    pub run_id: String,
+    pub dir: PathBuf,
+    pub status: RunStatus,
+    /// The manifest's `status_detail.message`, when it has one.
+    pub detail: Option<String>,
+}
+
+fn advice(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Interrupted => {
+            "continue it with `husai-audit train --resume RUN` and use the finished run"
+        }
+        RunStatus::Diverged => "train it again, for example with a lower learning rate",
+        RunStatus::Ok => "",
+    }
+}
+
+/// Refuses a run whose manifest status is not `ok` (docs/trainer-contract.md §8). Runs from before manifest 1.1
+/// have no status and read as `ok`.
+pub fn require_ok(run: &VerifiedRun) -> Result<(), NotOkRun> {
+    let m = &run.manifest;
+    if m.status == RunStatus::Ok {
+        return Ok(());
+    }
+    Err(NotOkRun {
+        campaign: m.campaign.clone(),
+        run_id: m.run_id.clone(),
+        dir: run.dir.clone(),
+        status: m.status,
+        detail: m
+            .status_detail
+            .as_ref()
+            .and_then(|d| d.get("message"))
+            .and_then(|m| m.as_str())
+            .map(str::to_owned),
+    })
 }
 
 /// Resolve one input given as a file, a run directory (every subject becomes an input) or a bare

@@ -35,6 +35,10 @@ pub const SCHEMAS: &[(&str, &str)] = &[
         include_str!("../../schemas/gate-report.v1.json"),
     ),
     ("claims.v1", include_str!("../../schemas/claims.v1.json")),
+    (
+        "metrics-line.v1",
+        include_str!("../../schemas/metrics-line.v1.json"),
+    ),
 ];
 
 /// A document that does not satisfy its schema. Holds every violation, not only the first.

@@ -239,3 +239,92 @@ fn the_statement_format_matches_its_golden_file() {
     let back: Statement = serde_json::from_slice(&want).unwrap();
     assert_eq!(back, statement);
 }
+
+/// Every line of the committed metric-stream fixtures (core/tests/fixtures/metrics, the shape of trainer
+/// contract §4, with null figures and held-out lines).
+fn metric_lines() -> Vec<Value> {
+    let dir = repo().join("core/tests/fixtures/metrics");
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        lines.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
+    }
+    assert!(lines.len() > 10, "{}", dir.display());
+    lines
+}
+
+#[test]
+fn metric_stream_lines_satisfy_their_schema() {
+    let lines = metric_lines();
+    for line in &lines {
+        schema::validate("metrics-line.v1", line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    assert!(
+        lines.iter().any(|l| l.get("eval").is_some()) && lines.iter().any(|l| l["mse"].is_null()),
+        "the fixtures cover held-out lines and null figures"
+    );
+    // The smallest line: no held-out evaluation, every figure null but the step.
+    let minimal = json!({"step": 0, "elapsed_s": null, "rows_per_s": null, "lr": null,
+        "loss": {"mse": null}, "mse": null, "l0": null, "dead_fraction": null});
+    schema::validate("metrics-line.v1", &minimal).unwrap();
+}
+
+#[test]
+fn mutated_metric_lines_are_rejected() {
+    let line = metric_lines()
+        .into_iter()
+        .find(|l| l.get("eval").is_some())
+        .unwrap();
+    let id = "metrics-line.v1";
+    for field in [
+        "step",
+        "elapsed_s",
+        "rows_per_s",
+        "lr",
+        "loss",
+        "mse",
+        "l0",
+        "dead_fraction",
+    ] {
+        let mut bad = line.clone();
+        bad.as_object_mut().unwrap().remove(field);
+        let err = schema::validate(id, &bad).expect_err(field);
+        assert!(
+            err.violations.iter().any(|v| v.starts_with("/: ")
+                && v.contains(&format!("\"{field}\" is a required property"))),
+            "{field}: {:?}",
+            err.violations
+        );
+    }
+    let mut bad = line.clone();
+    bad["colour"] = "red".into();
+    let err = schema::validate(id, &bad).unwrap_err();
+    assert!(
+        err.violations.iter().any(|v| v.contains("colour")),
+        "{:?}",
+        err.violations
+    );
+    assert_rejects(id, &line, "/step", |l| l["step"] = json!(-1));
+    assert_rejects(id, &line, "/step", |l| l["step"] = json!(2.5));
+    assert_rejects(id, &line, "/step", |l| l["step"] = Value::Null);
+    assert_rejects(id, &line, "/mse", |l| l["mse"] = "0.1".into());
+    assert_rejects(id, &line, "/mse", |l| l["mse"] = json!(-0.5));
+    assert_rejects(id, &line, "/l0", |l| l["l0"] = json!(-1.0));
+    assert_rejects(id, &line, "/dead_fraction", |l| {
+        l["dead_fraction"] = json!(1.5)
+    });
+    assert_rejects(id, &line, "/elapsed_s", |l| l["elapsed_s"] = json!(-2.0));
+    assert_rejects(id, &line, "/loss", |l| l["loss"] = json!({}));
+    assert_rejects(id, &line, "/loss", |l| l["loss"] = json!(0.1));
+    assert_rejects(id, &line, "/loss/mse", |l| l["loss"]["mse"] = "low".into());
+    assert_rejects(id, &line, "/loss", |l| l["loss"]["Bad Term"] = json!(0.1));
+    assert_rejects(id, &line, "/eval", |l| {
+        l["eval"].as_object_mut().unwrap().remove("fvu");
+    });
+    assert_rejects(id, &line, "/eval", |l| l["eval"]["dead"] = json!(0.1));
+    assert_rejects(id, &line, "/eval/fvu", |l| l["eval"]["fvu"] = json!(-0.1));
+    assert_rejects(id, &line, "/", |l| *l = json!([1, 2]));
+}

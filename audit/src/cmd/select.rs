@@ -418,6 +418,9 @@ fn read_input(
                     run_dir.display()
                 ))
             })?;
+            husai_core::inputs::require_ok(&run).map_err(|e| {
+                InputFailure::Verification(format!("selector input {}: {e}", path.display()))
+            })?;
             let signed = run.subject(&subject).ok_or_else(|| {
                 InputFailure::Verification(format!(
                     "{} is inside run {} but is not one of its signed outputs",

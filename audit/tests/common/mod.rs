@@ -141,3 +141,34 @@ pub fn assert_fails_with(o: &Output, code: i32, needles: &[&str]) {
 pub fn file_name(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }
+
+/// Signs `files` as a run of `kind` in `campaign` through the store API with the project's key, recording
+/// `status` (and a `status_detail` with `message`, for a status other than ok); returns the run dir.
+pub fn sign_with_status(
+    p: &Project,
+    campaign: &str,
+    kind: husai_core::manifest::RunKind,
+    files: &[(&str, &[u8])],
+    status: husai_core::manifest::RunStatus,
+    message: &str,
+) -> PathBuf {
+    use husai_core::manifest::{ManifestDraft, RunStatus, ToolInfo};
+    let store = husai_core::store::RunStore::open(p.path("results")).unwrap();
+    let staged = store.stage(campaign, kind).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(staged.dir().join(name), bytes).unwrap();
+    }
+    let mut draft = ManifestDraft::new(ToolInfo {
+        name: "husai-audit".into(),
+        version: "0".into(),
+        git_commit: None,
+        git_dirty: None,
+    });
+    draft.status = status;
+    if status != RunStatus::Ok {
+        draft.status_detail = Some(
+            serde_json::json!({"step": 17, "quantity": "loss.mse", "value": null, "message": message}),
+        );
+    }
+    staged.commit(draft, &p.key, &|_| {}).unwrap().dir
+}

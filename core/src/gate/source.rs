@@ -3,11 +3,13 @@
 //! A decision (gate, claim) may only read a file that a verified run's signed statement covers. The file is located
 //! by walking up to its run directory, the run is verified against the trust policy, the file must be one of the
 //! run's subjects, and the bytes actually read must hash to the subject's digest (so a file swapped after
-//! verification is caught). The result cites run id, subject and sha256.
+//! verification is caught). A run whose status is not `ok` (diverged, interrupted) is refused. The result cites
+//! run id, subject and sha256.
 
 use std::path::{Path, PathBuf};
 
 use crate::digest::sha256_hex;
+use crate::inputs::{NotOkRun, require_ok};
 use crate::legacy::json::{self, LegacyValue};
 use crate::legacy::{DetectedKind, detect_kind};
 use crate::trust::TrustPolicy;
@@ -39,6 +41,12 @@ pub enum SourceError {
         path: PathBuf,
         #[source]
         source: Box<RunVerifyError>,
+    },
+    #[error("{}: {source}", path.display())]
+    NotOk {
+        path: PathBuf,
+        #[source]
+        source: Box<NotOkRun>,
     },
     #[error(
         "{}: the file is inside run {run_id} but is not one of its signed subjects; only signed files can be cited",
@@ -85,6 +93,10 @@ pub fn read_verified(path: &Path, trust: &TrustPolicy) -> Result<SourcedFile, So
         path: path.to_path_buf(),
     })?;
     let run = verify::load_verified_run(&run_dir, trust).map_err(|e| SourceError::Unverified {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    require_ok(&run).map_err(|e| SourceError::NotOk {
         path: path.to_path_buf(),
         source: Box::new(e),
     })?;

@@ -16,6 +16,7 @@ use husai_plugin_api::{Description, PluginError, ProgressEvent, RunRequest};
 use super::CHILD_SUBCOMMAND;
 use super::discovery::PluginSearch;
 use super::protocol::ChildMessage;
+use super::signals::{self, Forwarding};
 
 /// How many of the child's last stderr lines an error report carries.
 const STDERR_TAIL_LINES: usize = 20;
@@ -67,6 +68,15 @@ pub enum PluginHostError {
         name: String,
         path: PathBuf,
         seconds: f64,
+        stderr_tail: Vec<String>,
+    },
+    #[error(
+        "plugin {name} ({path}) was killed after a second interrupt (SIGINT/SIGTERM) while it was still running; no run was recorded{}",
+        stderr_report(.stderr_tail)
+    )]
+    Killed {
+        name: String,
+        path: PathBuf,
         stderr_tail: Vec<String>,
     },
     #[error("plugin {name} ({path}) broke the host protocol: {detail}{}", stderr_report(.stderr_tail))]
@@ -228,7 +238,7 @@ impl PluginHost {
             library_path.clone().into_os_string(),
         ];
         let label = file_label(&library_path);
-        let outcome = self.spawn(&args, None, &label, &library_path, &mut |_| {})?;
+        let outcome = self.spawn(&args, None, &label, &library_path, false, &mut |_| {})?;
         for msg in &outcome.messages {
             match msg {
                 ChildMessage::Described {
@@ -268,6 +278,11 @@ impl PluginHost {
 
     /// Runs `request` with `plugin` in a child. `on_progress` sees every progress report as it arrives. On any
     /// failure the caller must discard `request.output_dir` (a run store staging directory does that on drop).
+    ///
+    /// While the child runs, this process does not die of SIGINT or SIGTERM: the first one is forwarded to the
+    /// child, which finishes its step and returns (its result says it was interrupted), and a second one kills
+    /// the child ([`PluginHostError::Killed`]). The previous dispositions are restored when the child has exited.
+    /// If this process is killed outright, the child dies with it (Linux). See the `signals` module.
     pub fn run(
         &self,
         plugin: &DescribedPlugin,
@@ -292,7 +307,7 @@ impl PluginHost {
             OsString::from("-"),
         ];
         let name = plugin.description.name.clone();
-        let outcome = self.spawn(&args, Some(&request_json), &name, path, &mut |msg| {
+        let outcome = self.spawn(&args, Some(&request_json), &name, path, true, &mut |msg| {
             if let ChildMessage::Progress(event) = msg {
                 on_progress(event);
             }
@@ -322,16 +337,23 @@ impl PluginHost {
     }
 
     /// Starts the child, feeds it `stdin`, collects its protocol messages (passing each to `on_message` as it
-    /// arrives) and the tail of its stderr, and waits for it.
+    /// arrives) and the tail of its stderr, and waits for it. With `forward_stops`, SIGINT and SIGTERM go to the
+    /// child instead of ending this process while it runs (a describe child is quick, and Ctrl-C during
+    /// `plugins` should simply end the listing).
     fn spawn(
         &self,
         args: &[OsString],
         stdin: Option<&[u8]>,
         name: &str,
         library: &Path,
+        forward_stops: bool,
         on_message: &mut dyn FnMut(&ChildMessage),
     ) -> Result<ChildOutcome, PluginHostError> {
-        let mut child = Command::new(&self.child_exe)
+        // Installed before the spawn, so a signal that arrives meanwhile is held for the child, not fatal to us.
+        let mut forwarding = forward_stops.then(Forwarding::begin);
+        let mut command = Command::new(&self.child_exe);
+        signals::die_with_parent(&mut command);
+        let mut child = command
             .arg(CHILD_SUBCOMMAND)
             .args(args)
             .stdin(if stdin.is_some() {
@@ -346,6 +368,10 @@ impl PluginHost {
                 exe: self.child_exe.clone(),
                 source,
             })?;
+        let pid = child.id();
+        if let Some(f) = forwarding.as_mut() {
+            f.register(pid);
+        }
 
         // Feed stdin and drain stderr on their own threads so that neither pipe can fill up and stall the child
         // while this thread reads the protocol stream.
@@ -404,8 +430,18 @@ impl PluginHost {
             }
         }
         // Poll rather than block in wait(), so that the watchdog can still take the lock to kill a child that
-        // closed its stdout but did not exit.
+        // closed its stdout but did not exit. Forwarding stops once the child has exited and before it is reaped,
+        // so a late signal can never reach a recycled pid.
         let status = loop {
+            if forwarding.is_some() {
+                if !signals::has_exited(pid) {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                if let Some(f) = forwarding.as_mut() {
+                    f.unregister();
+                }
+            }
             let polled = child.lock().map(|mut c| c.try_wait());
             match polled {
                 Ok(Ok(Some(status))) => break status,
@@ -442,6 +478,20 @@ impl PluginHost {
             .lock()
             .map(|t| t.iter().cloned().collect())
             .unwrap_or_default();
+        let killed_on_request = forwarding.as_ref().is_some_and(Forwarding::killed_children);
+        // The host's own dispositions come back now that the child is gone.
+        drop(forwarding);
+        #[cfg(unix)]
+        if killed_on_request {
+            use std::os::unix::process::ExitStatusExt;
+            if status.signal() == Some(libc::SIGKILL) {
+                return Err(PluginHostError::Killed {
+                    name: name.to_owned(),
+                    path: library.to_owned(),
+                    stderr_tail,
+                });
+            }
+        }
         if timed_out.load(Ordering::SeqCst) {
             return Err(PluginHostError::TimedOut {
                 name: name.to_owned(),

@@ -7,6 +7,9 @@
 //! lines ([`protocol`]). Whatever the child does, the host sees an exit status and turns it into a
 //! [`PluginHostError`] naming the plugin, the signal or exit code, and the last lines the child wrote to stderr.
 //!
+//! While a run child is alive the host hands SIGINT and SIGTERM to it (the plugin stops after its step) instead of
+//! dying, and a host that is killed outright takes its child with it (see `signals.rs`).
+//!
 //! Plugins compute; only the core attests. The host hands a plugin an output directory (a run store staging
 //! directory) and signs nothing itself: the caller commits the staged run only after [`PluginHost::run`] succeeded.
 
@@ -14,6 +17,7 @@ mod child;
 mod discovery;
 mod host;
 mod protocol;
+mod signals;
 
 pub use child::child_main;
 pub use discovery::{PLUGIN_PATH_ENV, PluginSearch};

@@ -3,6 +3,7 @@
 //! selection always gives the same bytes (the golden-file test relies on it).
 
 use super::Selection;
+use crate::svg::{escape, format_tick, padded, ticks};
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 480.0;
@@ -10,53 +11,6 @@ const LEFT: f64 = 80.0;
 const RIGHT: f64 = 200.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
-
-/// Escapes text for SVG element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// "Nice" tick positions (1, 2 or 5 × 10^k steps) covering `[lo, hi]`, about five of them.
-fn ticks(lo: f64, hi: f64) -> (Vec<f64>, usize) {
-    let span = hi - lo;
-    let raw = span / 5.0;
-    let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * magnitude)
-        .find(|s| span / s <= 6.0)
-        .unwrap_or(10.0 * magnitude);
-    let decimals = if step >= 1.0 {
-        0
-    } else {
-        (-step.log10().floor()) as usize
-    };
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step).floor() as i64;
-    ((first..=last).map(|k| k as f64 * step).collect(), decimals)
-}
-
-/// Pads a range by 8% on each side (and widens a degenerate one) so points do not sit on the frame.
-fn padded(lo: f64, hi: f64) -> (f64, f64) {
-    if hi > lo {
-        let pad = (hi - lo) * 0.08;
-        (lo - pad, hi + pad)
-    } else {
-        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
-        (lo - pad, hi + pad)
-    }
-}
 
 /// Renders the plot. Candidates missing either delta are not drawn; the caption says how many.
 pub fn pareto_svg(sel: &Selection) -> String {
@@ -231,37 +185,4 @@ pub fn pareto_svg(sel: &Selection) -> String {
     ));
     out.push_str("</svg>\n");
     out
-}
-
-fn format_tick(value: f64, decimals: usize) -> String {
-    let text = format!("{value:.decimals$}");
-    // "-0" and "-0.00" read as noise on an axis.
-    if text
-        .trim_start_matches('-')
-        .chars()
-        .all(|c| c == '0' || c == '.')
-    {
-        text.trim_start_matches('-').to_string()
-    } else {
-        text
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{escape, format_tick, ticks};
-
-    #[test]
-    fn ticks_are_round_and_inside() {
-        let (t, d) = ticks(-0.083, -0.021);
-        assert_eq!(d, 2);
-        assert_eq!(t.first().copied(), Some(-0.08));
-        assert!(t.iter().all(|v| (-0.083..=-0.021).contains(v)));
-        assert_eq!(format_tick(-0.0, 2), "0.00");
-    }
-
-    #[test]
-    fn text_is_escaped() {
-        assert_eq!(escape("a<b&\"c\""), "a&lt;b&amp;&quot;c&quot;");
-    }
 }

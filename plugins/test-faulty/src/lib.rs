@@ -9,7 +9,9 @@
 //! - `"segfault"`: writes to an unmapped address (SIGSEGV);
 //! - `"exit"`: calls `std::process::exit(3)` without reporting a result;
 //! - `"stdout"`: prints to stdout (which the host's protocol must survive), then succeeds like `"ok"`;
-//! - `"hang"`: never returns (for the host's timeout).
+//! - `"hang"`: never returns (for the host's timeout, and for killing the host under it);
+//! - `"wait-stop"`: waits until [`Progress::stop_requested`] (SIGINT/SIGTERM reached the child), then succeeds with
+//!   `"stopped": true` (for the host's signal forwarding).
 //!
 //! Every failing mode first writes a file into the output directory, so a test can check that the host discarded
 //! the partial output.
@@ -21,8 +23,16 @@ use serde_json::json;
 
 struct Faulty;
 
-const MODES: [&str; 8] = [
-    "ok", "error", "panic", "abort", "segfault", "exit", "stdout", "hang",
+const MODES: [&str; 9] = [
+    "ok",
+    "error",
+    "panic",
+    "abort",
+    "segfault",
+    "exit",
+    "stdout",
+    "hang",
+    "wait-stop",
 ];
 
 impl Plugin for Faulty {
@@ -82,6 +92,15 @@ impl Plugin for Faulty {
                 loop {
                     std::thread::sleep(std::time::Duration::from_secs(3600));
                 }
+            }
+            "wait-stop" => {
+                eprintln!("faulty plugin: waiting for a stop request");
+                while !progress.stop_requested() {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                eprintln!("faulty plugin: stop requested, returning");
+                progress.report(2, 2, "stopped");
+                return Ok(json!({"mode": mode, "stopped": true, "outputs": ["out.txt"]}));
             }
             other => {
                 return Err(PluginError::invalid_config(format!(
