@@ -292,6 +292,9 @@ impl PluginHost {
             OsString::from("-"),
         ];
         let name = plugin.description.name.clone();
+        // Ctrl-C reaches the whole foreground process group: the child turns it into a stop request and returns an
+        // interrupted result, so the host must survive it to sign that result (docs/trainer-contract.md §6).
+        let _ignore = IgnoreSigint::new();
         let outcome = self.spawn(&args, Some(&request_json), &name, path, &mut |msg| {
             if let ChildMessage::Progress(event) = msg {
                 on_progress(event);
@@ -456,6 +459,37 @@ impl PluginHost {
             stderr_tail,
             bad_lines,
         })
+    }
+}
+
+/// Ignores SIGINT in this process while it lives, restoring the previous disposition on drop. The child is spawned
+/// while SIGINT is ignored and inherits that, but the plugin API's export shim installs its own handler in the child
+/// before `run`, so the child still sees Ctrl-C as a stop request.
+struct IgnoreSigint {
+    #[cfg(unix)]
+    previous: libc::sighandler_t,
+}
+
+impl IgnoreSigint {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            // SAFETY: setting a standard disposition (SIG_IGN) for SIGINT; no handler code runs.
+            let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+            IgnoreSigint { previous }
+        }
+        #[cfg(not(unix))]
+        IgnoreSigint {}
+    }
+}
+
+impl Drop for IgnoreSigint {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if self.previous != libc::SIG_ERR {
+            // SAFETY: restoring the disposition `signal` returned above.
+            unsafe { libc::signal(libc::SIGINT, self.previous) };
+        }
     }
 }
 
