@@ -72,6 +72,8 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
     let synth = json_out(&p.run(&[
         "data",
         "synth",
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
         "--rows",
         "512",
         "--d-in",
@@ -211,6 +213,8 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
     let o = p.run(&[
         "data",
         "encode",
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
         "--checkpoint",
         a.to_str().unwrap(),
         "--data",
@@ -228,6 +232,8 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
     let o = p.run(&[
         "data",
         "encode",
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
         "--checkpoint",
         a.to_str().unwrap(),
         "--data",

@@ -143,7 +143,7 @@ pub fn file_name(p: &Path) -> String {
 }
 
 /// The plugin libraries the tests load, gathered in one directory (`target/<profile>/test-plugins/`) by hard link:
-/// the real sae-topk (built into deps/ as a dev-dependency) and the test-only plugins, which are cdylib examples of
+/// the real sae-topk and data plugins (built into deps/ as dev-dependencies) and the test-only plugins, which are cdylib examples of
 /// plugins/test-faulty (built into examples/ by `cargo test --workspace`, never by `cargo build`). examples/ also
 /// holds hash-suffixed copies of each, so it cannot serve as a plugin directory itself.
 pub fn plugin_dir() -> PathBuf {
@@ -158,6 +158,7 @@ pub fn plugin_dir() -> PathBuf {
         let so = std::env::consts::DLL_SUFFIX;
         let libs = [
             ("deps", "husai_sae_topk"),
+            ("deps", "husai_data"),
             ("examples", "husai_plugin_faulty"),
             ("examples", "husai_plugin_faulty_skew"),
             ("examples", "husai_test_trainer"),
