@@ -116,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "{} {} ({}, plugin API {})",
                     d.name, d.version, d.kind, p.api_version
                 );
-                if !d.architectures.is_empty() || d.evals.is_empty() {
+                if !d.architectures.is_empty() || d.kind == plugin::PluginKind::Trainer {
                     println!("  architectures: {}", list(&d.architectures));
                 }
                 if !d.evals.is_empty() {

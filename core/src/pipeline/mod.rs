@@ -39,9 +39,9 @@ pub use train::{TrainRequest, TrainedRun};
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
     #[error(transparent)]
-    Host(#[from] PluginHostError),
+    Host(Box<PluginHostError>),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -50,7 +50,7 @@ pub enum PipelineError {
     Trust {
         dir: PathBuf,
         #[source]
-        source: TrustError,
+        source: Box<TrustError>,
     },
     #[error("plugin {name} ({}) is a {kind} plugin; {needed}", path.display())]
     WrongKind {
@@ -70,8 +70,8 @@ pub enum PipelineError {
     )]
     ResumeConflict {
         key: String,
-        recorded: serde_json::Value,
-        given: serde_json::Value,
+        recorded: Box<serde_json::Value>,
+        given: Box<serde_json::Value>,
     },
     #[error("plugin {plugin}: {detail}; no run was recorded")]
     BadResult { plugin: String, detail: String },
@@ -96,6 +96,18 @@ pub enum PipelineError {
     },
     #[error("{0}")]
     Attest(String),
+}
+
+impl From<StoreError> for PipelineError {
+    fn from(e: StoreError) -> Self {
+        PipelineError::Store(Box::new(e))
+    }
+}
+
+impl From<PluginHostError> for PipelineError {
+    fn from(e: PluginHostError) -> Self {
+        PipelineError::Host(Box::new(e))
+    }
 }
 
 /// What every run needs: where runs go, who signs, where the trust policy is, and which tool is recording.
@@ -135,7 +147,7 @@ impl Pipeline {
         }
         let p = TrustPolicy::load(&self.keys_dir).map_err(|source| PipelineError::Trust {
             dir: self.keys_dir.clone(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(self.policy.get_or_init(|| p))
     }

@@ -270,8 +270,8 @@ fn effective_config(
                 if *given != recorded {
                     return Err(PipelineError::ResumeConflict {
                         key: format!("/{key}"),
-                        recorded,
-                        given: given.clone(),
+                        recorded: Box::new(recorded),
+                        given: Box::new(given.clone()),
                     });
                 }
             }
@@ -321,7 +321,7 @@ fn rejected_config(plugin: &DescribedPlugin, e: PluginHostError) -> PipelineErro
                 message: errors.join("; "),
             }
         }
-        other => PipelineError::Host(other),
+        other => PipelineError::from(other),
     }
 }
 
