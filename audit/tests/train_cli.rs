@@ -284,7 +284,7 @@ fn bad_activation_files_are_refused_with_no_run() {
             "small.npy has 10 rows, fewer than one batch of 64",
         ),
         ("cut.npy", "cut.npy is truncated or damaged"),
-        ("missing.npy", "missing.npy: cannot open it"),
+        ("missing.npy", "input missing.npy does not exist"),
     ];
     for (file, want) in cases {
         let o = train(&p, file, "1", &[]);
