@@ -94,6 +94,15 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "input {} changed while its run was being verified (sha256 {before} before, {after} after); nothing was \
+         signed. Make sure nothing writes to it and run again", path.display()
+    )]
+    ChangedDuringVerification {
+        path: PathBuf,
+        before: String,
+        after: String,
+    },
     #[error("{0}")]
     Attest(String),
 }
@@ -169,46 +178,60 @@ impl Pipeline {
 
     /// Records a file the run reads: linked to its run (with the signed digest) when it lies inside a verified
     /// run, else by plain sha256. Also returns the file's plain sha256, which is what a plugin reports having read.
+    ///
+    /// A run's subjects are usually signed with the sharded digest, so the plain sha256 of a run-linked input is a
+    /// second reading of the file. It is taken before and after the run is verified and must not change, so the
+    /// plain digest is that of the very bytes verification accepted.
     pub fn record_input(
         &self,
         path: &Path,
         what: &'static str,
     ) -> Result<(InputRef, String), PipelineError> {
         let spec = path.display().to_string();
-        let input = if verify::enclosing_run(path).is_some() {
-            let mut refs = inputs::resolve(&spec, self.store.root(), self.policy()?)?;
-            refs.pop()
-                .ok_or_else(|| InputError::Missing(spec.clone()))?
-        } else {
-            if !path.exists() {
-                return Err(InputError::Missing(spec).into());
-            }
-            let d = digest::digest_file(path, DigestMethod::Sha256).map_err(|source| {
-                PipelineError::Hash {
-                    what,
-                    path: path.to_path_buf(),
-                    source,
-                }
-            })?;
-            InputRef {
+        if !path.exists() {
+            return Err(InputError::Missing(spec).into());
+        }
+        if verify::enclosing_run(path).is_none() {
+            let sha256 = plain_sha256(path, what)?;
+            let input = InputRef {
                 path: spec,
-                digest: BTreeMap::from([(d.algorithm, d.hex)]),
+                digest: BTreeMap::from([("sha256".to_owned(), sha256.clone())]),
                 run: None,
-            }
-        };
-        let sha256 = match input.digest.get("sha256") {
-            Some(h) => h.clone(),
-            None => {
-                digest::digest_file(path, DigestMethod::Sha256)
-                    .map_err(|source| PipelineError::Hash {
-                        what,
-                        path: path.to_path_buf(),
-                        source,
-                    })?
-                    .hex
-            }
-        };
-        Ok((input, sha256))
+            };
+            return Ok((input, sha256));
+        }
+        let before = plain_sha256(path, what)?;
+        let mut refs = inputs::resolve(&spec, self.store.root(), self.policy()?)?;
+        let input = refs
+            .pop()
+            .ok_or_else(|| InputError::Missing(spec.clone()))?;
+        let after = plain_sha256(path, what)?;
+        unchanged(path, &before, &after)?;
+        Ok((input, after))
+    }
+}
+
+/// The plain sha256 of a file.
+pub(crate) fn plain_sha256(path: &Path, what: &'static str) -> Result<String, PipelineError> {
+    digest::digest_file(path, DigestMethod::Sha256)
+        .map(|d| d.hex)
+        .map_err(|source| PipelineError::Hash {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// A file read twice around its verification must read the same.
+pub(crate) fn unchanged(path: &Path, before: &str, after: &str) -> Result<(), PipelineError> {
+    if before == after {
+        Ok(())
+    } else {
+        Err(PipelineError::ChangedDuringVerification {
+            path: path.to_path_buf(),
+            before: before.to_owned(),
+            after: after.to_owned(),
+        })
     }
 }
 

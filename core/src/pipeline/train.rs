@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use super::config::{self, ConfigSources};
-use super::{Pipeline, PipelineError, check_outputs};
-use crate::manifest::{DatasetRef, InputRef, PluginInfo, RowRange, RunKind, RunStatus};
+use super::{Pipeline, PipelineError, check_outputs, plain_sha256, unchanged};
+use crate::manifest::{DatasetRef, InputRef, PluginInfo, RowRange, RunKind, RunRef, RunStatus};
 use crate::plugin::{
     DescribedPlugin, ErrorKind, PluginHost, PluginHostError, PluginKind, ProgressEvent, RunRequest,
 };
@@ -195,6 +195,16 @@ impl Pipeline {
             .ok_or_else(|| {
                 fail("is not a run directory; give the directory of a signed train run".to_owned())
             })?;
+        // The checkpoint files are read before and after the run is verified (see `Pipeline::record_input`).
+        let plain = |name: &str| {
+            let p = run_dir.join(name);
+            if p.is_file() {
+                plain_sha256(&p, "resume checkpoint file").map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let before = RESUME_FILES.map(plain);
         let run =
             verify::load_verified_run(&run_dir, self.policy()?).map_err(|e| fail(e.to_string()))?;
         let m = &run.manifest;
@@ -223,18 +233,28 @@ impl Pipeline {
         config.remove("resume_from");
         let mut inputs = Vec::new();
         let mut digests = Map::new();
-        for name in RESUME_FILES {
-            if run.subject(name).is_none() {
+        for (name, before) in RESUME_FILES.into_iter().zip(before) {
+            let Some(subject) = run.subject(name) else {
                 return Err(fail(format!(
                     "run {} has no signed {name}; it cannot be resumed exactly (runs written before the trainer \
                      contract lack trainer_state.safetensors)",
                     m.run_id
                 )));
-            }
-            let (input, sha256) =
-                self.record_input(&run_dir.join(name), "resume checkpoint file")?;
+            };
+            let path = run_dir.join(name);
+            let after = plain_sha256(&path, "resume checkpoint file")?;
+            unchanged(&path, before?.as_deref().unwrap_or(""), &after)?;
+            let input = InputRef {
+                path: path.display().to_string(),
+                digest: subject.digest.clone(),
+                run: Some(RunRef {
+                    campaign: m.campaign.clone(),
+                    run_id: m.run_id.clone(),
+                    subject: name.to_owned(),
+                }),
+            };
             digests.insert(name.to_owned(), json!(input.digest));
-            inputs.push((name.to_owned(), input, sha256));
+            inputs.push((name.to_owned(), input, after));
         }
         Ok(Resumed {
             dir: absolute(&run_dir),
@@ -596,6 +616,128 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("no \"dataset\"")
+        );
+    }
+
+    fn plugin() -> DescribedPlugin {
+        DescribedPlugin {
+            description: crate::plugin::Description {
+                name: "t".into(),
+                version: "0".into(),
+                kind: PluginKind::Trainer,
+                architectures: vec![],
+                evals: vec![],
+                config_schema: json!({
+                    "type": "object", "additionalProperties": false, "required": ["d_sae", "seed"],
+                    "properties": {
+                        "d_sae": {"type": "integer", "minimum": 1},
+                        "seed": {"type": "integer", "minimum": 0},
+                        "steps": {"type": ["integer", "null"], "default": 100},
+                        "epochs": {"type": ["number", "null"], "default": null},
+                        "wobble": {"type": "number", "default": 0.5},
+                        "eval": {"type": "object", "default": {"fraction": 0.1}},
+                        "resume_from": {"type": ["object", "null"], "default": null}
+                    }
+                }),
+                capabilities: vec![],
+            },
+            api_version: 1,
+            library_path: PathBuf::from("/p.so"),
+            library_sha256: String::new(),
+        }
+    }
+
+    fn request(sets: &[&str], seed: Option<u64>, eval: bool) -> TrainRequest {
+        TrainRequest {
+            plugin: "t".into(),
+            data: PathBuf::from("x.npy"),
+            eval_data: eval.then(|| PathBuf::from("e.npy")),
+            resume: None,
+            config: ConfigSources {
+                file: None,
+                sets: sets.iter().map(|s| s.to_string()).collect(),
+            },
+            seed,
+            campaign: "c".into(),
+        }
+    }
+
+    #[test]
+    fn a_fresh_config_is_defaults_then_sets_then_flags_and_one_length_key() {
+        let c = effective_config(
+            &plugin(),
+            &request(&["d_sae=4", "epochs=2"], Some(7), true),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(c),
+            json!({"d_sae": 4, "epochs": 2, "seed": 7, "eval": {"data": true}, "steps": null, "wobble": 0.5,
+                   "resume_from": null})
+        );
+        let c = effective_config(&plugin(), &request(&["d_sae=4"], Some(7), false), None).unwrap();
+        assert_eq!(
+            (c["steps"].clone(), c["epochs"].clone()),
+            (json!(100), Value::Null)
+        );
+        let err =
+            effective_config(&plugin(), &request(&["d_sae=4"], None, false), None).unwrap_err();
+        assert!(
+            err.to_string().contains("config key /seed is required"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_resumed_config_starts_from_the_record_and_refuses_other_values() {
+        let resumed = Resumed {
+            dir: PathBuf::from("/r"),
+            config: json!({"d_sae": 4, "seed": 1, "steps": 6, "epochs": null, "wobble": 0.25, "eval": {"fraction": 0.1}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            inputs: vec![],
+            identity: json!({"run_id": "r1"}),
+        };
+        let c = effective_config(
+            &plugin(),
+            &request(&["epochs=3"], None, false),
+            Some(&resumed),
+        )
+        .unwrap();
+        assert_eq!(
+            (c["epochs"].clone(), c["steps"].clone()),
+            (json!(3), Value::Null)
+        );
+        assert_eq!(
+            (c["wobble"].clone(), c["seed"].clone()),
+            (json!(0.25), json!(1))
+        );
+        assert_eq!(c["resume_from"], json!({"run_id": "r1"}));
+        let c = effective_config(
+            &plugin(),
+            &request(&["steps=9", "wobble=0.25"], Some(1), false),
+            Some(&resumed),
+        )
+        .unwrap();
+        assert_eq!(c["steps"], 9);
+        let err = effective_config(
+            &plugin(),
+            &request(&["wobble=0.5"], None, false),
+            Some(&resumed),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("config key /wobble was 0.25 in the resumed run but is given as 0.5"),
+            "{err}"
+        );
+        // --eval-data changes the held-out rows, so it conflicts with a run that held out a fraction.
+        let err =
+            effective_config(&plugin(), &request(&[], None, true), Some(&resumed)).unwrap_err();
+        assert!(
+            err.to_string().contains("/eval was {\"fraction\":0.1}"),
+            "{err}"
         );
     }
 }
