@@ -5,7 +5,7 @@
 # persists to run it cheaply.
 #
 # 1. creates .venv-saelens at the repository root (once) and installs sae-lens from PyPI into it;
-# 2. builds husai-audit and the sae-topk plugin (release);
+# 2. builds husai-audit, the sae-topk plugin and the data plugin (release);
 # 3. in a scratch directory, trains a TopK SAE with `husai-audit train` as a signed run, on DATA (default: the
 #    MiniLM activation bank in ../shared/data, else a synthetic bank made with `husai-audit data synth`);
 # 4. writes husai's encoder output for the first 100 rows with `husai-audit data encode` (a plain file, not a run);
@@ -25,7 +25,7 @@ if ! "$venv/bin/python" -c "import sae_lens" 2>/dev/null; then
     "$venv/bin/pip" install --progress-bar off sae-lens
 fi
 
-(cd "$root" && cargo build --release -p husai-audit -p husai-sae-topk)
+(cd "$root" && cargo build --release -p husai-audit -p husai-sae-topk -p husai-data)
 bin=$root/target/release/husai-audit
 
 work=$(mktemp -d)
@@ -41,8 +41,8 @@ if [ ! -f "$data" ]; then
     data=$work/$("$venv/bin/python" -c 'import json; print(json.load(open("synth.json"))["dir"])')/activations.npy
 fi
 
-"$bin" train --plugin sae-topk --data "$data" --d-sae "${INTEROP_D_SAE:-1536}" --k "${INTEROP_K:-32}" --seed 0 \
-    --steps "${INTEROP_STEPS:-200}" --batch 1024 --campaign interop --key interop.pem \
+"$bin" train --plugin sae-topk --data "$data" --set d_sae="${INTEROP_D_SAE:-1536}" --set k="${INTEROP_K:-32}" --seed 0 \
+    --set steps="${INTEROP_STEPS:-200}" --set batch=1024 --campaign interop --key interop.pem \
     --plugin-dir "$root/target/release" --json >train.json
 run=$work/$("$venv/bin/python" -c 'import json; print(json.load(open("train.json"))["dir"])')
 echo "trained: $(cat train.json | tr -d '\n' | tr -s ' ')" >&2

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use husai_core::keys::SigningKey;
 use husai_core::manifest::ToolInfo;
+use husai_core::pipeline::Pipeline;
+use husai_core::store::RunStore;
 use husai_core::trust::TrustPolicy;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -69,9 +71,21 @@ pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// Whether stderr is a terminal (bars then; plain log lines or nothing otherwise).
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// The pipeline for commands that sign runs: the store at `results`, the key, the trust policy in `keys` (read when
+/// an input turns out to be inside a run), and this tool's identity.
+pub fn pipeline(key: SigningKey, results: &Path, keys: &Path) -> anyhow::Result<Pipeline> {
+    let store = RunStore::open(results)?;
+    Ok(Pipeline::new(store, key, keys, tool_info()))
+}
+
 /// Progress goes to stderr on a terminal and nowhere otherwise (logs and pipes stay clean).
 pub fn draw_target() -> ProgressDrawTarget {
-    if std::io::stderr().is_terminal() {
+    if stderr_is_terminal() {
         ProgressDrawTarget::stderr()
     } else {
         ProgressDrawTarget::hidden()

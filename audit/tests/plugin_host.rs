@@ -1,14 +1,15 @@
 //! The plugin host against real plugin libraries: listing, load errors, and faulty plugins that panic, abort or
 //! segfault in the child while the host carries on and records nothing.
 //!
-//! The libraries come from this crate's dev-dependencies, which cargo builds into target/<profile>/deps/.
+//! The libraries are gathered by `common::plugin_dir` (sae-topk from this crate's dev-dependencies, the test-only
+//! plugins from plugins/test-faulty's cdylib examples).
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{Project, assert_success, stderr, stdout};
+use common::{Project, assert_success, plugin_dir, stderr, stdout};
 use husai_core::digest::sha256_hex;
 use husai_core::plugin::{PluginHost, PluginHostError, PluginSearch, RunRequest};
 use serde_json::{Value, json};
@@ -17,19 +18,8 @@ fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_husai-audit"))
 }
 
-/// Where cargo put the plugin cdylibs that this crate's dev-dependencies built.
-fn plugin_dir() -> PathBuf {
-    exe().parent().unwrap().join("deps")
-}
-
 fn lib(name: &str) -> PathBuf {
-    let p = plugin_dir().join(format!("lib{name}{}", std::env::consts::DLL_SUFFIX));
-    assert!(
-        p.is_file(),
-        "{} is missing; it is built by `cargo test -p husai-audit`",
-        p.display()
-    );
-    p
+    common::plugin_lib(name)
 }
 
 fn host() -> PluginHost {
@@ -220,16 +210,10 @@ fn train_with_an_unknown_plugin_says_what_was_searched() {
         "sae-relu",
         "--data",
         "x.npy",
-        "--d-sae",
-        "8",
-        "--k",
-        "2",
+        "--set",
+        "d_sae=8",
         "--seed",
         "1",
-        "--steps",
-        "1",
-        "--batch",
-        "4",
         "--campaign",
         "c",
         "--key",
@@ -258,16 +242,8 @@ fn train_faulty_with(p: &Project, mode: &str, extra: &[&str]) -> std::process::O
             "test-faulty",
             "--data",
             "x.npy",
-            "--d-sae",
-            "8",
-            "--k",
-            "2",
             "--seed",
             "1",
-            "--steps",
-            "1",
-            "--batch",
-            "4",
             "--campaign",
             "c",
             "--key",

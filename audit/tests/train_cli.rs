@@ -1,4 +1,5 @@
-//! `husai-audit data synth` and `husai-audit train` end to end with the real sae-topk plugin: signed runs that
+//! `husai-audit data synth` and `husai-audit train` end to end with the real sae-topk plugin (these need sae-topk
+//! written to docs/trainer-contract.md: read_sha256, status, dataset, trainer_state.safetensors): signed runs that
 //! verify, a provenance link from the train run to the data run, byte-identical weights for the same seed, and
 //! bad activation files refused with a clear message and no run.
 
@@ -12,12 +13,7 @@ use husai_core::digest::sha256_hex;
 use husai_kernels::activations::write_npy_f32;
 use serde_json::Value;
 
-fn plugin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_husai-audit"))
-        .parent()
-        .unwrap()
-        .join("deps")
-}
+use common::plugin_dir;
 
 fn json_out(o: &std::process::Output) -> Value {
     assert_success(o);
@@ -47,14 +43,14 @@ fn train(p: &Project, data: &str, seed: &str, extra: &[&str]) -> std::process::O
         "sae-topk",
         "--data",
         data,
-        "--d-sae",
-        "32",
-        "--k",
-        "4",
+        "--set",
+        "d_sae=32",
+        "--set",
+        "k=4",
         "--seed",
         seed,
-        "--batch",
-        "64",
+        "--set",
+        "batch=64",
         "--campaign",
         "sweep",
         "--key",
@@ -63,8 +59,8 @@ fn train(p: &Project, data: &str, seed: &str, extra: &[&str]) -> std::process::O
         dir.to_str().unwrap(),
         "--json",
     ];
-    if !extra.contains(&"--epochs") {
-        args.extend(["--steps", "30"]);
+    if !extra.iter().any(|a| a.starts_with("epochs=")) {
+        args.extend(["--set", "steps=30"]);
     }
     args.extend_from_slice(extra);
     p.run(&args)
@@ -76,6 +72,8 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
     let synth = json_out(&p.run(&[
         "data",
         "synth",
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
         "--rows",
         "512",
         "--d-in",
@@ -116,7 +114,10 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
     let data_s = data.to_str().unwrap();
     let a = run_dir(&p, &json_out(&train(&p, data_s, "3", &[])));
     let b = run_dir(&p, &json_out(&train(&p, data_s, "3", &[])));
-    let c = run_dir(&p, &json_out(&train(&p, data_s, "4", &["--epochs", "2"])));
+    let c = run_dir(
+        &p,
+        &json_out(&train(&p, data_s, "4", &["--set", "epochs=2"])),
+    );
     let weights = |d: &Path| std::fs::read(d.join("sae_weights.safetensors")).unwrap();
     assert_eq!(
         weights(&a),
@@ -153,9 +154,9 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
     // The data set is another run's output, so the input links to that run (verify follows the link).
     assert_eq!(m["inputs"][0]["run"]["run_id"], synth["run_id"]);
     assert_eq!(m["inputs"][0]["run"]["subject"], "activations.npy");
-    // --epochs 2 over 512 rows in batches of 64 is 16 steps.
-    assert_eq!(manifest(&c)["config"]["steps"], 16);
-    assert_eq!(manifest(&c)["extra"]["epochs"], 2.0);
+    // epochs=2 is recorded as given, and clears steps (exactly one of them is set).
+    assert_eq!(manifest(&c)["config"]["epochs"], 2);
+    assert_eq!(manifest(&c)["config"]["steps"], Value::Null);
 
     // A row range: only those rows are trained on (epochs count them), and the manifest and config record it.
     let d = run_dir(
@@ -164,7 +165,12 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
             &p,
             data_s,
             "3",
-            &["--rows", "100:420", "--epochs", "1"],
+            &[
+                "--set",
+                r#"rows={"start":100,"end":420}"#,
+                "--set",
+                "epochs=1",
+            ],
         )),
     );
     let md = manifest(&d);
@@ -176,15 +182,11 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
         md["config"]["rows"],
         serde_json::json!({"start": 100, "end": 420})
     );
-    assert_eq!(md["config"]["steps"], 5);
+    assert_eq!(md["config"]["epochs"], 1);
     assert_ne!(md["config_sha256"], m["config_sha256"]);
-    let o = train(&p, data_s, "3", &["--rows", "0:600"]);
+    let o = train(&p, data_s, "3", &["--set", r#"rows={"start":0,"end":600}"#]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("--rows 0:600 runs past the end of"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("rows"), "{}", stderr(&o));
 
     let metrics: Value =
         serde_json::from_slice(&std::fs::read(a.join("metrics.json")).unwrap()).unwrap();
@@ -211,6 +213,8 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
     let o = p.run(&[
         "data",
         "encode",
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
         "--checkpoint",
         a.to_str().unwrap(),
         "--data",
@@ -228,6 +232,8 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
     let o = p.run(&[
         "data",
         "encode",
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
         "--checkpoint",
         a.to_str().unwrap(),
         "--data",
@@ -278,7 +284,7 @@ fn bad_activation_files_are_refused_with_no_run() {
             "small.npy has 10 rows, fewer than one batch of 64",
         ),
         ("cut.npy", "cut.npy is truncated or damaged"),
-        ("missing.npy", "missing.npy: cannot open it"),
+        ("missing.npy", "input missing.npy does not exist"),
     ];
     for (file, want) in cases {
         let o = train(&p, file, "1", &[]);
@@ -326,14 +332,18 @@ fn train_reads_a_named_float16_safetensors_tensor() {
     let o = train(&p, "bank.safetensors", "5", &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o)
-            .contains("holds 2 tensors [\"acts\", \"other\"]; name the one to use (--tensor)"),
+        stderr(&o).contains("holds 2 tensors [\"acts\", \"other\"]; name the one to use"),
         "{}",
         stderr(&o)
     );
     let dir = run_dir(
         &p,
-        &json_out(&train(&p, "bank.safetensors", "5", &["--tensor", "acts"])),
+        &json_out(&train(
+            &p,
+            "bank.safetensors",
+            "5",
+            &["--set", "tensor=acts"],
+        )),
     );
     let m = manifest(&dir);
     assert_eq!(m["dataset"]["format"], "safetensors");
@@ -353,14 +363,10 @@ fn a_seed_the_manifest_cannot_record_exactly_is_refused_before_any_work() {
         "sae-topk",
         "--data",
         "missing.npy",
-        "--d-sae",
-        "8",
-        "--k",
-        "2",
+        "--set",
+        "d_sae=8",
         "--seed",
         "9007199254740992",
-        "--steps",
-        "1",
         "--campaign",
         "c",
         "--key",
@@ -388,7 +394,7 @@ fn resume_continues_a_signed_run_and_refuses_data_of_another_width() {
         &p,
         "acts.npy",
         "1",
-        &["--resume", first.to_str().unwrap()],
+        &["--resume", first.to_str().unwrap(), "--set", "steps=60"],
     ));
     let resumed_dir = run_dir(&p, &resumed);
     let m = manifest(&resumed_dir);
@@ -399,7 +405,14 @@ fn resume_continues_a_signed_run_and_refuses_data_of_another_width() {
         .iter()
         .filter_map(|i| i["run"]["subject"].as_str())
         .collect();
-    assert_eq!(linked, ["cfg.json", "sae_weights.safetensors"]);
+    assert_eq!(
+        linked,
+        [
+            "cfg.json",
+            "sae_weights.safetensors",
+            "trainer_state.safetensors"
+        ]
+    );
     assert_ne!(
         manifest(&first)["config_sha256"],
         m["config_sha256"],
@@ -410,7 +423,12 @@ fn resume_continues_a_signed_run_and_refuses_data_of_another_width() {
     // Data whose width differs from the checkpoint's d_in.
     write_npy_f32(&p.path("wide.npy"), 256, 24, &vec![0.5f32; 256 * 24]).unwrap();
     let before = leftovers(&p).len();
-    let o = train(&p, "wide.npy", "1", &["--resume", first.to_str().unwrap()]);
+    let o = train(
+        &p,
+        "wide.npy",
+        "1",
+        &["--resume", first.to_str().unwrap(), "--set", "steps=60"],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("wide.npy has d_in = 24, but the SAE checkpoint it is used with (resumed or encoded with) has d_in = 16"),

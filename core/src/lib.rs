@@ -14,6 +14,7 @@ pub mod inputs;
 pub mod keys;
 pub mod legacy;
 pub mod manifest;
+pub mod pipeline;
 pub mod plot;
 pub mod plugin;
 pub mod schema;

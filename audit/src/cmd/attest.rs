@@ -1,11 +1,11 @@
-//! `husai-audit attest`: turn files that any tool produced into a signed run.
+//! `husai-audit attest`: turn files that any tool produced into a signed run (`husai_core::pipeline::Pipeline::attest`
+//! does the work; this file parses and prints).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use husai_core::manifest::{CommandInfo, ManifestDraft, RunKind};
-use husai_core::store::RunStore;
+use husai_core::manifest::RunKind;
+use husai_core::pipeline::AttestRequest;
 
 use crate::cli;
 
@@ -61,61 +61,20 @@ fn parse_kind(s: &str) -> Result<RunKind, String> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let key = cli::signing_key(args.key.as_deref())?;
-    husai_core::store::check_campaign(&args.campaign)?;
-
-    let inputs = if args.inputs.is_empty() {
-        Vec::new()
-    } else {
-        let policy = cli::trust_policy(&args.keys)?;
-        let mut out = Vec::new();
-        for spec in &args.inputs {
-            out.extend(husai_core::inputs::resolve(spec, &args.results, &policy)?);
-        }
-        out
+    let pipeline = cli::pipeline(key, &args.results, &args.keys)?;
+    let request = AttestRequest {
+        dir: args.dir.clone(),
+        campaign: args.campaign.clone(),
+        kind: args.kind,
+        inputs: args.inputs.clone(),
+        command: args.command.clone(),
     };
-
-    let command = if args.command.is_empty() {
-        None
-    } else {
-        std::fs::create_dir_all(&args.dir)
-            .with_context(|| format!("cannot create output directory {}", args.dir.display()))?;
-        let status = std::process::Command::new(&args.command[0])
-            .args(&args.command[1..])
-            .status()
-            .with_context(|| format!("cannot run {:?}", args.command[0]))?;
-        let code = status.code().unwrap_or(-1);
-        if !status.success() {
-            bail!(
-                "command {:?} failed ({status}); nothing was attested",
-                args.command.join(" ")
-            );
-        }
-        Some(CommandInfo {
-            argv: args.command.clone(),
-            exit_code: code,
-        })
-    };
-
-    let meta = std::fs::metadata(&args.dir)
-        .with_context(|| format!("cannot read output directory {}", args.dir.display()))?;
-    if !meta.is_dir() {
-        bail!(
-            "{} is not a directory; attest takes a directory of outputs",
-            args.dir.display()
-        );
-    }
-
-    let store = RunStore::open(&args.results)?;
-    let staged = store.stage(&args.campaign, args.kind)?;
-    copy_tree(&args.dir, staged.dir())?;
-
-    let mut draft = ManifestDraft::new(cli::tool_info());
-    draft.inputs = inputs;
-    draft.command = command;
-    let total = dir_size(staged.dir());
-    let bar = cli::bytes_bar(total, "hashing");
-    let committed = staged.commit(draft, &key, &|n| bar.inc(n))?;
+    let bar = cli::bytes_bar(0, "hashing");
+    let committed = pipeline.attest(&request, &mut |total| bar.set_length(total), &|n| {
+        bar.inc(n)
+    });
     bar.finish_and_clear();
+    let committed = committed?;
 
     if args.json {
         println!(
@@ -137,39 +96,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(cli::EXIT_OK)
-}
-
-/// Copy `from` into the (existing, empty) directory `to`, refusing anything but regular files
-/// and directories.
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    for entry in walkdir::WalkDir::new(from).follow_links(false).min_depth(1) {
-        let entry = entry.with_context(|| format!("cannot list {}", from.display()))?;
-        let rel = entry.path().strip_prefix(from).expect("under its root");
-        let target = to.join(rel);
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            std::fs::create_dir_all(&target)
-                .with_context(|| format!("cannot create {}", target.display()))?;
-        } else if ft.is_file() {
-            std::fs::copy(entry.path(), &target)
-                .with_context(|| format!("cannot copy {} into the run", entry.path().display()))?;
-        } else {
-            bail!(
-                "{} is a symbolic link or special file; a run holds regular files only \
-                 (replace the link with the file it points to)",
-                entry.path().display()
-            );
-        }
-    }
-    Ok(())
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }

@@ -1,28 +1,32 @@
-//! `husai-audit data`: make activation data sets and look at them through an SAE.
+//! `husai-audit data`: make activation data sets and look at them through an SAE, with the `data` plugin.
 //!
-//! - `data synth` generates activations from a known sparse dictionary (`husai_kernels::synth`) and signs them,
-//!   with the ground-truth dictionary and the generator config, as one run of kind `data`.
-//! - `data encode` writes an SAE checkpoint's dense feature activations for the first rows of a data set to a plain
-//!   `.npy` file. It is an inspection and interoperability aid (scripts/saelens_interop.py compares it with
-//!   SAELens's encoder); its output is deliberately not a run and is never written into one.
+//! - `data synth` runs the plugin's `synth` operation (`husai_kernels::synth`, in the plugin) through the pipeline:
+//!   activations from a known sparse dictionary, with the ground-truth dictionary and the generator config, signed
+//!   as one run of kind `data`.
+//! - `data encode` runs its `encode` operation: an SAE checkpoint's dense feature activations for the first rows of a
+//!   data set, written to a plain `.npy` file. It is an inspection and interoperability aid
+//!   (scripts/saelens_interop.py compares it with SAELens's encoder); its output is deliberately not a run and is
+//!   never written into one.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use husai_core::manifest::{ManifestDraft, RunKind};
-use husai_core::store::RunStore;
-use husai_kernels::activations::{self, OpenOptions, write_npy_f32};
-use husai_kernels::synth::{self, SynthConfig};
-use husai_kernels::{TopKSae, checkpoint};
-use serde_json::json;
+use anyhow::Context;
+use husai_core::pipeline::ProduceRequest;
+use husai_core::pipeline::produce::run_unsigned;
+use husai_core::plugin::PluginHost;
+use serde_json::{Map, Value, json};
 
 use crate::cli;
 
-/// File names inside a `data synth` run.
+/// The plugin both operations run.
+const DATA_PLUGIN: &str = "data";
+/// File names inside a `data synth` run (written by the plugin).
 pub const SYNTH_ACTIVATIONS: &str = "activations.npy";
 pub const SYNTH_DICTIONARY: &str = "dictionary.npy";
-pub const SYNTH_GENERATOR: &str = "generator.json";
+/// The file the plugin's `encode` writes.
+const ENCODED: &str = "encoded.npy";
 
 /// Make activation data sets (`synth`, a signed run) and encode data with an SAE checkpoint (`encode`)
 #[derive(Debug, clap::Args)]
@@ -73,6 +77,12 @@ pub struct SynthArgs {
     /// Root of the run store.
     #[arg(long, default_value = "results", value_name = "DIR")]
     results: PathBuf,
+    /// Keys directory with trust-policy.json.
+    #[arg(long, default_value = "keys", value_name = "DIR")]
+    keys: PathBuf,
+    /// Directory to search for the data plugin first (repeatable).
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -96,6 +106,9 @@ pub struct EncodeArgs {
     /// Output .npy file, [rows, d_sae] float32.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Directory to search for the data plugin first (repeatable).
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -108,61 +121,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn synth_run(args: SynthArgs) -> anyhow::Result<ExitCode> {
     let key = cli::signing_key(args.key.as_deref())?;
     husai_core::store::check_campaign(&args.campaign)?;
-    let config = SynthConfig {
-        rows: args.rows,
-        d_in: args.d_in,
-        n_features: args.n_features,
-        l0: args.l0,
-        coef_min: args.coef_min,
-        coef_max: args.coef_max,
-        seed: args.seed,
+    super::plugins::check_plugin_dirs(&args.plugin_dirs)?;
+    let host = PluginHost::for_current_exe(&args.plugin_dirs)?;
+    let pipeline = cli::pipeline(key, &args.results, &args.keys)?;
+    let flags: Map<String, Value> = json!({
+        "operation": "synth", "rows": args.rows, "d_in": args.d_in, "n_features": args.n_features, "l0": args.l0,
+        "coef_min": args.coef_min, "coef_max": args.coef_max, "seed": args.seed,
+    })
+    .as_object()
+    .cloned()
+    .expect("an object literal");
+    let request = ProduceRequest {
+        plugin: DATA_PLUGIN.to_owned(),
+        config: Default::default(),
+        flags,
+        inputs: BTreeMap::new(),
+        campaign: args.campaign.clone(),
     };
-    config.validate()?;
-    if args.rows == 0 {
-        bail!("--rows must be at least 1");
-    }
-    let data = synth::generate(&config)?;
-
-    let store = RunStore::open(&args.results)?;
-    let staged = store.stage(&args.campaign, RunKind::Data)?;
-    let dir = staged.dir();
-    write_npy_f32(
-        &dir.join(SYNTH_ACTIVATIONS),
-        config.rows,
-        config.d_in,
-        &data.x,
-    )
-    .with_context(|| format!("cannot write {SYNTH_ACTIVATIONS}"))?;
-    write_npy_f32(
-        &dir.join(SYNTH_DICTIONARY),
-        config.n_features,
-        config.d_in,
-        &data.dictionary,
-    )
-    .with_context(|| format!("cannot write {SYNTH_DICTIONARY}"))?;
-    let config_json = serde_json::to_value(config)?;
-    let generator = json!({
-        "generator": "husai_kernels::synth",
-        "generator_version": env!("CARGO_PKG_VERSION"),
-        "config": config_json,
-        "dictionary": "n_features directions drawn i.i.d. standard normal in d_in dimensions, scaled to unit norm",
-        "coefficient_law": "each row is the sum of exactly l0 distinct features chosen uniformly; coefficients \
-                            uniform in [coef_min, coef_max)",
-        "files": {
-            SYNTH_ACTIVATIONS: {"shape": [config.rows, config.d_in], "dtype": "float32"},
-            SYNTH_DICTIONARY: {"shape": [config.n_features, config.d_in], "dtype": "float32"},
-        },
-    });
-    let mut text = serde_json::to_vec_pretty(&generator)?;
-    text.push(b'\n');
-    std::fs::write(dir.join(SYNTH_GENERATOR), text)
-        .with_context(|| format!("cannot write {SYNTH_GENERATOR}"))?;
-
-    let mut draft = ManifestDraft::new(cli::tool_info());
-    draft.config = Some(config_json);
-    draft.seeds = vec![config.seed];
-    draft.extra = json!({"generator": "husai_kernels::synth"});
-    let committed = staged.commit(draft, &key, &|_| {})?;
+    let (committed, _) = pipeline.produce(&host, &request, &mut |_| {})?;
     if args.json {
         println!(
             "{}",
@@ -177,39 +153,52 @@ fn synth_run(args: SynthArgs) -> anyhow::Result<ExitCode> {
         );
         println!(
             "  {SYNTH_ACTIVATIONS} [{}, {}], {SYNTH_DICTIONARY} [{}, {}], l0 {}",
-            config.rows, config.d_in, config.n_features, config.d_in, config.l0
+            args.rows, args.d_in, args.n_features, args.d_in, args.l0
         );
     }
     Ok(cli::EXIT_OK)
 }
 
 fn encode(args: EncodeArgs) -> anyhow::Result<ExitCode> {
-    let parts = checkpoint::read(&args.checkpoint)?;
-    let (d_in, d_sae) = (parts.d_in, parts.d_sae);
-    // Only the rows encoded are read and checked.
-    let opts = OpenOptions {
-        tensor: args.tensor.clone(),
-        min_rows: 1,
-        expected_d_in: Some(d_in),
-        rows: Some((0, args.rows)),
+    super::plugins::check_plugin_dirs(&args.plugin_dirs)?;
+    let host = PluginHost::for_current_exe(&args.plugin_dirs)?;
+    let mut flags = Map::new();
+    flags.insert("operation".into(), json!("encode"));
+    flags.insert("rows".into(), json!(args.rows));
+    flags.insert("tensor".into(), json!(args.tensor));
+    let request = ProduceRequest {
+        plugin: DATA_PLUGIN.to_owned(),
+        config: Default::default(),
+        flags,
+        inputs: BTreeMap::from([
+            ("checkpoint".to_owned(), args.checkpoint.clone()),
+            ("activations".to_owned(), args.data.clone()),
+        ]),
+        campaign: String::new(),
     };
-    let acts = activations::open(&args.data, &opts)?;
-    let model = TopKSae::from_parts(parts)?;
-    let code = model.encode(acts.data())?;
-    let mut dense = vec![0.0f32; args.rows * d_sae];
-    for r in 0..args.rows {
-        let (idx, val) = code.row(r);
-        for (&j, &v) in idx.iter().zip(val) {
-            dense[r * d_sae + j as usize] = v;
-        }
-    }
-    write_npy_f32(&args.out, args.rows, d_sae, &dense)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    // The plugin writes into a scratch directory beside --out; only a finished file is moved into place.
+    let parent = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let scratch = parent.join(format!(".husai-encode-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    let outcome = run_unsigned(&host, &request, &scratch, &mut |_| {})
+        .map_err(anyhow::Error::from)
+        .and_then(|r| move_into_place(&scratch.join(ENCODED), &args.out).map(|()| r));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let result = outcome?;
     println!(
-        "wrote {} ([{}, {}] feature activations, not a signed run)",
+        "wrote {} ({} feature activations, not a signed run)",
         args.out.display(),
-        args.rows,
-        d_sae
+        result
+            .get("shape")
+            .map_or("[rows, d_sae]".to_owned(), Value::to_string)
     );
     Ok(cli::EXIT_OK)
+}
+
+fn move_into_place(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::rename(from, to).with_context(|| format!("cannot write {}", to.display()))
 }

@@ -17,11 +17,27 @@ use crate::cli;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Directory to search first (repeatable).
-    #[arg(long = "plugin-dir", value_name = "DIR")]
+    #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
     plugin_dirs: Vec<PathBuf>,
     /// Print JSON instead of text.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
+    #[command(subcommand)]
+    command: Option<PluginsCommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum PluginsCommand {
+    Show(ShowArgs),
+}
+
+/// Print every option of one plugin's config, from the schema it publishes: type, default, range, description.
+///
+/// These are the keys `train --config FILE` and `--set KEY=VALUE` accept (nested keys dotted).
+#[derive(Debug, clap::Args)]
+struct ShowArgs {
+    /// The plugin's name (as `husai-audit plugins` lists it).
+    name: String,
 }
 
 /// An explicitly named plugin directory must exist (the default search path may name ones that do not).
@@ -37,6 +53,9 @@ pub fn check_plugin_dirs(dirs: &[PathBuf]) -> anyhow::Result<()> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     check_plugin_dirs(&args.plugin_dirs)?;
     let host = PluginHost::for_current_exe(&args.plugin_dirs)?;
+    if let Some(PluginsCommand::Show(show)) = &args.command {
+        return show_plugin(&host, &show.name, args.json);
+    }
     let listed = host.list();
     if args.json {
         let items: Vec<serde_json::Value> = listed
@@ -97,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "{} {} ({}, plugin API {})",
                     d.name, d.version, d.kind, p.api_version
                 );
-                if !d.architectures.is_empty() || d.evals.is_empty() {
+                if !d.architectures.is_empty() || d.kind == plugin::PluginKind::Trainer {
                     println!("  architectures: {}", list(&d.architectures));
                 }
                 if !d.evals.is_empty() {
@@ -113,6 +132,56 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     println!("  {line}");
                 }
             }
+        }
+    }
+    Ok(cli::EXIT_OK)
+}
+
+fn show_plugin(host: &PluginHost, name: &str, json_out: bool) -> anyhow::Result<ExitCode> {
+    let p = host.find(name)?;
+    let d = &p.description;
+    let options = husai_core::pipeline::config::options(&d.config_schema);
+    if json_out {
+        let items: Vec<serde_json::Value> = options
+            .iter()
+            .map(|o| {
+                json!({"key": o.key, "type": o.kind, "default": o.default, "range": o.range,
+                       "description": o.description, "required": o.required})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "name": d.name, "version": d.version, "kind": d.kind, "library_path": p.library_path,
+                "library_sha256": p.library_sha256, "options": items, "config_schema": d.config_schema,
+            }))?
+        );
+        return Ok(cli::EXIT_OK);
+    }
+    println!(
+        "{} {} ({}, {})",
+        d.name,
+        d.version,
+        d.kind,
+        p.library_path.display()
+    );
+    if options.is_empty() {
+        println!("  (its schema lists no options)");
+    }
+    for o in &options {
+        let default = match (&o.default, o.required) {
+            (_, true) => "required".to_owned(),
+            (Some(v), false) => format!("default {v}"),
+            (None, false) => "no default".to_owned(),
+        };
+        let range = if o.range.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", o.range)
+        };
+        println!("  {}  ({}{range}; {default})", o.key, o.kind);
+        if !o.description.is_empty() {
+            println!("      {}", o.description);
         }
     }
     Ok(cli::EXIT_OK)

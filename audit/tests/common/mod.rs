@@ -172,3 +172,61 @@ pub fn sign_with_status(
     }
     staged.commit(draft, &p.key, &|_| {}).unwrap().dir
 }
+
+/// The plugin libraries the tests load, gathered in one directory (`target/<profile>/test-plugins/`) by hard link:
+/// the real sae-topk and data plugins (built into deps/ as dev-dependencies) and the test-only plugins, which are cdylib examples of
+/// plugins/test-faulty (built into examples/ by `cargo test --workspace`, never by `cargo build`). examples/ also
+/// holds hash-suffixed copies of each, so it cannot serve as a plugin directory itself.
+pub fn plugin_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let profile = PathBuf::from(env!("CARGO_BIN_EXE_husai-audit"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let dir = profile.join("test-plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        let so = std::env::consts::DLL_SUFFIX;
+        let libs = [
+            ("deps", "husai_sae_topk"),
+            ("deps", "husai_data"),
+            ("examples", "husai_plugin_faulty"),
+            ("examples", "husai_plugin_faulty_skew"),
+            ("examples", "husai_test_trainer"),
+        ];
+        for (sub, name) in libs {
+            let file = format!("lib{name}{so}");
+            let src = profile.join(sub).join(&file);
+            assert!(
+                src.is_file(),
+                "{} is missing: the test plugins are built by `cargo test --workspace`, or by \
+                 `cargo build --release -p husai-test-plugins --examples`",
+                src.display()
+            );
+            let dst = dir.join(&file);
+            let same = |a: &Path, b: &Path| {
+                use std::os::unix::fs::MetadataExt;
+                match (std::fs::metadata(a), std::fs::metadata(b)) {
+                    (Ok(x), Ok(y)) => x.ino() == y.ino() && x.dev() == y.dev(),
+                    _ => false,
+                }
+            };
+            if !same(&src, &dst) {
+                // Link under a temporary name and rename over, so a concurrent reader never sees a missing file.
+                let tmp = dir.join(format!(".{file}.{}", std::process::id()));
+                let _ = std::fs::remove_file(&tmp);
+                if std::fs::hard_link(&src, &tmp).is_err() {
+                    std::fs::copy(&src, &tmp).unwrap();
+                }
+                std::fs::rename(&tmp, &dst).unwrap();
+            }
+        }
+        dir
+    })
+    .clone()
+}
+
+/// The path of plugin library `name` (e.g. `husai_plugin_faulty`) in [`plugin_dir`].
+pub fn plugin_lib(name: &str) -> PathBuf {
+    plugin_dir().join(format!("lib{name}{}", std::env::consts::DLL_SUFFIX))
+}

@@ -9,12 +9,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// What a plugin does: trains SAEs or evaluates them.
+/// What a plugin does: trains SAEs, evaluates them, or makes and converts data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     Trainer,
     Eval,
+    /// Generates or converts data (activation banks, encodings); its outputs become a `data` run or plain files.
+    Data,
 }
 
 impl std::fmt::Display for PluginKind {
@@ -22,6 +24,7 @@ impl std::fmt::Display for PluginKind {
         f.write_str(match self {
             PluginKind::Trainer => "trainer",
             PluginKind::Eval => "eval",
+            PluginKind::Data => "data",
         })
     }
 }

@@ -1,116 +1,201 @@
-//! A deliberately faulty plugin. Its request config (`mode`, or the environment variable `HUSAI_FAULTY_MODE` when
-//! the config has no `mode`) picks how it misbehaves, so the host's tests can prove that a plugin failure never
-//! takes the host down and never leaves a signed run behind:
+//! Small file formats the test-only plugins share (the plugins themselves are cdylib examples of this crate, see
+//! Cargo.toml): a `.npy` float32 matrix reader, a safetensors writer and reader for flat tensors, and sha256.
 //!
-//! - `{"mode": "ok"}`: writes `out.txt` into the output directory and succeeds (the control case);
-//! - `"error"`: returns a plugin error;
-//! - `"panic"`: panics inside `run`;
-//! - `"abort"`: calls `std::process::abort` (SIGABRT);
-//! - `"segfault"`: writes to an unmapped address (SIGSEGV);
-//! - `"exit"`: calls `std::process::exit(3)` without reporting a result;
-//! - `"stdout"`: prints to stdout (which the host's protocol must survive), then succeeds like `"ok"`;
-//! - `"hang"`: never returns (for the host's timeout, and for killing the host under it);
-//! - `"wait-stop"`: waits until [`Progress::stop_requested`] (SIGINT/SIGTERM reached the child), then succeeds with
-//!   `"stopped": true` (for the host's signal forwarding).
-//!
-//! Every failing mode first writes a file into the output directory, so a test can check that the host discarded
-//! the partial output.
+//! These are deliberately minimal: the test trainer must not depend on husai-kernels, so that the host's paths are
+//! tested against a trainer that shares nothing with the real ones.
 
-use husai_plugin_api::{
-    Capability, Description, Plugin, PluginError, PluginKind, Progress, RunRequest,
-};
-use serde_json::json;
+use std::collections::BTreeMap;
 
-struct Faulty;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-const MODES: [&str; 9] = [
-    "ok",
-    "error",
-    "panic",
-    "abort",
-    "segfault",
-    "exit",
-    "stdout",
-    "hang",
-    "wait-stop",
-];
+/// Lowercase hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
 
-impl Plugin for Faulty {
-    fn describe() -> Description {
-        Description {
-            name: "test-faulty".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Trainer,
-            architectures: vec!["faulty".into()],
-            evals: vec![],
-            config_schema: json!({
-                "$schema": "https://json-schema.org/draft/2020-12/schema",
-                "type": "object",
-                "properties": {"mode": {"enum": MODES}}
-            }),
-            capabilities: vec![Capability::Cpu],
+/// A C-order float32 `[rows, cols]` matrix read from `.npy` bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+/// Parses `.npy` version 1/2 bytes holding a little-endian float32 2-D array in C order.
+pub fn parse_npy_f32(bytes: &[u8]) -> Result<Matrix, String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file (no \\x93NUMPY magic)".to_owned());
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(format!(".npy version {v} is not supported")),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or("the .npy header is truncated")?;
+    if !header.contains("'<f4'") {
+        return Err(format!(
+            "only little-endian float32 ('<f4') is supported, header {header:?}"
+        ));
+    }
+    if header.contains("'fortran_order': True") {
+        return Err("Fortran-order arrays are not supported".to_owned());
+    }
+    let shape = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .map(|s| s.trim().trim_start_matches('('))
+        .ok_or("the .npy header has no shape")?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape entry {s:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let [rows, cols] = dims[..] else {
+        return Err(format!("expected a 2-D array, got shape {dims:?}"));
+    };
+    let body = &bytes[start + header_len..];
+    if body.len() != rows * cols * 4 {
+        return Err(format!(
+            "{} data bytes, expected {} for [{rows}, {cols}] float32",
+            body.len(),
+            rows * cols * 4
+        ));
+    }
+    let data = body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok(Matrix { rows, cols, data })
+}
+
+/// A flat tensor for [`safetensors_bytes`]: dtype name (`F32`, `F64`, `I64`), shape and little-endian bytes.
+pub struct Tensor {
+    pub dtype: &'static str,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl Tensor {
+    pub fn f64s(v: &[f64]) -> Tensor {
+        Tensor {
+            dtype: "F64",
+            shape: vec![v.len()],
+            bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         }
     }
-
-    fn run(
-        request: &RunRequest,
-        progress: &mut Progress,
-    ) -> Result<serde_json::Value, PluginError> {
-        // `config.mode` when the caller controls the config; otherwise HUSAI_FAULTY_MODE, so that commands with a fixed
-        // config shape (`husai-audit train`) can drive the same failures end to end.
-        let env_mode = std::env::var("HUSAI_FAULTY_MODE").ok();
-        let mode = match request.config.get("mode").and_then(|m| m.as_str()) {
-            Some(m) => m,
-            None => env_mode.as_deref().ok_or_else(|| {
-                PluginError::invalid_config(format!(
-                    "set config.mode or HUSAI_FAULTY_MODE to one of {MODES:?}"
-                ))
-            })?,
-        };
-        progress.report(0, 2, "starting");
-        std::fs::write(request.output_dir.join("out.txt"), format!("mode {mode}\n"))
-            .map_err(|e| PluginError::output(format!("cannot write out.txt: {e}")))?;
-        progress.report(1, 2, "wrote out.txt");
-        match mode {
-            "ok" => {}
-            "stdout" => println!("stray text on stdout that is not protocol JSON"),
-            "error" => return Err(PluginError::failed("the faulty plugin failed on purpose")),
-            "panic" => panic!("the faulty plugin panicked on purpose"),
-            "abort" => {
-                eprintln!("faulty plugin: aborting on purpose");
-                std::process::abort()
-            }
-            "segfault" => {
-                eprintln!("faulty plugin: writing to address 8 on purpose");
-                // SAFETY: not safe at all; address 8 is never mapped, so this store raises SIGSEGV, which is the
-                // point. A non-null address avoids debug builds' null-pointer check turning it into a panic.
-                unsafe { std::ptr::write_volatile(std::ptr::without_provenance_mut::<u8>(8), 1) };
-            }
-            "exit" => std::process::exit(3),
-            "hang" => {
-                eprintln!("faulty plugin: hanging on purpose");
-                loop {
-                    std::thread::sleep(std::time::Duration::from_secs(3600));
-                }
-            }
-            "wait-stop" => {
-                eprintln!("faulty plugin: waiting for a stop request");
-                while !progress.stop_requested() {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                eprintln!("faulty plugin: stop requested, returning");
-                progress.report(2, 2, "stopped");
-                return Ok(json!({"mode": mode, "stopped": true, "outputs": ["out.txt"]}));
-            }
-            other => {
-                return Err(PluginError::invalid_config(format!(
-                    "config.mode {other:?} is not one of {MODES:?}"
-                )));
-            }
+    pub fn f32s(v: &[f32]) -> Tensor {
+        Tensor {
+            dtype: "F32",
+            shape: vec![v.len()],
+            bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         }
-        progress.report(2, 2, "done");
-        Ok(json!({"mode": mode, "outputs": ["out.txt"]}))
+    }
+    pub fn i64s(v: &[i64]) -> Tensor {
+        Tensor {
+            dtype: "I64",
+            shape: vec![v.len()],
+            bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
     }
 }
 
-husai_plugin_api::export_plugin!(Faulty);
+/// A safetensors file: 8-byte little-endian header length, the JSON header (tensors in name order), the data.
+pub fn safetensors_bytes(tensors: &BTreeMap<&str, Tensor>) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, t) in tensors {
+        header.insert(
+            (*name).to_owned(),
+            json!({"dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, offset + t.bytes.len()]}),
+        );
+        offset += t.bytes.len();
+    }
+    let mut text = Value::Object(header).to_string();
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(text.as_bytes());
+    for t in tensors.values() {
+        out.extend_from_slice(&t.bytes);
+    }
+    out
+}
+
+/// The raw bytes of tensor `name` in safetensors `bytes`.
+pub fn safetensors_tensor<'a>(bytes: &'a [u8], name: &str) -> Result<(&'a [u8], String), String> {
+    let len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or("truncated")?;
+    let header: Value = bytes
+        .get(8..8 + len)
+        .and_then(|h| serde_json::from_slice(h).ok())
+        .ok_or("the safetensors header is not JSON")?;
+    let t = header
+        .get(name)
+        .ok_or_else(|| format!("no tensor {name:?}"))?;
+    let off = |i: usize| {
+        t["data_offsets"][i]
+            .as_u64()
+            .map(|v| v as usize)
+            .ok_or("bad data_offsets")
+    };
+    let (a, b) = (off(0)?, off(1)?);
+    let data = bytes
+        .get(8 + len + a..8 + len + b)
+        .ok_or("tensor data out of bounds")?;
+    Ok((data, t["dtype"].as_str().unwrap_or("").to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safetensors_round_trip() {
+        let mut m = BTreeMap::new();
+        m.insert("a", Tensor::f64s(&[1.5, -2.0]));
+        m.insert("b", Tensor::i64s(&[7]));
+        let bytes = safetensors_bytes(&m);
+        let (a, dt) = safetensors_tensor(&bytes, "a").unwrap();
+        assert_eq!(dt, "F64");
+        assert_eq!(f64::from_le_bytes(a[8..16].try_into().unwrap()), -2.0);
+        assert!(safetensors_tensor(&bytes, "c").is_err());
+    }
+
+    #[test]
+    fn npy_reads_a_float32_matrix() {
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+        let mut h = header.to_owned();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(h.as_bytes());
+        for i in 0..6 {
+            bytes.extend_from_slice(&(i as f32).to_le_bytes());
+        }
+        let m = parse_npy_f32(&bytes).unwrap();
+        assert_eq!((m.rows, m.cols, m.data[5]), (2, 3, 5.0));
+        assert!(
+            parse_npy_f32(&bytes[..bytes.len() - 1])
+                .unwrap_err()
+                .contains("data bytes")
+        );
+    }
+}

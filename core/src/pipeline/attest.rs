@@ -1,0 +1,131 @@
+//! Files any tool produced, as one signed run (`husai-audit attest`).
+//!
+//! If a command is given it runs first (with the directory existing), and its argv and exit status are recorded; a
+//! command that fails produces no run. The directory is copied into the staged run, never moved, so nothing is lost
+//! if attesting fails; every file in it must be a regular file. Inputs are recorded with their digests; an input
+//! inside a verified run (a file, a run directory, or a run id found under the results root) is recorded as that
+//! run's output, which forms the provenance chain `verify` follows.
+
+use std::path::{Path, PathBuf};
+
+use super::{Pipeline, PipelineError};
+use crate::inputs;
+use crate::manifest::{CommandInfo, RunKind};
+use crate::store::CommittedRun;
+
+/// What to attest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttestRequest {
+    /// Directory holding (or receiving, when a command is given) the outputs.
+    pub dir: PathBuf,
+    pub campaign: String,
+    pub kind: RunKind,
+    /// Files, run directories or run ids.
+    pub inputs: Vec<String>,
+    /// The command that produces the outputs (empty: attest the files as they are).
+    pub command: Vec<String>,
+}
+
+impl Pipeline {
+    /// Attests `req.dir`. `on_bytes_total` is told the byte count to hash before hashing starts, and `on_bytes` the
+    /// bytes hashed as it goes (for a progress bar).
+    pub fn attest(
+        &self,
+        req: &AttestRequest,
+        on_bytes_total: &mut dyn FnMut(u64),
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<CommittedRun, PipelineError> {
+        crate::store::check_campaign(&req.campaign)?;
+        let mut recorded = Vec::new();
+        if !req.inputs.is_empty() {
+            let policy = self.policy()?;
+            for spec in &req.inputs {
+                recorded.extend(inputs::resolve(spec, self.store.root(), policy)?);
+            }
+        }
+        let command = match req.command.split_first() {
+            None => None,
+            Some((program, args)) => {
+                std::fs::create_dir_all(&req.dir).map_err(|e| {
+                    PipelineError::Attest(format!(
+                        "cannot create output directory {}: {e}",
+                        req.dir.display()
+                    ))
+                })?;
+                let status = std::process::Command::new(program)
+                    .args(args)
+                    .status()
+                    .map_err(|e| PipelineError::Attest(format!("cannot run {program:?}: {e}")))?;
+                if !status.success() {
+                    return Err(PipelineError::Attest(format!(
+                        "command {:?} failed ({status}); nothing was attested",
+                        req.command.join(" ")
+                    )));
+                }
+                Some(CommandInfo {
+                    argv: req.command.clone(),
+                    exit_code: status.code().unwrap_or(-1),
+                })
+            }
+        };
+        let meta = std::fs::metadata(&req.dir).map_err(|e| {
+            PipelineError::Attest(format!(
+                "cannot read output directory {}: {e}",
+                req.dir.display()
+            ))
+        })?;
+        if !meta.is_dir() {
+            return Err(PipelineError::Attest(format!(
+                "{} is not a directory; attest takes a directory of outputs",
+                req.dir.display()
+            )));
+        }
+        let staged = self.store.stage(&req.campaign, req.kind)?;
+        copy_tree(&req.dir, staged.dir())?;
+        let mut draft = self.draft();
+        draft.inputs = recorded;
+        draft.command = command;
+        on_bytes_total(dir_size(staged.dir()));
+        self.sign(staged, draft, on_bytes)
+    }
+}
+
+/// Copies `from` into the (existing, empty) directory `to`, refusing anything but regular files and directories.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), PipelineError> {
+    for entry in walkdir::WalkDir::new(from).follow_links(false).min_depth(1) {
+        let entry = entry
+            .map_err(|e| PipelineError::Attest(format!("cannot list {}: {e}", from.display())))?;
+        let rel = entry.path().strip_prefix(from).expect("under its root");
+        let target = to.join(rel);
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&target).map_err(|e| {
+                PipelineError::Attest(format!("cannot create {}: {e}", target.display()))
+            })?;
+        } else if ft.is_file() {
+            std::fs::copy(entry.path(), &target).map_err(|e| {
+                PipelineError::Attest(format!(
+                    "cannot copy {} into the run: {e}",
+                    entry.path().display()
+                ))
+            })?;
+        } else {
+            return Err(PipelineError::Attest(format!(
+                "{} is a symbolic link or special file; a run holds regular files only (replace the link with the \
+                 file it points to)",
+                entry.path().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
