@@ -322,6 +322,14 @@ impl TopKSae {
         })
     }
 
+    /// The state of the initialisation's generator after [`TopKSae::init`] drew the weights of a model of these
+    /// dimensions (one draw per decoder weight).
+    pub fn rng_state_after_init(d_in: usize, d_sae: usize, seed: u64) -> u64 {
+        let mut rng = SplitMix64::new(seed);
+        rng.skip((d_in * d_sae) as u64);
+        rng.state()
+    }
+
     /// Builds a model from explicit parameters; checks every shape and that all values are finite.
     pub fn from_parts(p: SaeParts) -> Result<Self, KernelError> {
         check_dims(p.d_in, p.d_sae, p.k)?;
