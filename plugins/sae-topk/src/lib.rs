@@ -252,3 +252,6 @@ fn train(request: &RunRequest, progress: &mut Progress) -> Result<Value, Trainer
     trainer::write_json(&out.join(METRICS_FILE), &summary)?;
     Ok(outcome.result_json(&data, &summary, &OUTPUTS, &digests))
 }
+
+#[cfg(test)]
+mod tests;
