@@ -46,7 +46,7 @@ impl BDecInit {
 
 /// The initial `b_dec` for rows `x` (`[rows, d_in]` row-major, at least one row).
 pub fn initial_b_dec(method: BDecInit, x: &[f32], d_in: usize) -> Result<Vec<f32>, KernelError> {
-    let rows = if d_in == 0 { 0 } else { x.len() / d_in };
+    let rows = x.len().checked_div(d_in).unwrap_or(0);
     check_len("b_dec_init rows", x.len(), rows, d_in)?;
     if rows == 0 {
         return Err(KernelError::Mismatch {

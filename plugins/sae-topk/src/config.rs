@@ -178,7 +178,8 @@ mod tests {
             (4096, 1e-3, None)
         );
         assert_eq!((cfg.k_aux, cfg.aux_coeff), (None, 1.0 / 32.0));
-        assert_eq!(cfg.k_aux_for(384), 64.min(192));
+        assert_eq!(cfg.k_aux_for(384), 64, "d_in / 2 = 192, capped at d_sae 64");
+        assert_eq!(cfg.k_aux_for(100), 50);
         assert_eq!(cfg.common.b_dec_init, BDecInit::Zeros);
         let mut v = base();
         v["k"] = json!(80);

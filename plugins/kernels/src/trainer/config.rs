@@ -225,13 +225,16 @@ pub fn common_properties(defaults: &CommonDefaults) -> Map<String, Value> {
     }
 }
 
+/// One half of a split config object (see [`split_family_keys`]).
+pub type ConfigHalf = Map<String, Value>;
+
 /// Splits a request's config object into the family's keys (`family_keys`) and the common ones; any other key is
 /// an error naming it and listing the keys there are.
 pub fn split_family_keys(
     plugin: &str,
     config: &Value,
     family_keys: &[&str],
-) -> Result<(Map<String, Value>, Map<String, Value>), TrainerError> {
+) -> Result<(ConfigHalf, ConfigHalf), TrainerError> {
     let obj = config.as_object().ok_or_else(|| {
         TrainerError::config(
             "",

@@ -229,7 +229,7 @@ pub fn drive(
             });
         }
         let mut eval = None;
-        if status == Status::Ok && plan.eval_every > 0 && step % plan.eval_every == 0 {
+        if status == Status::Ok && plan.eval_every > 0 && step.is_multiple_of(plan.eval_every) {
             let ev = session.evaluate(&data.eval).map_err(kernel)?;
             if let Some(d) = fvu_check(&ev, step, plan.fvu_ceiling) {
                 status = Status::Diverged;
@@ -243,7 +243,7 @@ pub fn drive(
         }
         let last = step == plan.total_steps || status != Status::Ok;
         let tl = Instant::now();
-        let log = step % plan.log_every == 0 || last || eval.is_some();
+        let log = step.is_multiple_of(plan.log_every) || last || eval.is_some();
         let due = last || last_report.is_none_or(|t| t.elapsed().as_millis() >= 50);
         if log || due {
             let dt = (tl - last_line_t).as_secs_f64();
