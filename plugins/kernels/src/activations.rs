@@ -902,6 +902,26 @@ fn safetensors_data_len(bytes: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_bank_in_memory_gives_the_rows_of_its_bytes_and_names_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.npy");
+        let mut x: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        x[10] = f32::NAN;
+        write_npy_f32(&path, 4, 3, &x).unwrap();
+        let bank = Bank::from_bytes(&path, std::fs::read(&path).unwrap(), None).unwrap();
+        assert_eq!((bank.info().rows, bank.info().d_in), (4, 3));
+        assert_eq!(bank.rows(1, 3).unwrap(), &x[3..9]);
+        let e = bank.rows(2, 4).unwrap_err().to_string();
+        assert!(e.contains("row 3, column 1"), "{e}");
+        let e = bank.rows(3, 5).unwrap_err().to_string();
+        assert!(e.contains("3..5"), "{e}");
+        let e = Bank::from_bytes(&path, b"junk".to_vec(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("b.npy"), "{e}");
+    }
     use super::*;
 
     /// A `.npy` file with an arbitrary header dict and payload.

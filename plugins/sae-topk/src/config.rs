@@ -288,4 +288,24 @@ mod tests {
             "the effective config is the host's filled-in config"
         );
     }
+
+    /// The published schema is what `husai-audit plugins show sae-topk` prints: a golden file makes every change
+    /// to it visible in review. `HUSAI_UPDATE_GOLDEN=1` rewrites it.
+    #[test]
+    fn the_schema_matches_its_golden_file() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/config_schema.json"
+        );
+        let mut text = serde_json::to_string_pretty(&config_schema()).unwrap();
+        text.push('\n');
+        if std::env::var_os("HUSAI_UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let golden = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            golden == text,
+            "{path} differs from config_schema(); review the change and rerun with HUSAI_UPDATE_GOLDEN=1"
+        );
+    }
 }

@@ -32,7 +32,7 @@ pub const RESUME_INPUT: &str = "resume";
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TrainerError {
     /// A config value is invalid (`key` is its name, dotted for nested keys; empty when no single key is at fault).
-    #[error("config key `{key}` {message}")]
+    #[error("{}", config_text(key, message))]
     Config {
         /// The key.
         key: String,
@@ -48,6 +48,14 @@ pub enum TrainerError {
     /// Training itself failed.
     #[error("{0}")]
     Failed(String),
+}
+
+fn config_text(key: &str, message: &str) -> String {
+    if key.is_empty() {
+        format!("config: {message}")
+    } else {
+        format!("config key `{key}` {message}")
+    }
 }
 
 impl TrainerError {
