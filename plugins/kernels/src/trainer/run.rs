@@ -123,7 +123,8 @@ pub struct DriveOutcome {
     pub steps_here: u64,
     /// Wall time of this process's steps (with logging, without the final evaluations).
     pub wall_s: f64,
-    /// Rows per second over this process's steps after the first (a warm-up); all of them when only one.
+    /// Rows per second over this process's steps after the first (a warm-up); all of them when only one; NaN when
+    /// none.
     pub rows_per_s: f64,
     /// Seconds spent building and writing stream lines and progress messages (the stream's cost).
     pub stream_s: f64,
@@ -275,10 +276,10 @@ pub fn drive(
     }
     let end = Instant::now();
     let wall_s = (end - t0).as_secs_f64();
-    let rows_per_s = if steps_here > 1 {
-        ((steps_here - 1) as f64 * plan.batch as f64) / (end - t_warm).as_secs_f64()
-    } else {
-        (steps_here as f64 * plan.batch as f64) / wall_s
+    let rows_per_s = match steps_here {
+        0 => f64::NAN, // nothing to time (a resume at its total): null in JSON
+        1 => plan.batch as f64 / wall_s,
+        n => ((n - 1) as f64 * plan.batch as f64) / (end - t_warm).as_secs_f64(),
     };
     let steps_done = session.steps_done();
     let eval = session.evaluate(&data.eval).map_err(kernel)?;
