@@ -1,20 +1,33 @@
-//! Benchmark: train a TopK SAE with husai-kernels on a float32 `.npy` matrix and print one JSON
-//! line shaped like the PyTorch peer's (`/work/shared/bench/torch_sae_reference.py`), so the two
-//! can be compared field by field.
+//! Benchmark: train a TopK SAE with husai-kernels on a float32 `.npy` matrix through the same path
+//! as the `sae-topk` plugin (`husai_kernels::trainer::drive`: the metric stream, divergence checks,
+//! AuxK with the plugin's defaults) and print one JSON line shaped like the PyTorch peer's
+//! (`/work/shared/bench/torch_sae_reference.py`), so the two can be compared field by field.
 //!
 //! Same protocol as the peer: `--steps N` timed steps after one untimed warm-up step (so N + 1
 //! optimiser steps in all), sequential batches `i = (step * batch) % (rows - batch + 1)`, Adam
-//! with lr 1e-3 and default betas, FVU and L0 on the first min(rows, 16384) rows.
+//! with lr 1e-3 and default betas. FVU and L0 are measured on the first min(rows, 16384) rows
+//! (in-sample, as the peer does), or on all rows of `--eval-npy FILE` (held-out).
+//!
+//! The line also reports `stream_s`, the seconds spent building and writing `metrics.jsonl` lines
+//! and progress text (to a temporary file), and `stream_frac = stream_s / wall_s`: the metric
+//! stream's share of step time.
 //!
 //! ```text
 //! cargo run --release -p husai-kernels --example train_bench -- \
-//!     --npy acts.npy --d-sae 4096 --k 32 --batch 4096 --steps 30 [--threads 2] [--seed 0] [--lr 1e-3]
+//!     --npy acts.npy --d-sae 4096 --k 32 --batch 4096 --steps 30 [--threads 2] [--seed 0] [--lr 1e-3] \
+//!     [--eval-npy held_out.npy] [--log-every 10] [--aux-coeff 0.03125] [--dead-window 1000]
 //! ```
 
 use std::process::ExitCode;
 
-use husai_kernels::TrainConfig;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use husai_kernels::adam::AdamConfig;
+use husai_kernels::bdec::BDecInit;
+use husai_kernels::trainer::config::CommonDefaults;
+use husai_kernels::trainer::{CommonConfig, Dataset, Digests, MetricStream, Plan, Silent, drive};
+use husai_kernels::{AuxKConfig, TrainConfig, Trainer};
 
 struct Args {
     npy: String,
@@ -25,6 +38,10 @@ struct Args {
     lr: f32,
     seed: u64,
     threads: usize,
+    eval_npy: Option<String>,
+    log_every: u64,
+    aux_coeff: f32,
+    dead_window: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +54,10 @@ fn parse_args() -> Result<Args, String> {
         lr: 1e-3,
         seed: 0,
         threads: 0,
+        eval_npy: None,
+        log_every: 10,
+        aux_coeff: 1.0 / 32.0,
+        dead_window: 1000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -54,6 +75,10 @@ fn parse_args() -> Result<Args, String> {
             "--lr" => a.lr = num(&flag, value()?)?,
             "--seed" => a.seed = num(&flag, value()?)?,
             "--threads" => a.threads = num(&flag, value()?)?,
+            "--eval-npy" => a.eval_npy = Some(value()?),
+            "--log-every" => a.log_every = num(&flag, value()?)?,
+            "--aux-coeff" => a.aux_coeff = num(&flag, value()?)?,
+            "--dead-window" => a.dead_window = num(&flag, value()?)?,
             other => {
                 return Err(format!(
                     "unknown flag {other}; see the doc comment of examples/train_bench.rs"
@@ -70,75 +95,38 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// Reads a 2-D little-endian float32 C-order `.npy` file (format versions 1-3).
-fn read_npy_f32(path: &str) -> Result<(Vec<f32>, usize, usize), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{path}: cannot read: {e}"))?;
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(format!("{path}: not a .npy file (bad magic)"));
-    }
-    let (hlen, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(format!("{path}: unsupported .npy version {v}")),
-    };
-    let header = bytes
-        .get(start..start + hlen)
-        .ok_or_else(|| format!("{path}: truncated header"))?;
-    let header = std::str::from_utf8(header).map_err(|_| format!("{path}: header is not UTF-8"))?;
-    let field = |key: &str| -> Result<&str, String> {
-        let at = header
-            .find(key)
-            .ok_or_else(|| format!("{path}: header lacks {key}"))?;
-        Ok(header[at + key.len()..].trim_start_matches([':', ' ', '\'']))
-    };
-    if !field("'descr'")?.starts_with("<f4") {
-        return Err(format!(
-            "{path}: dtype must be little-endian float32 ('<f4'); header: {header}"
-        ));
-    }
-    if !field("'fortran_order'")?.starts_with("False") {
-        return Err(format!("{path}: must be C order (fortran_order False)"));
-    }
-    let shape = field("'shape'")?;
-    let inner = shape
-        .trim_start_matches('(')
-        .split(')')
-        .next()
-        .unwrap_or("");
-    let dims: Vec<usize> = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("{path}: bad shape {inner}"))?;
-    let [rows, cols] = dims[..] else {
-        return Err(format!("{path}: need a 2-D array, shape is ({inner})"));
-    };
-    let data = &bytes[start + hlen..];
-    if data.len() != rows * cols * 4 {
-        return Err(format!(
-            "{path}: {} data bytes but shape ({rows}, {cols}) needs {}",
-            data.len(),
-            rows * cols * 4
-        ));
-    }
-    Ok((
-        data.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        rows,
-        cols,
-    ))
-}
-
 fn run() -> Result<(), String> {
     let a = parse_args()?;
-    let (x, rows, d_in) = read_npy_f32(&a.npy)?;
-    let cfg = TrainConfig {
+    let npy = PathBuf::from(&a.npy);
+    let eval_path = a.eval_npy.as_ref().map_or(npy.clone(), PathBuf::from);
+    let inputs = BTreeMap::from([
+        ("activations".to_string(), npy),
+        ("eval_activations".to_string(), eval_path),
+    ]);
+    let defaults = CommonDefaults {
+        batch: a.batch,
+        lr: a.lr as f64,
+        b_dec_init: BDecInit::Zeros,
+        b_dec_init_why: "",
+    };
+    let common = serde_json::json!({
+        "d_sae": a.d_sae, "seed": a.seed, "steps": a.steps + 1, "eval": {"data": true},
+        "log_every": a.log_every.max(1), "dead_window": a.dead_window,
+    });
+    let cfg = CommonConfig::parse(common.as_object().cloned().unwrap_or_default(), &defaults)
+        .map_err(|e| e.to_string())?;
+    let mut data =
+        Dataset::load(&inputs, &cfg, None, &mut Digests::new()).map_err(|e| e.to_string())?;
+    let (rows, d_in) = (data.train_len(), data.d_in);
+    let eval_source = if a.eval_npy.is_none() {
+        // The peer's protocol: metrics on the first min(rows, 16384) training rows.
+        let n = rows.min(16_384);
+        data.eval = data.train[..n * d_in].to_vec();
+        format!("first {n} training rows")
+    } else {
+        format!("{} held-out rows", data.eval.len() / d_in)
+    };
+    let tc = TrainConfig {
         batch: a.batch,
         steps: a.steps + 1,
         seed: a.seed,
@@ -147,12 +135,38 @@ fn run() -> Result<(), String> {
             lr: a.lr,
             ..Default::default()
         },
+        aux_k: (a.aux_coeff > 0.0).then_some(AuxKConfig {
+            k_aux: (d_in / 2).clamp(1, a.d_sae),
+            coeff: a.aux_coeff,
+        }),
+        dead_window: a.dead_window,
         ..TrainConfig::new(a.d_sae, a.k)
     };
-    let out = husai_kernels::train(&cfg, &x, d_in, &mut |_, _, _| {}).map_err(|e| e.to_string())?;
+    let mut trainer = Trainer::new(tc, d_in).map_err(|e| e.to_string())?;
+    trainer.init_b_dec(&data.train).map_err(|e| e.to_string())?;
+    let stream_path =
+        std::env::temp_dir().join(format!("husai-train-bench-{}.jsonl", std::process::id()));
+    let mut stream = MetricStream::create(&stream_path).map_err(|e| e.to_string())?;
+    let plan = Plan {
+        total_steps: (a.steps + 1) as u64,
+        batch: a.batch,
+        lr: a.lr as f64,
+        eval_every: 0,
+        // `--log-every 0` turns the stream off (no line but the last).
+        log_every: if a.log_every == 0 {
+            u64::MAX
+        } else {
+            a.log_every
+        },
+        fvu_ceiling: f64::INFINITY,
+    };
+    let out =
+        drive(&mut trainer, &plan, &data, &mut stream, &mut Silent).map_err(|e| e.to_string())?;
+    drop(stream);
+    let _ = std::fs::remove_file(&stream_path);
     let seconds = (a.steps * a.batch) as f64 / out.rows_per_s;
     println!(
-        "{{\"impl\": \"husai-kernels-{}\", \"device\": \"cpu\", \"threads\": {}, \"arch\": \"topk\", \"d_in\": {d_in}, \"d_sae\": {}, \"k\": {}, \"batch\": {}, \"steps\": {}, \"seconds\": {:.4}, \"rows_per_s\": {:.1}, \"fvu\": {:.5}, \"l0\": {:.2}, \"rows\": {rows}, \"final_loss\": {:.5}}}",
+        "{{\"impl\": \"husai-kernels-{}\", \"device\": \"cpu\", \"threads\": {}, \"arch\": \"topk\", \"d_in\": {d_in}, \"d_sae\": {}, \"k\": {}, \"batch\": {}, \"steps\": {}, \"seconds\": {:.4}, \"rows_per_s\": {:.1}, \"fvu\": {:.5}, \"l0\": {:.2}, \"dead_fraction\": {:.5}, \"train_dead_fraction\": {:.5}, \"rows\": {rows}, \"eval_source\": \"{eval_source}\", \"status\": \"{}\", \"log_every\": {}, \"aux_coeff\": {}, \"dead_window\": {}, \"wall_s\": {:.4}, \"stream_s\": {:.6}, \"stream_frac\": {:.6}}}",
         env!("CARGO_PKG_VERSION"),
         a.threads,
         a.d_sae,
@@ -161,9 +175,17 @@ fn run() -> Result<(), String> {
         a.steps,
         seconds,
         out.rows_per_s,
-        out.metrics.reconstruction.fvu,
-        out.metrics.l0,
-        out.loss_curve.last().map_or(f64::NAN, |l| l.total()),
+        out.eval.reconstruction.fvu,
+        out.eval.l0,
+        out.eval.dead_fraction,
+        out.train_dead_fraction,
+        out.status.as_str(),
+        a.log_every,
+        a.aux_coeff,
+        a.dead_window,
+        out.wall_s,
+        out.stream_s,
+        out.stream_s / out.wall_s,
     );
     Ok(())
 }

@@ -450,6 +450,77 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Activations, ActivationEr
     Ok(acts)
 }
 
+/// An activation bank read fully into memory (`bytes` are the file's exact contents, e.g. the bytes a trainer
+/// hashed). Row ranges are copied out as float32 on request; nothing is memory-mapped, so the rows trained on are
+/// exactly the bytes that were read, whatever happens to the file afterwards.
+pub struct Bank {
+    info: ActivationInfo,
+    bytes: Vec<u8>,
+}
+
+impl fmt::Debug for Bank {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bank")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bank {
+    /// Checks the header of `bytes`, the contents of `path` (named in every message). `tensor` selects a
+    /// `.safetensors` tensor.
+    pub fn from_bytes(
+        path: &Path,
+        bytes: Vec<u8>,
+        tensor: Option<&str>,
+    ) -> Result<Bank, ActivationError> {
+        let info = parse_header(path, &bytes, tensor)?;
+        Ok(Bank { info, bytes })
+    }
+
+    /// What the header said.
+    pub fn info(&self) -> &ActivationInfo {
+        &self.info
+    }
+
+    /// Rows `[start, end)` as float32, row-major; every value is checked to be finite (a bad one is reported with
+    /// its file row and column).
+    pub fn rows(&self, start: usize, end: usize) -> Result<Vec<f32>, ActivationError> {
+        let info = &self.info;
+        if start >= end || end > info.rows {
+            return Err(ActivationError::RowRange {
+                path: info.path.clone(),
+                start: start as u64,
+                end: end as u64,
+                rows: info.rows as u64,
+            });
+        }
+        let size = info.dtype.size();
+        let first = info.data_offset + start * info.d_in * size;
+        let raw = &self.bytes[first..first + (end - start) * info.d_in * size];
+        let data: Vec<f32> = match info.dtype {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        };
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            let d = info.d_in;
+            return Err(ActivationError::NonFinite {
+                path: info.path.clone(),
+                row: (start + i / d) as u64,
+                col: (i % d) as u64,
+                value: data[i],
+            });
+        }
+        Ok(data)
+    }
+}
+
 fn check_shape(
     path: &Path,
     format: Format,
@@ -831,6 +902,26 @@ fn safetensors_data_len(bytes: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_bank_in_memory_gives_the_rows_of_its_bytes_and_names_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.npy");
+        let mut x: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        x[10] = f32::NAN;
+        write_npy_f32(&path, 4, 3, &x).unwrap();
+        let bank = Bank::from_bytes(&path, std::fs::read(&path).unwrap(), None).unwrap();
+        assert_eq!((bank.info().rows, bank.info().d_in), (4, 3));
+        assert_eq!(bank.rows(1, 3).unwrap(), &x[3..9]);
+        let e = bank.rows(2, 4).unwrap_err().to_string();
+        assert!(e.contains("row 3, column 1"), "{e}");
+        let e = bank.rows(3, 5).unwrap_err().to_string();
+        assert!(e.contains("3..5"), "{e}");
+        let e = Bank::from_bytes(&path, b"junk".to_vec(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("b.npy"), "{e}");
+    }
     use super::*;
 
     /// A `.npy` file with an arbitrary header dict and payload.

@@ -1,17 +1,24 @@
-//! Adam (Kingma & Ba, 2015) with PyTorch's exact update order and bias correction, so a run here
-//! follows `torch.optim.Adam` (non-fused, no weight decay, no amsgrad) step for step:
+//! Adam (Kingma & Ba, 2015) in the update order and with the bias correction of PyTorch's
+//! `torch.optim.Adam` (non-fused, no weight decay, no amsgrad). All tensor arithmetic is f32:
 //!
 //! ```text
 //! m <- m + (1 - beta1) * (g - m)                 (torch: exp_avg.lerp_(grad, 1 - beta1))
-//! v <- beta2 * v + (1 - beta2) * g * g
-//! step_size = lr / (1 - beta1^t)
+//! v <- beta2 * v + (1 - beta2) * g * g           (torch: mul_(beta2).addcmul_(grad, grad, 1 - beta2))
+//! step_size = lr / (1 - beta1^t)                 bias corrections in f64, then rounded to f32
 //! denom     = sqrt(v) / sqrt(1 - beta2^t) + eps
-//! p <- p - step_size * m / denom
+//! p <- p - step_size * (m / denom)
 //! ```
 //!
+//! It is close to torch's, not bit-identical: the weights `1 - beta1` and `1 - beta2` are computed
+//! here in f32 from the f32 betas (`1 - 0.9f32 = 0.10000002`, `1 - 0.999f32 = 0.00099998713`),
+//! while torch computes them in f64 from Python floats and rounds the result to f32
+//! (`0.10000000149`, `0.0010000000475`). The moments, and through them the weights, therefore
+//! differ from torch's in the last bits from the first step on. The bias corrections are computed
+//! in f64, as torch does.
+//!
 //! State is dense: parameters whose gradient is zero this step still move (their moments decay),
-//! exactly as in PyTorch. Elementwise work is split into fixed chunks, so the result does not
-//! depend on the thread count.
+//! as in PyTorch. Elementwise work is split into fixed chunks, so the result does not depend on
+//! the thread count.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -206,8 +213,10 @@ mod tests {
         );
     }
 
+    /// A scalar transcription of the update above (with this module's f32 `1 - beta` weights, not
+    /// torch's f64-then-f32 ones): the vectorised, chunked update matches it bit for bit.
     #[test]
-    fn matches_a_scalar_pytorch_transcription_over_many_steps() {
+    fn matches_a_scalar_transcription_of_the_update_over_many_steps() {
         let cfg = AdamConfig::default();
         let mut adam = Adam::new(cfg).unwrap();
         let mut p = vec![0.3f32; 40_000];

@@ -143,17 +143,30 @@ pub fn write(dir: &Path, parts: &SaeParts) -> Result<(), CheckpointError> {
 
 /// Reads a TopK checkpoint written by [`write`] (or by SAELens for a `topk` SAE with float32 weights).
 pub fn read(dir: &Path) -> Result<SaeParts, CheckpointError> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|source| CheckpointError::Io {
+            path,
+            op: "read it",
+            source,
+        })
+    };
+    from_bytes(dir, &read(CONFIG_FILE)?, &read(WEIGHTS_FILE)?)
+}
+
+/// [`read`] from the contents of the two files of the checkpoint directory `dir` (named in messages), for callers
+/// that read (and hash) the files themselves.
+pub fn from_bytes(
+    dir: &Path,
+    cfg_bytes: &[u8],
+    weights: &[u8],
+) -> Result<SaeParts, CheckpointError> {
     let cfg_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read(&cfg_path).map_err(|source| CheckpointError::Io {
-        path: cfg_path.clone(),
-        op: "read it",
-        source,
-    })?;
     let invalid = |path: &Path, detail: String| CheckpointError::Invalid {
         path: path.to_owned(),
         detail,
     };
-    let cfg: Value = serde_json::from_slice(&text)
+    let cfg: Value = serde_json::from_slice(cfg_bytes)
         .map_err(|e| invalid(&cfg_path, format!("is not valid JSON: {e}")))?;
     let arch = cfg.get("architecture").and_then(Value::as_str);
     if arch != Some(ARCHITECTURE) {
@@ -177,12 +190,8 @@ pub fn read(dir: &Path) -> Result<SaeParts, CheckpointError> {
     let (d_in, d_sae, k) = (dim("d_in")?, dim("d_sae")?, dim("k")?);
 
     let w_path = dir.join(WEIGHTS_FILE);
-    let bytes = std::fs::read(&w_path).map_err(|source| CheckpointError::Io {
-        path: w_path.clone(),
-        op: "read it",
-        source,
-    })?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let bytes = weights;
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| invalid(&w_path, format!("is not a valid safetensors file: {e}")))?;
     let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, CheckpointError> {
         let view = st

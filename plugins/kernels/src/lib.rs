@@ -7,9 +7,13 @@
 //! Modules, one concept each:
 //! - [`gemm`]: dense f32 matrix multiply (wrapper over the `gemm` crate).
 //! - [`topk`]: per-row top-k after ReLU and the sparse code it yields.
-//! - [`adam`]: Adam with PyTorch semantics.
+//! - [`adam`]: Adam with PyTorch's update order and bias correction.
 //! - [`sae`]: the TopK SAE (init, encode, sparse decode, sparse gradients, AuxK).
-//! - [`train`]: the training loop, dead-latent tracking and timing.
+//! - [`train`]: the training loop, dead-latent tracking, timing and the exact-resume snapshot.
+//! - [`bdec`]: decoder-bias initialisation (zeros, mean, geometric median).
+//! - [`trainer`]: the family-agnostic half of a trainer plugin (common config, inputs and held-out rows,
+//!   metric stream, divergence and interruption, summary and result JSON).
+//! - [`state`]: `trainer_state.safetensors`, what exact resume needs beside the checkpoint.
 //! - [`metrics`]: the single definition of MSE, FVU, L0 and dead fraction.
 //! - [`synth`]: synthetic activations from a known sparse dictionary, and feature recovery.
 //! - [`rng`]: the deterministic PRNG everything above draws from.
@@ -37,6 +41,7 @@
 
 pub mod activations;
 pub mod adam;
+pub mod bdec;
 pub mod checkpoint;
 pub mod error;
 pub mod gemm;
@@ -44,10 +49,14 @@ pub mod metrics;
 pub mod rng;
 pub mod sae;
 mod simd;
+pub mod state;
 pub mod synth;
 pub mod topk;
 pub mod train;
+pub mod trainer;
 
 pub use error::KernelError;
 pub use sae::{AuxArgs, BatchLoss, EvalMetrics, SaeParts, TopKSae};
-pub use train::{AuxKConfig, TrainConfig, TrainOutcome, Trainer, train, train_from};
+pub use train::{
+    AuxKConfig, TrainConfig, TrainOutcome, Trainer, TrainerSnapshot, batch_start, train,
+};

@@ -36,6 +36,16 @@ impl SplitMix64 {
         }
     }
 
+    /// The generator's state (a generator built with [`SplitMix64::new`] from it continues the stream).
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
+    /// Skips `n` draws of [`SplitMix64::next_u64`] in O(1) (each draw adds the same constant to the state).
+    pub fn skip(&mut self, n: u64) {
+        self.state = self.state.wrapping_add(GOLDEN_GAMMA.wrapping_mul(n));
+    }
+
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(GOLDEN_GAMMA);

@@ -1,5 +1,18 @@
-//! The standard TopK sparse autoencoder (as SAELens and EleutherAI's sparsify train it), with
-//! sparse decode and sparse gradients.
+//! A TopK sparse autoencoder with sparse decode and sparse gradients. The architecture is the
+//! standard one (Gao et al. 2024; SAELens's `topk`, EleutherAI's sparsify), but training differs
+//! from both peers in ways that change the weights:
+//!
+//! - initialisation: `W_dec` Kaiming-uniform from our SplitMix64 stream, rows scaled to unit norm,
+//!   `W_enc = W_decᵀ`, `b_enc = 0` ([`TopKSae::init`]); SAELens scales the rows to norm 0.1
+//!   (`decoder_init_norm`), sparsify to unit norm; `b_dec` by the trainer's `b_dec_init`;
+//! - decoder norm: rows are renormalised to unit norm after every Adam step, and the top-k
+//!   selection does not weight activations by decoder norms; SAELens never renormalises and
+//!   instead multiplies activations by the row norms (`rescale_acts_by_decoder_norm`);
+//! - gradients: the plain gradient of the loss below, no clipping and no removal of the component
+//!   parallel to the decoder rows; SAELens clips the gradient norm at 1, sparsify removes the
+//!   parallel component before its renormalisation;
+//! - loss: the summed-over-`d_in` squared error, unnormalised (sparsify divides by the batch's
+//!   total variance); AuxK as described below.
 //!
 //! ```text
 //! pre   = (x - b_dec) · W_enc + b_enc                          dense GEMM, [B, d_sae]
@@ -9,11 +22,17 @@
 //! ```
 //!
 //! AuxK (Gao et al. 2024, "Scaling and evaluating sparse autoencoders", §A.2): with `dead` the
-//! latents that have not fired for a configured number of rows, take per row the top `k_aux`
-//! values of `ReLU(pre)` among dead latents, decode them *without* bias,
-//! `e_hat = Σ_{j ∈ aux} a_j W_dec[j]`, and add `coeff · (1/B) Σ_rows ||e_hat - e||²`, where
-//! `e = x - x_hat` is the main model's residual treated as a constant (stop-gradient, as in the
-//! paper's and sparsify's code). It gives dead latents a gradient toward what the live ones miss.
+//! latents that have not fired for a configured number of steps, take per row the top `k_aux`
+//! values of the *raw* pre-activations `pre + b_enc` among dead latents (negative ones included),
+//! decode them *without* bias, `e_hat = Σ_{j ∈ aux} a_j W_dec[j]`, and add
+//! `coeff · (1/B) Σ_rows ||e_hat - e||²`, where `e = x - x_hat` is the main model's residual
+//! treated as a constant (stop-gradient, as in the paper's code, sparsify and SAELens). It gives
+//! dead latents a gradient toward what the live ones miss. Selecting among raw values follows
+//! SAELens (`sae_lens/saes/topk_sae.py`, `calculate_topk_aux_acts` masks live latents to -inf in
+//! `hidden_pre`); sparsify and the paper's code select among ReLU'd values, which never reach a
+//! latent whose pre-activation is negative on every row, the usual way a TopK latent dies (on the
+//! MiniLM bank that version barely changed the dead fraction; see the sae-topk AuxK test). Unlike
+//! SAELens we do not scale the term by `min(dead / k_aux, 1)`.
 //!
 //! Only the encoder product is dense. Everything after the selection touches `k` (or `k_aux`)
 //! decoder/encoder rows per data row: the decoder gradient only has rows for latents that were
@@ -322,6 +341,14 @@ impl TopKSae {
         })
     }
 
+    /// The state of the initialisation's generator after [`TopKSae::init`] drew the weights of a model of these
+    /// dimensions (one draw per decoder weight).
+    pub fn rng_state_after_init(d_in: usize, d_sae: usize, seed: u64) -> u64 {
+        let mut rng = SplitMix64::new(seed);
+        rng.skip((d_in * d_sae) as u64);
+        rng.state()
+    }
+
     /// Builds a model from explicit parameters; checks every shape and that all values are finite.
     pub fn from_parts(p: SaeParts) -> Result<Self, KernelError> {
         check_dims(p.d_in, p.d_sae, p.k)?;
@@ -466,10 +493,10 @@ impl TopKSae {
                                 &mut val[s..s + k],
                             ) as u32;
                             let s = r * ka;
-                            annz[r] = select_row(
+                            annz[r] = crate::topk::select_among(
                                 pr,
                                 b_enc,
-                                Some(dead),
+                                dead,
                                 ka,
                                 &mut aidx[s..s + ka],
                                 &mut aval[s..s + ka],
@@ -871,7 +898,11 @@ mod tests {
 
     #[test]
     fn gradients_match_central_differences_for_every_parameter_with_auxk() {
-        let (model, x) = tiny();
+        let (mut model, x) = tiny();
+        // Push half of the dead latents below zero on every row, so AuxK selects negative values.
+        for j in (5..12).step_by(2) {
+            model.b_enc[j] -= 3.0;
+        }
         let (d_in, d_sae) = (model.d_in, model.d_sae);
         // Latents 4..12 count as dead; two of them per row feed the AuxK term, weighted 0.5 so
         // its gradients are as visible as the main ones.
@@ -892,6 +923,12 @@ mod tests {
             "AuxK must be active in the check"
         );
         let (code0, aux0) = (ws.code.clone(), ws.aux_code.clone());
+        // AuxK selects raw pre-activations: the check must cover negative AuxK activations too.
+        assert!(
+            aux0.val.iter().any(|&v| v < 0.0) && aux0.val.iter().any(|&v| v > 0.0),
+            "{:?}",
+            aux0.val
+        );
         // AuxK's target x - x_hat is a stop-gradient constant: freeze it at the base point.
         let x_hat = model.decode(&code0).unwrap();
         let target: Vec<f32> = x.iter().zip(&x_hat).map(|(a, b)| a - b).collect();

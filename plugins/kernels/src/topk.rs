@@ -96,6 +96,42 @@ crate::simd::multiversion! {
     pub fn select_row(pre: &[f32], bias: &[f32], candidates: Option<&[u32]>, k: usize, out_idx: &mut [u32], out_val: &mut [f32]) -> usize => select_row_body
 }
 
+/// Selects the top `k` values of `pre + bias` (no ReLU: negative values count) among the latents
+/// `candidates` (increasing indices), in decreasing order, into `out_idx[..n]` / `out_val[..n]`;
+/// returns `n = min(k, candidates in the row, output lengths)`. Ties keep the earlier index.
+pub fn select_among(
+    pre: &[f32],
+    bias: &[f32],
+    candidates: &[u32],
+    k: usize,
+    out_idx: &mut [u32],
+    out_val: &mut [f32],
+) -> usize {
+    let len = pre.len().min(bias.len());
+    let k = k.min(out_idx.len()).min(out_val.len());
+    if k == 0 {
+        return 0;
+    }
+    let mut best = Best {
+        k,
+        n: 0,
+        threshold: f32::NEG_INFINITY,
+        idx: out_idx,
+        val: out_val,
+    };
+    for &j in candidates {
+        let j = j as usize;
+        if j >= len {
+            continue;
+        }
+        let v = pre[j] + bias[j];
+        if v > best.threshold || best.n < k {
+            best.insert(j, v);
+        }
+    }
+    best.n
+}
+
 /// Values scanned per block: a block is examined value by value only if one of its values beats
 /// the current k-th best, which after the first blocks is rare, so most of a row costs one
 /// vector compare per block.
@@ -316,5 +352,20 @@ mod tests {
         assert_eq!(c.row(0), (&[2u32, 0][..], &[0.9f32, 0.3][..]));
         assert_eq!(c.row(1), (&[2u32][..], &[0.9f32][..]));
         assert_eq!(c.total_nnz(), 3);
+    }
+
+    #[test]
+    fn select_among_keeps_negative_values_and_only_candidates() {
+        let pre = [0.5f32, -2.0, -0.5, 3.0, -1.0];
+        let bias = [0.0f32; 5];
+        let (mut idx, mut val) = ([0u32; 3], [0f32; 3]);
+        let n = select_among(&pre, &bias, &[1, 2, 4, 9], 3, &mut idx, &mut val);
+        assert_eq!((n, idx, val), (3, [2, 4, 1], [-0.5, -1.0, -2.0]));
+        let n = select_among(&pre, &bias, &[1, 3], 3, &mut idx, &mut val);
+        assert_eq!(
+            (n, &idx[..2], &val[..2]),
+            (2, &[3u32, 1][..], &[3.0f32, -2.0][..])
+        );
+        assert_eq!(select_among(&pre, &bias, &[0], 0, &mut idx, &mut val), 0);
     }
 }

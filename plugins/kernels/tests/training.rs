@@ -49,7 +49,8 @@ fn recovers_90_percent_of_512_superposed_features() {
             k_aux: 64,
             coeff: 1.0 / 32.0,
         }),
-        dead_after_rows: 20_000,
+        // ~20,000 rows without firing (20 steps of 1024) counts as dead.
+        dead_window: 20,
         ..TrainConfig::new(1024, 8)
     };
     let out = run(&cfg, &data.x, 128);
@@ -87,12 +88,14 @@ fn same_seed_gives_byte_identical_weights_for_any_thread_count() {
         steps: 40,
         seed: 7,
         threads: 2,
-        // Dead after 512 rows so AuxK is active for most steps.
+        // Dead after 2 idle steps so AuxK is active for most steps; b_dec from the geometric median
+        // (a parallel reduction) so its determinism is covered too.
         aux_k: Some(AuxKConfig {
             k_aux: 16,
             coeff: 1.0 / 32.0,
         }),
-        dead_after_rows: 512,
+        dead_window: 2,
+        b_dec_init: husai_kernels::bdec::BDecInit::GeometricMedian,
         ..TrainConfig::new(512, 8)
     };
     let a = run(&cfg, &data.x, 128);
@@ -149,7 +152,7 @@ fn progress_reports_every_step_and_loss_falls() {
         (out.loss_curve[0], out.loss_curve[29])
     );
     assert!(out.rows_per_s > 0.0 && out.wall_s > 0.0);
-    assert_eq!(out.adam_steps, 30);
+    assert_eq!(out.snapshot.steps_done, 30);
     assert_eq!(out.metrics.rows, 2048);
 }
 
@@ -289,55 +292,86 @@ fn auxk_term_is_minimised_by_its_gradients_on_a_fixed_dead_set() {
 }
 
 #[test]
-fn a_resumed_run_starts_from_the_checkpoint_and_refuses_a_mismatched_shape() {
+fn a_run_continued_from_its_snapshot_is_bit_identical_to_one_run() {
+    use husai_kernels::state::TrainerState;
+    use husai_kernels::{TopKSae, Trainer, batch_start, checkpoint};
     let data = synth_512_in_128(4096);
     let cfg = TrainConfig {
-        batch: 512,
-        steps: 20,
+        batch: 128,
+        steps: 30,
         seed: 3,
-        threads: 1,
-        ..TrainConfig::new(256, 8)
+        threads: 2,
+        aux_k: Some(AuxKConfig {
+            k_aux: 16,
+            coeff: 1.0 / 32.0,
+        }),
+        dead_window: 2,
+        ..TrainConfig::new(1024, 2)
     };
-    let first = run(&cfg, &data.x, 128);
-    let start = husai_kernels::TopKSae::from_parts(first.model.to_parts()).unwrap();
-    let resumed =
-        husai_kernels::train_from(&cfg, Some(start), &data.x, 128, &mut |_, _, _| {}).unwrap();
-    // Continuing lowers the loss below where the first run ended, and differs from a fresh run.
-    let last = |o: &TrainOutcome| o.loss_curve.last().unwrap().mse_loss;
-    assert!(
-        resumed.loss_curve[0].mse_loss <= last(&first) * 1.05,
-        "resumed run did not start from the checkpoint: first step {} vs {}",
-        resumed.loss_curve[0].mse_loss,
-        last(&first)
-    );
-    assert!(resumed.metrics.reconstruction.fvu < first.metrics.reconstruction.fvu);
-    assert_ne!(weight_bytes(&resumed), weight_bytes(&first));
+    let step_to = |t: &mut Trainer, n: u64| {
+        while t.steps_done() < n {
+            let i = batch_start(t.steps_done(), 128, 4096);
+            t.step(&data.x[i * 128..(i + 128) * 128]).unwrap();
+        }
+    };
+    let mut straight = Trainer::new(cfg.clone(), 128).unwrap();
+    step_to(&mut straight, 30);
 
-    // Data of another width.
-    let narrow = generate(&SynthConfig {
-        d_in: 64,
-        ..data.config
-    })
-    .unwrap();
-    let start = husai_kernels::TopKSae::from_parts(first.model.to_parts()).unwrap();
-    let err = husai_kernels::train_from(&cfg, Some(start), &narrow.x, 64, &mut |_, _, _| {})
-        .unwrap_err()
-        .to_string();
+    // 20 steps, then through the files a run writes (checkpoint + trainer state), then 10 more.
+    let mut first = Trainer::new(cfg.clone(), 128).unwrap();
+    step_to(&mut first, 20);
     assert!(
-        err.contains("the data rows have width 64 but the resumed checkpoint has d_in 128"),
-        "{err}"
+        first.train_dead_fraction() > 0.0,
+        "AuxK must be live across the cut"
     );
-    // A config of another size.
-    let start = husai_kernels::TopKSae::from_parts(first.model.to_parts()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    checkpoint::write(dir.path(), &first.model().to_parts()).unwrap();
+    let state = TrainerState {
+        family: "topk".into(),
+        snapshot: first.snapshot(),
+        cursor: batch_start(20, 128, 4096) as u64,
+        rng_state: 0,
+        config: "{}".into(),
+        d_in: 128,
+    };
+    let bytes = state.to_bytes();
+    let model = TopKSae::from_parts(checkpoint::read(dir.path()).unwrap()).unwrap();
+    let back = TrainerState::from_bytes(dir.path(), &bytes, 128, 1024).unwrap();
+    let mut resumed = Trainer::from_snapshot(cfg.clone(), model, back.snapshot).unwrap();
+    step_to(&mut resumed, 30);
+    assert_eq!(resumed.model(), straight.model());
+    assert_eq!(resumed.snapshot(), straight.snapshot());
+    assert_eq!(
+        checkpoint::safetensors_bytes(&resumed.model().to_parts()).unwrap(),
+        checkpoint::safetensors_bytes(&straight.model().to_parts()).unwrap()
+    );
+
+    // Without the optimiser state (a warm start) the continuation differs: the state matters.
+    let model = TopKSae::from_parts(checkpoint::read(dir.path()).unwrap()).unwrap();
+    let mut warm = Trainer::from_snapshot(
+        cfg.clone(),
+        model,
+        husai_kernels::TrainerSnapshot {
+            steps_done: 20,
+            adam: husai_kernels::sae::SaeAdamState::zeros(128, 1024),
+            steps_since_fired: vec![0; 1024],
+        },
+    )
+    .unwrap();
+    step_to(&mut warm, 30);
+    assert_ne!(warm.model(), straight.model());
+
+    // A snapshot of another shape is refused by name.
     let bigger = TrainConfig {
-        d_sae: 512,
+        d_sae: 2048,
         ..cfg.clone()
     };
-    let err = husai_kernels::train_from(&bigger, Some(start), &data.x, 128, &mut |_, _, _| {})
+    let model = TopKSae::from_parts(checkpoint::read(dir.path()).unwrap()).unwrap();
+    let err = Trainer::from_snapshot(bigger, model, first.snapshot())
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("the resumed checkpoint has d_sae 256 and k 8"),
+        err.contains("the resumed checkpoint has d_sae 1024 and k 2"),
         "{err}"
     );
 }

@@ -1,115 +1,158 @@
-//! The plugin's config: its JSON Schema (what `describe` publishes) and the checked Rust form.
+//! The plugin's config: the common trainer keys (`husai_kernels::trainer::config`) plus TopK's own (`k`, `k_aux`,
+//! `aux_coeff`), their JSON Schema (what `describe` publishes) and the checked Rust form.
 
-use husai_kernels::TrainConfig;
 use husai_kernels::adam::AdamConfig;
-use husai_plugin_api::PluginError;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use husai_kernels::bdec::BDecInit;
+use husai_kernels::trainer::config::{CommonDefaults, int_key, split_family_keys};
+use husai_kernels::trainer::{CommonConfig, TrainerError};
+use husai_kernels::{AuxKConfig, TrainConfig};
+use serde_json::{Map, Value, json};
 
-/// The `config` object of a run request. Everything that changes the trained weights is here (so it is in the
-/// config hash); the thread count is not, because it does not change them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// TopK's own keys.
+pub const FAMILY_KEYS: [&str; 3] = ["k", "k_aux", "aux_coeff"];
+
+/// AuxK's weight by default: 1/32, Gao et al. 2024 ("Scaling and evaluating sparse autoencoders", §A.2, α = 1/32).
+pub const DEFAULT_AUX_COEFF: f64 = 1.0 / 32.0;
+
+/// The common keys' defaults for TopK.
+///
+/// `b_dec_init` defaults to `zeros` because that is what SAELens does for TopK: in sae-lens 6.54
+/// (`sae_lens/saes/sae.py`, `SAE.initialize_weights`), every SAE, TopK included, starts with
+/// `b_dec = torch.zeros(d_in)`, and version 6 no longer has the `b_dec_init_method` option (`"geometric_median"`,
+/// `"mean"`, `"zeros"`) that the pre-6 `LanguageModelSAERunnerConfig` offered. `../shared/bench/saelens_peer.py`
+/// records the same ("no geometric-median / mean init of b_dec in SAELens 6").
+pub const DEFAULTS: CommonDefaults = CommonDefaults {
+    batch: 4096,
+    lr: 1e-3,
+    b_dec_init: BDecInit::Zeros,
+    b_dec_init_why: "zeros, as SAELens 6 initialises every SAE including TopK",
+};
+
+/// The `config` object of a run request, checked. Everything that changes the trained weights is here (so it is
+/// in the config hash); the thread count is not, because it does not change them.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopKConfig {
-    pub d_sae: usize,
+    /// The keys every trainer has.
+    pub common: CommonConfig,
+    /// Latents kept per row.
     pub k: usize,
-    pub seed: u64,
-    pub steps: usize,
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    #[serde(default = "default_lr")]
-    pub lr: f32,
-    /// The tensor to read from a `.safetensors` activation file.
-    #[serde(default)]
-    pub tensor: Option<String>,
-    /// Train on rows `[start, end)` of the activation file only.
-    #[serde(default)]
-    pub rows: Option<RowSelection>,
-    /// Identity of the checkpoint a resumed run starts from (the run and its weights' digest).
-    /// The plugin reads the weights from its `resume` input; this field only puts them into the
-    /// config hash, so a resumed run never groups with a fresh one of the same settings.
-    #[serde(default)]
-    pub resume_from: Option<Value>,
-}
-
-/// A half-open row range of the activation file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RowSelection {
-    pub start: usize,
-    pub end: usize,
-}
-
-fn default_batch() -> usize {
-    4096
-}
-
-fn default_lr() -> f32 {
-    1e-3
+    /// Dead latents per row in the AuxK term; `None`: `d_in / 2` (see [`TopKConfig::k_aux_for`]).
+    pub k_aux: Option<usize>,
+    /// AuxK weight; 0 turns AuxK off.
+    pub aux_coeff: f64,
 }
 
 /// JSON Schema (draft 2020-12) of [`TopKConfig`].
 pub fn config_schema() -> Value {
+    let mut props = husai_kernels::trainer::config::common_properties(&DEFAULTS);
+    props.insert(
+        "k".into(),
+        json!({"type": "integer", "minimum": 1, "description": "latents kept per row (k <= d_sae)"}),
+    );
+    props.insert(
+        "k_aux".into(),
+        json!({"type": ["integer", "null"], "minimum": 1, "default": null,
+               "description": "dead latents per row that the AuxK loss uses to reconstruct the residual \
+                               (k_aux <= d_sae); null: d_in / 2, as SAELens and sparsify compute it (Gao et al. \
+                               2024 use a power of two near d_in / 2), capped at d_sae"}),
+    );
+    props.insert(
+        "aux_coeff".into(),
+        json!({"type": "number", "minimum": 0, "default": DEFAULT_AUX_COEFF,
+               "description": "weight of the AuxK loss (Gao et al. 2024: 1/32); 0 turns AuxK off. It acts on \
+                               latents dead for dead_window steps"}),
+    );
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "sae-topk config",
         "type": "object",
-        "required": ["d_sae", "k", "seed", "steps"],
+        "required": ["d_sae", "k", "seed"],
         "additionalProperties": false,
-        "properties": {
-            "d_sae": {"type": "integer", "minimum": 1, "description": "number of latents"},
-            "k": {"type": "integer", "minimum": 1, "description": "latents kept per row (k <= d_sae)"},
-            "seed": {"type": "integer", "minimum": 0, "description": "initialisation seed"},
-            "steps": {"type": "integer", "minimum": 1, "description": "optimiser steps"},
-            "batch": {"type": "integer", "minimum": 1, "default": 4096, "description": "rows per step"},
-            "lr": {"type": "number", "exclusiveMinimum": 0, "default": 0.001, "description": "Adam learning rate"},
-            "tensor": {"type": ["string", "null"], "description": "tensor name in a .safetensors activation file"},
-            "resume_from": {
-                "type": ["object", "null"],
-                "description": "identity of the checkpoint a resumed run starts from (run id and weights digest)"
-            },
-            "rows": {
-                "type": ["object", "null"],
-                "description": "train on rows [start, end) of the activation file only",
-                "required": ["start", "end"],
-                "additionalProperties": false,
-                "properties": {
-                    "start": {"type": "integer", "minimum": 0},
-                    "end": {"type": "integer", "minimum": 1}
-                }
-            }
-        }
+        "properties": props,
     })
 }
 
 impl TopKConfig {
-    /// Parses and checks a request's config; errors name the field.
-    pub fn from_json(value: &Value) -> Result<TopKConfig, PluginError> {
-        let cfg: TopKConfig = serde_json::from_value(value.clone())
-            .map_err(|e| PluginError::invalid_config(format!("sae-topk config: {e}")))?;
-        if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
-            return Err(PluginError::invalid_config(format!(
-                "sae-topk config: lr = {} must be a positive number",
-                cfg.lr
-            )));
+    /// Parses and checks a request's config; errors name the key.
+    pub fn from_json(value: &Value) -> Result<TopKConfig, TrainerError> {
+        let (own, common) = split_family_keys("sae-topk", value, &FAMILY_KEYS)?;
+        let common = CommonConfig::parse(common, &DEFAULTS)?;
+        let k = own
+            .get("k")
+            .ok_or_else(|| TrainerError::config("k", "is required (latents kept per row)"))?;
+        let k = int_key("k", k, 1)? as usize;
+        if k > common.d_sae {
+            return Err(TrainerError::config(
+                "k",
+                format!("= {k} is invalid: must be <= d_sae ({})", common.d_sae),
+            ));
         }
-        // The kernels check the rest (k <= d_sae, nonzero sizes) with messages that name the field.
-        cfg.to_train_config()
-            .validate()
-            .map_err(|e| PluginError::invalid_config(format!("sae-topk {e}")))?;
-        Ok(cfg)
+        let k_aux = match own.get("k_aux").filter(|v| !v.is_null()) {
+            Some(v) => {
+                let n = int_key("k_aux", v, 1)? as usize;
+                if n > common.d_sae {
+                    return Err(TrainerError::config(
+                        "k_aux",
+                        format!("= {n} is invalid: must be <= d_sae ({})", common.d_sae),
+                    ));
+                }
+                Some(n)
+            }
+            None => None,
+        };
+        let aux_coeff = match own.get("aux_coeff") {
+            Some(v) => match v.as_f64() {
+                Some(x) if x.is_finite() && x >= 0.0 => x,
+                _ => {
+                    return Err(TrainerError::config(
+                        "aux_coeff",
+                        format!(
+                            "= {v} is invalid: must be a finite number >= 0 (0 turns AuxK off)"
+                        ),
+                    ));
+                }
+            },
+            None => DEFAULT_AUX_COEFF,
+        };
+        Ok(TopKConfig {
+            common,
+            k,
+            k_aux,
+            aux_coeff,
+        })
     }
 
-    /// The kernels' training config, with the thread count of this machine.
-    pub fn to_train_config(&self) -> TrainConfig {
-        let mut t = TrainConfig::new(self.d_sae, self.k);
-        t.seed = self.seed;
-        t.steps = self.steps;
-        t.batch = self.batch;
+    /// The effective config (defaults filled in), as the host records it.
+    pub fn effective(&self) -> Map<String, Value> {
+        let mut m = self.common.to_json();
+        m.insert("k".into(), json!(self.k));
+        m.insert("k_aux".into(), json!(self.k_aux));
+        m.insert("aux_coeff".into(), json!(self.aux_coeff));
+        m
+    }
+
+    /// `k_aux` for rows of width `d_in`: the configured value, else `d_in / 2` (at least 1, at most `d_sae`).
+    pub fn k_aux_for(&self, d_in: usize) -> usize {
+        self.k_aux.unwrap_or(d_in / 2).clamp(1, self.common.d_sae)
+    }
+
+    /// The kernels' training config for `d_in`-wide rows and `steps` total steps, with the thread count of this
+    /// machine.
+    pub fn train_config(&self, d_in: usize, steps: u64) -> TrainConfig {
+        let mut t = TrainConfig::new(self.common.d_sae, self.k);
+        t.seed = self.common.seed;
+        t.steps = steps as usize;
+        t.batch = self.common.batch;
         t.adam = AdamConfig {
-            lr: self.lr,
+            lr: self.common.lr as f32,
             ..AdamConfig::default()
         };
+        t.aux_k = (self.aux_coeff > 0.0).then(|| AuxKConfig {
+            k_aux: self.k_aux_for(d_in),
+            coeff: self.aux_coeff as f32,
+        });
+        t.dead_window = self.common.dead_window;
+        t.b_dec_init = self.common.b_dec_init;
         t.threads = rayon::current_num_threads();
         t
     }
@@ -119,36 +162,98 @@ impl TopKConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn defaults_fill_in_and_bad_fields_are_named() {
-        let cfg =
-            TopKConfig::from_json(&json!({"d_sae": 64, "k": 8, "seed": 1, "steps": 10})).unwrap();
-        assert_eq!((cfg.batch, cfg.lr, cfg.tensor), (4096, 1e-3, None));
-        let e = TopKConfig::from_json(&json!({"d_sae": 64, "k": 80, "seed": 1, "steps": 10}))
-            .unwrap_err();
-        assert!(
-            e.message.contains("`k` = 80") && e.message.contains("d_sae"),
-            "{e}"
-        );
-        let e = TopKConfig::from_json(
-            &json!({"d_sae": 64, "k": 8, "seed": 1, "steps": 10, "epochs": 2}),
-        )
-        .unwrap_err();
-        assert!(e.message.contains("unknown field `epochs`"), "{e}");
-        let e = TopKConfig::from_json(
-            &json!({"d_sae": 64, "k": 8, "seed": 1, "steps": 10, "lr": -1.0}),
-        )
-        .unwrap_err();
-        assert!(
-            e.message.contains("lr = -1 must be a positive number"),
-            "{e}"
-        );
-        let e = TopKConfig::from_json(&json!({"d_sae": 64, "k": 8, "steps": 10})).unwrap_err();
-        assert!(e.message.contains("missing field `seed`"), "{e}");
+    fn base() -> Value {
+        json!({"d_sae": 64, "k": 8, "seed": 1, "steps": 10})
+    }
+
+    fn err(v: Value) -> String {
+        TopKConfig::from_json(&v).unwrap_err().to_string()
     }
 
     #[test]
-    fn the_schema_requires_what_the_parser_requires() {
+    fn defaults_fill_in_and_bad_keys_are_named() {
+        let cfg = TopKConfig::from_json(&base()).unwrap();
+        assert_eq!(
+            (cfg.common.batch, cfg.common.lr, cfg.common.tensor.clone()),
+            (4096, 1e-3, None)
+        );
+        assert_eq!((cfg.k_aux, cfg.aux_coeff), (None, 1.0 / 32.0));
+        assert_eq!(cfg.k_aux_for(384), 64, "d_in / 2 = 192, capped at d_sae 64");
+        assert_eq!(cfg.k_aux_for(100), 50);
+        assert_eq!(cfg.common.b_dec_init, BDecInit::Zeros);
+        let mut v = base();
+        v["k"] = json!(80);
+        assert_eq!(
+            err(v),
+            "config key `k` = 80 is invalid: must be <= d_sae (64)"
+        );
+        let mut v = base();
+        v["k_aux"] = json!(65);
+        assert_eq!(
+            err(v),
+            "config key `k_aux` = 65 is invalid: must be <= d_sae (64)"
+        );
+        let mut v = base();
+        v["epochs"] = json!(2);
+        assert_eq!(
+            err(v),
+            "config key `steps` and `epochs` are both set; set exactly one of them"
+        );
+        let mut v = base();
+        v["steps"] = Value::Null;
+        assert!(err(v).starts_with("config key `steps` is not set, nor is `epochs`"));
+        let mut v = base();
+        v["lr"] = json!(-1.0);
+        assert_eq!(
+            err(v),
+            "config key `lr` = -1.0 is invalid: must be a finite number > 0"
+        );
+        let mut v = base();
+        v["bogus"] = json!(1);
+        let e = err(v);
+        assert!(
+            e.starts_with(
+                "config key `bogus` is not a sae-topk config key; the keys are: d_sae, seed,"
+            ) && e.ends_with("k, k_aux, aux_coeff"),
+            "{e}"
+        );
+        let e = err(json!({"d_sae": 64, "k": 8, "steps": 10}));
+        assert_eq!(
+            e,
+            "config key `seed` is required (the host sets it from --seed)"
+        );
+        let mut v = base();
+        v["eval"] = json!({"fraction": 1.5});
+        assert_eq!(
+            err(v),
+            "config key `eval.fraction` = 1.5 is invalid: must be strictly between 0 and 1"
+        );
+        let mut v = base();
+        v["eval"] = json!({"fraction": 0.1, "data": true});
+        assert!(err(v).starts_with("config key `eval` = "));
+        let mut v = base();
+        v["b_dec_init"] = json!("median");
+        assert!(err(v).starts_with("config key `b_dec_init` = \"median\" is invalid"));
+        let mut v = base();
+        v["aux_coeff"] = json!(0);
+        let off = TopKConfig::from_json(&v).unwrap();
+        assert_eq!(
+            off.train_config(32, 10).aux_k,
+            None,
+            "aux_coeff 0 is AuxK off"
+        );
+        let on = TopKConfig::from_json(&base()).unwrap().train_config(32, 10);
+        assert_eq!(
+            on.aux_k,
+            Some(AuxKConfig {
+                k_aux: 16,
+                coeff: 1.0 / 32.0
+            })
+        );
+    }
+
+    #[test]
+    fn every_optional_key_has_a_default_and_a_description_the_parser_agrees_with() {
         let schema = config_schema();
         let required: Vec<&str> = schema["required"]
             .as_array()
@@ -156,17 +261,51 @@ mod tests {
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        assert_eq!(required, ["d_sae", "k", "seed", "steps"]);
-        for key in schema["properties"].as_object().unwrap().keys() {
-            let mut v = json!({"d_sae": 64, "k": 8, "seed": 1, "steps": 10});
-            if !v.as_object().unwrap().contains_key(key) {
-                v[key] = schema["properties"][key]
-                    .get("default")
-                    .cloned()
-                    .unwrap_or(Value::Null);
+        assert_eq!(required, ["d_sae", "k", "seed"]);
+        let props = schema["properties"].as_object().unwrap();
+        let mut keys: Vec<&str> = husai_kernels::trainer::config::COMMON_KEYS.to_vec();
+        keys.extend(FAMILY_KEYS);
+        assert_eq!(props.keys().map(String::as_str).collect::<Vec<_>>(), keys);
+        // The schema's defaults, filled in as the host does, give exactly the parser's defaults.
+        let mut filled = base();
+        for (key, p) in props {
+            assert!(p["description"].is_string(), "{key} has no description");
+            if required.contains(&key.as_str()) {
+                continue;
             }
-            TopKConfig::from_json(&v)
-                .unwrap_or_else(|e| panic!("schema property {key} not accepted: {e}"));
+            let d = p
+                .get("default")
+                .unwrap_or_else(|| panic!("{key} has no default"));
+            if key != "steps" {
+                filled[key] = d.clone();
+            }
         }
+        let from_defaults = TopKConfig::from_json(&filled).unwrap();
+        assert_eq!(from_defaults, TopKConfig::from_json(&base()).unwrap());
+        assert_eq!(
+            Value::Object(from_defaults.effective()),
+            filled,
+            "the effective config is the host's filled-in config"
+        );
+    }
+
+    /// The published schema is what `husai-audit plugins show sae-topk` prints: a golden file makes every change
+    /// to it visible in review. `HUSAI_UPDATE_GOLDEN=1` rewrites it.
+    #[test]
+    fn the_schema_matches_its_golden_file() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/config_schema.json"
+        );
+        let mut text = serde_json::to_string_pretty(&config_schema()).unwrap();
+        text.push('\n');
+        if std::env::var_os("HUSAI_UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let golden = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            golden == text,
+            "{path} differs from config_schema(); review the change and rerun with HUSAI_UPDATE_GOLDEN=1"
+        );
     }
 }

@@ -1,36 +1,50 @@
-//! `sae-topk`: the TopK SAE trainer plugin.
+//! husai trainer plugin `sae-topk`: TopK sparse autoencoders on CPU, following the trainer contract
+//! (`docs/trainer-contract.md`). This file is only TopK's glue: its config keys ([`config`]), building the kernels'
+//! TopK trainer, and its checkpoint and state files. Everything every trainer shares (common keys, inputs and
+//! held-out rows, metric stream, divergence, interruption, summary and result JSON) is
+//! `husai_kernels::trainer`.
 //!
-//! It reads a [`RunRequest`] whose `inputs.activations` names an activation bank (`.npy` or `.safetensors`), checks
-//! and memory-maps it (`husai_kernels::activations`), trains with `husai_kernels::train`, and writes into the
-//! request's output directory:
+//! Inputs by role: `activations` (required), `eval_activations` (optional, with `eval = {"data": true}`), `resume`
+//! (optional: the output directory of an earlier run of the same config, continued bit-exactly).
+//!
+//! Outputs in the request's output directory:
 //!
 //! - `cfg.json` + `sae_weights.safetensors`: the SAE in SAELens's layout (`sae_lens.SAE.load_from_disk` loads it as
 //!   architecture `topk`); same seed and data give byte-identical weights;
-//! - `metrics.json`: MSE, FVU, L0 and dead fraction (definitions in `husai_kernels::metrics`) of the final model,
-//!   the loss curve, the training loop's wall time and rows per second.
-//!
-//! The result JSON lists the outputs and describes the data set as the plugin read it; the host hashes the data set
-//! and the outputs itself.
+//! - `trainer_state.safetensors`: Adam's moments and step, the data cursor, the generator state and the dead-latent
+//!   counters (`husai_kernels::state`);
+//! - `metrics.json`: the summary on training and held-out rows; `metrics.jsonl`: the metric stream.
 
 mod config;
 
 use std::path::Path;
 
-use husai_kernels::activations::{self, OpenOptions};
-use husai_kernels::{checkpoint, train_from};
+use husai_kernels::state::{STATE_FILE, TrainerState};
+use husai_kernels::trainer::config::check_resume_fingerprint;
+use husai_kernels::trainer::{
+    self, Dataset, Digests, EVAL_INPUT, Hooks, METRICS_FILE, MetricStream, Plan, RESUME_INPUT,
+    STREAM_FILE, TrainerError, read_input,
+};
+use husai_kernels::{TopKSae, Trainer, batch_start, checkpoint};
 use husai_plugin_api::{
     Capability, Description, Plugin, PluginError, PluginKind, Progress, RunRequest,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
-pub use config::{RowSelection, TopKConfig, config_schema};
+pub use config::{DEFAULT_AUX_COEFF, FAMILY_KEYS, TopKConfig, config_schema};
+pub use husai_kernels::trainer::ACTIVATIONS_INPUT;
 
-/// Name of the metrics file in the output directory.
-pub const METRICS_FILE: &str = "metrics.json";
-/// The input role of the activation bank.
-pub const ACTIVATIONS_INPUT: &str = "activations";
-/// Input role of an optional checkpoint directory to resume from.
-pub const RESUME_INPUT: &str = "resume";
+/// The family name recorded in `trainer_state.safetensors`.
+pub const FAMILY: &str = "topk";
+
+/// Every output, in the order the result lists them.
+pub const OUTPUTS: [&str; 5] = [
+    checkpoint::CONFIG_FILE,
+    checkpoint::WEIGHTS_FILE,
+    STATE_FILE,
+    METRICS_FILE,
+    STREAM_FILE,
+];
 
 struct SaeTopK;
 
@@ -54,117 +68,190 @@ impl Plugin for SaeTopK {
 
 husai_plugin_api::export_plugin!(SaeTopK);
 
-/// A JSON number, or `null` for a non-finite value (husai never writes NaN or Infinity).
-fn num(v: f64) -> Value {
-    if v.is_finite() { json!(v) } else { Value::Null }
+fn plugin_error(e: TrainerError) -> PluginError {
+    match e {
+        TrainerError::Config { .. } => PluginError::invalid_config(format!("sae-topk {e}")),
+        TrainerError::Input(m) => PluginError::invalid_input(m),
+        TrainerError::Output(m) => PluginError::output(m),
+        TrainerError::Failed(m) => PluginError::failed(m),
+    }
 }
 
-fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
+struct ProgressHooks<'a>(&'a mut Progress);
+
+impl Hooks for ProgressHooks<'_> {
+    fn report(&mut self, done: u64, total: u64, message: &str) {
+        self.0.report(done, total, message);
+    }
+    fn stop_requested(&self) -> bool {
+        self.0.stop_requested()
+    }
+}
+
+/// What a `resume` input holds.
+struct Resumed {
+    model: TopKSae,
+    state: TrainerState,
+    /// Lines of the earlier `metrics.jsonl` up to the step resumed from.
+    stream: Vec<String>,
+}
+
+fn read_resume(dir: &Path, digests: &mut Digests) -> Result<Resumed, TrainerError> {
+    let mut read =
+        |name: &str| read_input(&format!("{RESUME_INPUT}/{name}"), &dir.join(name), digests);
+    let cfg = read(checkpoint::CONFIG_FILE)?;
+    let weights = read(checkpoint::WEIGHTS_FILE)?;
+    let state = read(STATE_FILE).map_err(|e| {
+        TrainerError::Input(format!(
+            "{e}; only a run written by this trainer (with its {STATE_FILE}) can be resumed"
+        ))
+    })?;
+    let stream_path = dir.join(STREAM_FILE);
+    let stream = if stream_path.exists() {
+        String::from_utf8_lossy(&read(STREAM_FILE)?).into_owned()
+    } else {
+        String::new()
+    };
+    let input = |e: &dyn std::fmt::Display| TrainerError::Input(e.to_string());
+    let parts = checkpoint::from_bytes(dir, &cfg, &weights).map_err(|e| input(&e))?;
+    let model = TopKSae::from_parts(parts).map_err(|e| {
+        TrainerError::Input(format!(
+            "{}: {e}",
+            dir.join(checkpoint::WEIGHTS_FILE).display()
+        ))
+    })?;
+    let state =
+        TrainerState::from_bytes(&dir.join(STATE_FILE), &state, model.d_in(), model.d_sae())
+            .map_err(|e| input(&e))?;
+    if state.family != FAMILY {
+        return Err(TrainerError::Input(format!(
+            "{}: written by the {:?} family; sae-topk resumes only {FAMILY:?} runs",
+            dir.join(STATE_FILE).display(),
+            state.family
+        )));
+    }
+    let done = state.snapshot.steps_done;
+    let stream = stream
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= done)
+        })
+        .map(str::to_owned)
+        .collect();
+    Ok(Resumed {
+        model,
+        state,
+        stream,
+    })
+}
+
+/// The plugin's `run`, callable in-process (tests call it with `Progress::discard_with_stop_flag`).
+pub fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
+    train(request, progress).map_err(plugin_error)
+}
+
+fn train(request: &RunRequest, progress: &mut Progress) -> Result<Value, TrainerError> {
     let cfg = TopKConfig::from_json(&request.config)?;
     if let Some(role) = request
         .inputs
         .keys()
-        .find(|r| r.as_str() != ACTIVATIONS_INPUT && r.as_str() != RESUME_INPUT)
+        .find(|r| ![ACTIVATIONS_INPUT, EVAL_INPUT, RESUME_INPUT].contains(&r.as_str()))
     {
-        return Err(PluginError::invalid_input(format!(
-            "sae-topk takes the inputs {ACTIVATIONS_INPUT:?} and, optionally, {RESUME_INPUT:?}; \
+        return Err(TrainerError::Input(format!(
+            "sae-topk takes the inputs {ACTIVATIONS_INPUT:?} and, optionally, {EVAL_INPUT:?} and {RESUME_INPUT:?}; \
              the request also names {role:?}"
         )));
     }
-    // A checkpoint directory (cfg.json + sae_weights.safetensors) to continue training from.
-    let start = match request.inputs.get(RESUME_INPUT) {
+    let effective = cfg.effective();
+    let mut digests = Digests::new();
+    let resumed = match request.inputs.get(RESUME_INPUT) {
         Some(dir) => {
-            let parts =
-                checkpoint::read(dir).map_err(|e| PluginError::invalid_input(e.to_string()))?;
-            Some(
-                husai_kernels::TopKSae::from_parts(parts)
-                    .map_err(|e| PluginError::invalid_input(e.to_string()))?,
-            )
+            let r = read_resume(dir, &mut digests)?;
+            check_resume_fingerprint(&r.state.config, &effective)?;
+            Some(r)
         }
         None => None,
     };
-    let data_path = request.inputs.get(ACTIVATIONS_INPUT).ok_or_else(|| {
-        PluginError::invalid_input(format!(
-            "the request names no {ACTIVATIONS_INPUT:?} input file"
-        ))
-    })?;
-    let opts = OpenOptions {
-        tensor: cfg.tensor.clone(),
-        min_rows: cfg.batch,
-        expected_d_in: start.as_ref().map(|m| m.d_in()),
-        rows: cfg.rows.map(|r| (r.start, r.end)),
-    };
-    let acts = activations::open(data_path, &opts)
-        .map_err(|e| PluginError::invalid_input(e.to_string()))?;
-    let info = acts.info().clone();
-
-    let train_cfg = cfg.to_train_config();
-    let mut last_report = std::time::Instant::now();
-    let mut on_step = |step: usize, steps: usize, loss: f64| {
-        // Report at most ~20 times a second (plus the last step): each report is a line through a pipe.
-        if step == steps || last_report.elapsed().as_millis() >= 50 {
-            last_report = std::time::Instant::now();
-            progress.report(step as u64, steps as u64, &format!("loss {loss:.4}"));
+    let data = Dataset::load(
+        &request.inputs,
+        &cfg.common,
+        resumed.as_ref().map(|r| r.model.d_in()),
+        &mut digests,
+    )?;
+    let d_in = data.d_in;
+    let n_train = data.train_len();
+    let total = cfg.common.length.total_steps(n_train, cfg.common.batch);
+    let train_cfg = cfg.train_config(d_in, total);
+    let rng_state = TopKSae::rng_state_after_init(d_in, cfg.common.d_sae, cfg.common.seed);
+    let out = &request.output_dir;
+    let mut stream = MetricStream::create(&out.join(STREAM_FILE))?;
+    let failed =
+        |e: husai_kernels::KernelError| TrainerError::Failed(format!("training failed: {e}"));
+    let mut session = match resumed {
+        None => {
+            let mut t = Trainer::new(train_cfg, d_in).map_err(failed)?;
+            t.init_b_dec(&data.train).map_err(failed)?;
+            t
+        }
+        Some(r) => {
+            let done = r.state.snapshot.steps_done;
+            if done > total {
+                return Err(TrainerError::config(
+                    "steps",
+                    format!(
+                        "= {total} is below the {done} steps the resumed run already took; set steps >= {done}"
+                    ),
+                ));
+            }
+            let cursor = batch_start(done, cfg.common.batch, n_train) as u64;
+            if r.state.cursor != cursor || r.state.rng_state != rng_state {
+                return Err(TrainerError::Input(format!(
+                    "the resumed run's data cursor {} and generator state {} do not match this run's {cursor} and \
+                     {rng_state} (other training rows or seed); resume with the same data and rows",
+                    r.state.cursor, r.state.rng_state
+                )));
+            }
+            stream.append_raw(r.stream.iter().map(String::as_str))?;
+            Trainer::from_snapshot(train_cfg, r.model, r.state.snapshot).map_err(failed)?
         }
     };
-    let outcome = train_from(&train_cfg, start, acts.data(), info.d_in, &mut on_step)
-        .map_err(|e| PluginError::failed(format!("training failed: {e}")))?;
+    let plan = Plan {
+        total_steps: total,
+        batch: cfg.common.batch,
+        lr: cfg.common.lr,
+        eval_every: cfg.common.eval_every,
+        log_every: cfg.common.log_every,
+        fvu_ceiling: cfg.common.fvu_ceiling,
+    };
+    let outcome = trainer::drive(
+        &mut session,
+        &plan,
+        &data,
+        &mut stream,
+        &mut ProgressHooks(progress),
+    )?;
+    drop(stream);
 
-    let out = &request.output_dir;
-    let parts = outcome.model.to_parts();
-    checkpoint::write(out, &parts).map_err(|e| PluginError::output(e.to_string()))?;
-
-    let m = &outcome.metrics;
-    let curve: Vec<Value> = outcome
-        .loss_curve
-        .iter()
-        .enumerate()
-        .map(|(i, l)| json!({"step": i + 1, "mse_loss": num(l.mse_loss), "aux_loss": num(l.aux_loss), "l0": num(l.l0)}))
-        .collect();
-    let metrics = json!({
-        "definitions": "husai_kernels::metrics: MSE = mean squared error per element; FVU = sum((x - x_hat)^2) / \
-                        sum((x - mean)^2) with per-column means of the evaluated rows; L0 = mean nonzero latents per \
-                        row; dead fraction = share of latents that fired on none of the evaluated rows",
-        "eval_rows": m.rows,
-        "mse": num(m.reconstruction.mse),
-        "fvu": num(m.reconstruction.fvu),
-        "loss_per_row": num(m.reconstruction.loss_per_row),
-        "l0": num(m.l0),
-        "dead_fraction": num(m.dead_fraction),
-        "train_dead_fraction": num(outcome.train_dead_fraction),
-        "steps": train_cfg.steps,
-        "batch": train_cfg.batch,
-        "threads": train_cfg.threads,
-        "wall_s": num(outcome.wall_s),
-        "rows_per_s": num(outcome.rows_per_s),
-        "loss_curve": curve,
-    });
-    write_json(&out.join(METRICS_FILE), &metrics)?;
-
-    Ok(json!({
-        "outputs": [checkpoint::CONFIG_FILE, checkpoint::WEIGHTS_FILE, METRICS_FILE],
-        "dataset": {
-            "format": info.format.as_str(),
-            "dtype": info.dtype.as_str(),
-            "shape": info.shape(),
-            "tensor": info.tensor,
-            "rows": {"start": acts.row_range().0, "end": acts.row_range().1},
-        },
-        "metrics": {
-            "mse": num(m.reconstruction.mse),
-            "fvu": num(m.reconstruction.fvu),
-            "l0": num(m.l0),
-            "dead_fraction": num(m.dead_fraction),
-            "wall_s": num(outcome.wall_s),
-            "rows_per_s": num(outcome.rows_per_s),
-        },
-    }))
+    let output = |e: &dyn std::fmt::Display| TrainerError::Output(e.to_string());
+    checkpoint::write(out, &session.model().to_parts()).map_err(|e| output(&e))?;
+    let state = TrainerState {
+        family: FAMILY.into(),
+        snapshot: session.snapshot(),
+        cursor: batch_start(outcome.steps_done, cfg.common.batch, n_train) as u64,
+        rng_state,
+        config: husai_kernels::trainer::config::resume_fingerprint(&effective),
+        d_in,
+    };
+    let state_path = out.join(STATE_FILE);
+    std::fs::write(&state_path, state.to_bytes())
+        .map_err(|e| TrainerError::Output(format!("cannot write {}: {e}", state_path.display())))?;
+    let summary = outcome.summary_json(&data);
+    trainer::write_json(&out.join(METRICS_FILE), &summary)?;
+    Ok(outcome.result_json(&data, &summary, &OUTPUTS, &digests))
 }
 
-fn write_json(path: &Path, value: &Value) -> Result<(), PluginError> {
-    let mut text = serde_json::to_vec_pretty(value)
-        .map_err(|e| PluginError::output(format!("cannot serialise {}: {e}", path.display())))?;
-    text.push(b'\n');
-    std::fs::write(path, text)
-        .map_err(|e| PluginError::output(format!("cannot write {}: {e}", path.display())))
-}
+#[cfg(test)]
+mod tests;

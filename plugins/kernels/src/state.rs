@@ -1,0 +1,292 @@
+//! `trainer_state.safetensors`: what exact resume needs beside the SAELens-layout checkpoint.
+//!
+//! A plain safetensors file (readable by any safetensors reader) holding
+//!
+//! - float32 tensors named `adam.<param>.exp_avg` / `adam.<param>.exp_avg_sq` (PyTorch's names for Adam's moments),
+//!   with `<param>` one of `W_enc_T` (`[d_sae, d_in]`, the layout the kernels keep the encoder in), `b_enc`,
+//!   `W_dec`, `b_dec`;
+//! - a uint64 tensor `dead.steps_since_fired` `[d_sae]`;
+//! - `__metadata__` strings: `format` (`husai-trainer-state`), `version` (`1`), `family`, `steps_done`, `adam_step`,
+//!   `cursor` (first row, within the training rows, of the next batch), `rng_state` (see [`TrainerState::rng_state`])
+//!   and `config` (the run's effective config without `steps`, `epochs` and `resume_from`, as compact JSON with
+//!   sorted keys).
+//!
+//! The writer is deterministic: the same state gives the same bytes (tensors in the order given, metadata in key
+//! order, the header padded with spaces to 8-byte alignment).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::adam::Moments;
+use crate::sae::SaeAdamState;
+use crate::train::TrainerSnapshot;
+
+/// File name inside a run's output directory.
+pub const STATE_FILE: &str = "trainer_state.safetensors";
+/// `__metadata__.format` of the file.
+pub const FORMAT: &str = "husai-trainer-state";
+/// `__metadata__.version` this code writes and reads.
+pub const VERSION: &str = "1";
+
+/// Why a state file cannot be read. Messages name the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("trainer state {path}: {detail}")]
+pub struct StateError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// The contents of `trainer_state.safetensors`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainerState {
+    /// The SAE family that wrote it (`topk`).
+    pub family: String,
+    /// Optimiser state and dead-latent counters.
+    pub snapshot: TrainerSnapshot,
+    /// First row (0-based, within the training rows) of the batch the next step takes.
+    pub cursor: u64,
+    /// State of the run's random generator after the last draw. The TopK trainer draws only at initialisation
+    /// (the weights, which the checkpoint holds), so it records the generator's state after that draw; nothing
+    /// reads it back today, but a family that shuffles or resamples continues from it.
+    pub rng_state: u64,
+    /// The effective config without `steps`, `epochs` and `resume_from` (compact JSON, sorted keys).
+    pub config: String,
+    /// Input width.
+    pub d_in: usize,
+}
+
+const PARAMS: [&str; 4] = ["W_enc_T", "b_enc", "W_dec", "b_dec"];
+
+fn moments(s: &SaeAdamState) -> [&Moments; 4] {
+    [&s.w_enc_t, &s.b_enc, &s.w_dec, &s.b_dec]
+}
+
+fn shapes(d_in: usize, d_sae: usize) -> [Vec<usize>; 4] {
+    [
+        vec![d_sae, d_in],
+        vec![d_sae],
+        vec![d_sae, d_in],
+        vec![d_in],
+    ]
+}
+
+impl TrainerState {
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let d_sae = self.snapshot.steps_since_fired.len();
+        let mut tensors: Vec<(String, &'static str, Vec<usize>, Vec<u8>)> = Vec::new();
+        for ((name, m), shape) in PARAMS
+            .iter()
+            .zip(moments(&self.snapshot.adam))
+            .zip(shapes(self.d_in, d_sae))
+        {
+            for (suffix, v) in [("exp_avg", &m.m), ("exp_avg_sq", &m.v)] {
+                let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                tensors.push((format!("adam.{name}.{suffix}"), "F32", shape.clone(), bytes));
+            }
+        }
+        let dead = self
+            .snapshot
+            .steps_since_fired
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        tensors.push(("dead.steps_since_fired".into(), "U64", vec![d_sae], dead));
+        let meta: BTreeMap<&str, String> = [
+            ("format", FORMAT.to_string()),
+            ("version", VERSION.to_string()),
+            ("family", self.family.clone()),
+            ("steps_done", self.snapshot.steps_done.to_string()),
+            ("adam_step", self.snapshot.steps_done.to_string()),
+            ("cursor", self.cursor.to_string()),
+            ("rng_state", self.rng_state.to_string()),
+            ("config", self.config.clone()),
+        ]
+        .into_iter()
+        .collect();
+        let mut header = String::from("{\"__metadata__\":");
+        header.push_str(&serde_json::to_string(&meta).expect("string map serialises"));
+        let mut offset = 0usize;
+        for (name, dtype, shape, bytes) in &tensors {
+            let dims = shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let end = offset + bytes.len();
+            header.push_str(&format!(
+                ",\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":[{dims}],\"data_offsets\":[{offset},{end}]}}"
+            ));
+            offset = end;
+        }
+        header.push('}');
+        let padded = (8 + header.len()).next_multiple_of(8) - 8;
+        header.push_str(&" ".repeat(padded - header.len()));
+        let mut out = Vec::with_capacity(8 + header.len() + offset);
+        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        for (_, _, _, bytes) in &tensors {
+            out.extend_from_slice(bytes);
+        }
+        out
+    }
+
+    /// Parses the bytes of `path` (named in messages); `d_in`/`d_sae` are the checkpoint's dimensions, which every
+    /// tensor must match.
+    pub fn from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        d_in: usize,
+        d_sae: usize,
+    ) -> Result<TrainerState, StateError> {
+        let bad = |detail: String| StateError {
+            path: path.to_owned(),
+            detail,
+        };
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("is not a valid safetensors file: {e}")))?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        let get = |key: &str| {
+            meta.get(key)
+                .cloned()
+                .ok_or_else(|| bad(format!("its metadata has no {key:?}")))
+        };
+        let num = |key: &str| {
+            get(key)?
+                .parse::<u64>()
+                .map_err(|_| bad(format!("metadata {key:?} is not an unsigned integer")))
+        };
+        if get("format")? != FORMAT || get("version")? != VERSION {
+            return Err(bad(format!(
+                "is not a {FORMAT} version {VERSION} file (format {:?}, version {:?})",
+                meta.get("format"),
+                meta.get("version")
+            )));
+        }
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("is not a valid safetensors file: {e}")))?;
+        let tensor = |name: &str, dtype: safetensors::Dtype, shape: &[usize]| {
+            let view = st
+                .tensor(name)
+                .map_err(|_| bad(format!("has no tensor {name:?}")))?;
+            if view.dtype() != dtype || view.shape() != shape {
+                return Err(bad(format!(
+                    "tensor {name:?} is {:?} {:?}; expected {dtype:?} {shape:?} (d_in {d_in}, d_sae {d_sae} from \
+                     the checkpoint)",
+                    view.dtype(),
+                    view.shape()
+                )));
+            }
+            Ok(view.data().to_vec())
+        };
+        let f32s = |b: Vec<u8>| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let mut ms = Vec::new();
+        for (name, shape) in PARAMS.iter().zip(shapes(d_in, d_sae)) {
+            let m = f32s(tensor(
+                &format!("adam.{name}.exp_avg"),
+                safetensors::Dtype::F32,
+                &shape,
+            )?);
+            let v = f32s(tensor(
+                &format!("adam.{name}.exp_avg_sq"),
+                safetensors::Dtype::F32,
+                &shape,
+            )?);
+            ms.push(Moments { m, v });
+        }
+        let dead: Vec<u64> = tensor("dead.steps_since_fired", safetensors::Dtype::U64, &[d_sae])?
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        let steps_done = num("steps_done")?;
+        if num("adam_step")? != steps_done {
+            return Err(bad(
+                "metadata adam_step and steps_done disagree; the file was not written by husai"
+                    .into(),
+            ));
+        }
+        let mut it = ms.into_iter();
+        let mut next = || it.next().expect("four moments");
+        Ok(TrainerState {
+            family: get("family")?,
+            snapshot: TrainerSnapshot {
+                steps_done,
+                adam: SaeAdamState {
+                    w_enc_t: next(),
+                    b_enc: next(),
+                    w_dec: next(),
+                    b_dec: next(),
+                },
+                steps_since_fired: dead,
+            },
+            cursor: num("cursor")?,
+            rng_state: num("rng_state")?,
+            config: get("config")?,
+            d_in,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> TrainerState {
+        let (d_in, d_sae) = (3, 4);
+        let mut adam = SaeAdamState::zeros(d_in, d_sae);
+        adam.w_dec.m[5] = 0.25;
+        adam.b_dec.v[2] = 1e-9;
+        TrainerState {
+            family: "topk".into(),
+            snapshot: TrainerSnapshot {
+                steps_done: 17,
+                adam,
+                steps_since_fired: vec![0, 3, 1000, 2],
+            },
+            cursor: 42,
+            rng_state: u64::MAX - 1,
+            config: r#"{"batch":8}"#.into(),
+            d_in,
+        }
+    }
+
+    #[test]
+    fn round_trips_deterministically_and_is_plain_safetensors() {
+        let s = state();
+        let bytes = s.to_bytes();
+        assert_eq!(bytes, s.to_bytes());
+        let back = TrainerState::from_bytes(Path::new("x"), &bytes, 3, 4).unwrap();
+        assert_eq!(back, s);
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!((8 + header_len) % 8, 0);
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(
+            st.tensor("adam.W_dec.exp_avg").unwrap().shape(),
+            &[4usize, 3]
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_and_foreign_files_are_named() {
+        let bytes = state().to_bytes();
+        let e = TrainerState::from_bytes(Path::new("run/trainer_state.safetensors"), &bytes, 3, 5)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "trainer state run/trainer_state.safetensors: tensor \"adam.W_enc_T.exp_avg\""
+            ),
+            "{e}"
+        );
+        let e = TrainerState::from_bytes(Path::new("w"), b"not safetensors", 3, 4)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a valid safetensors file"), "{e}");
+    }
+}
