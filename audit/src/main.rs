@@ -34,6 +34,9 @@ husai-audit show results/exp1/<run_id>"
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Accept a signing key file that its group or others can read (refused by default).
+    #[arg(long, global = true, env = "HUSAI_ALLOW_READABLE_KEY")]
+    allow_readable_key: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +59,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::ALLOW_READABLE_KEY.store(cli.allow_readable_key, std::sync::atomic::Ordering::Relaxed);
     let result = match cli.command {
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Attest(args) => cmd::attest::run(args),

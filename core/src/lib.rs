@@ -21,4 +21,5 @@ pub mod statement;
 pub mod stats;
 pub mod store;
 pub mod trust;
+pub mod untrusted;
 pub mod verify;

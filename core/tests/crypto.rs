@@ -304,6 +304,7 @@ fn ctx_at(t: time::OffsetDateTime) -> TrustContext {
     TrustContext {
         signed_at: t,
         accepted_roles: None,
+        kind: None,
     }
 }
 
@@ -556,6 +557,7 @@ fn trust_check_semantics() {
     let gate_only = TrustContext {
         signed_at: datetime!(2026-06-01 12:00 UTC),
         accepted_roles: Some(vec!["ci".into(), "gate".into()]),
+        kind: None,
     };
     policy.check(&k0, &gate_only).unwrap();
     let msg = policy.check(&k2, &gate_only).unwrap_err().to_string();
@@ -658,13 +660,13 @@ fn keys_come_from_the_policy_not_the_envelope() {
     let fx = Fixture::new(2);
     let policy = fx.policy(vec![fx.entry(0)]);
 
-    // Signed by a key the policy does not list, whatever keyid the envelope claims.
+    // Signed by a key the policy does not list: refused by its keyid, with no signature work.
     let mut env = sign_envelope(INTOTO_PAYLOAD_TYPE, b"p", &fx.keys[1]);
     let err = verify_envelope(&env, &policy, &in_window()).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
-            "envelope signature #0 (keyid \"{}\") was made by a key that is not in trust policy {}; only keys listed there are trusted",
+            "envelope signature #0 names key \"{}\", which is not in trust policy {}; only keys listed there are trusted, and a signature is checked only against the key its keyid names",
             fx.keys[1].key_id(),
             policy.path().display()
         )
@@ -675,12 +677,52 @@ fn keys_come_from_the_policy_not_the_envelope() {
         Err(SignatureError::DoesNotVerify { .. })
     ));
 
-    // A missing or stale hint does not matter when a policy key verifies; the result names the
-    // key that actually signed.
+    // A signature without a keyid is refused, not tried against every policy key, even when a
+    // policy key would verify it.
     let mut env = sign_envelope(INTOTO_PAYLOAD_TYPE, b"p", &fx.keys[0]);
     env.signatures[0].keyid = String::new();
+    let err = verify_envelope(&env, &policy, &in_window()).unwrap_err();
+    assert!(
+        matches!(err, SignatureError::MissingKeyId { index: 0 }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("has no keyid"), "{err}");
+}
+
+#[test]
+fn signatures_are_capped_and_each_is_tried_only_against_its_named_key() {
+    let fx = Fixture::new(2);
+    let policy = fx.policy(vec![fx.entry(0), fx.entry(1)]);
+    let env = sign_envelope(INTOTO_PAYLOAD_TYPE, b"p", &fx.keys[0]);
+
+    // More than MAX_SIGNATURES: refused before any is checked, even though one is valid.
+    let mut many = env.clone();
+    for _ in 0..husai_core::dsse::MAX_SIGNATURES {
+        many.signatures.push(env.signatures[0].clone());
+    }
+    let err = verify_envelope(&many, &policy, &in_window()).unwrap_err();
+    assert!(
+        matches!(err, SignatureError::TooManySignatures { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("at most 16 are accepted"), "{err}");
+
+    // A valid signature labelled with the other policy key's id does not verify: it is checked
+    // against key 1 only.
+    let mut relabelled = env.clone();
+    relabelled.signatures[0].keyid = fx.keys[1].key_id();
+    let err = verify_envelope(&relabelled, &policy, &in_window()).unwrap_err();
+    assert!(
+        matches!(&err, SignatureError::DoesNotVerify { keyid, .. } if *keyid == fx.keys[1].key_id()),
+        "{err:?}"
+    );
+
+    // Exactly MAX_SIGNATURES, the last one valid: accepted.
+    let mut full = env.clone();
+    full.signatures = vec![relabelled.signatures[0].clone(); husai_core::dsse::MAX_SIGNATURES - 1];
+    full.signatures.push(env.signatures[0].clone());
     assert_eq!(
-        verify_envelope(&env, &policy, &in_window()).unwrap().keyid,
+        verify_envelope(&full, &policy, &in_window()).unwrap().keyid,
         fx.keys[0].key_id()
     );
 }

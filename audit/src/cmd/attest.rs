@@ -14,7 +14,9 @@ use crate::cli;
 /// If a command follows `--`, it runs first (with DIR existing) and its argv and exit status are
 /// recorded; a command that fails produces no run. Without a command, the files already in DIR
 /// are attested as they are. DIR is copied into the run, never moved, so nothing is lost if
-/// attesting fails; every file in it must be a regular file.
+/// attesting fails; every file in it must be a regular file with a name verify accepts (UTF-8,
+/// no backslash, no drive prefix like `C:x`, no control characters). A directory holding a PEM
+/// private key is refused, and so is a directory that contains the results tree itself.
 ///
 /// Inputs (--input) are recorded with their digests. An input inside a verified run (a file
 /// path, a run directory, or a bare run id found under --results) is recorded as that run's
@@ -106,6 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let store = RunStore::open(&args.results)?;
+    refuse_results_inside(&args.dir, store.root())?;
     let staged = store.stage(&args.campaign, args.kind)?;
     copy_tree(&args.dir, staged.dir())?;
 
@@ -151,6 +154,16 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
             std::fs::create_dir_all(&target)
                 .with_context(|| format!("cannot create {}", target.display()))?;
         } else if ft.is_file() {
+            if husai_core::keys::file_holds_private_key(entry.path())
+                .with_context(|| format!("cannot read {}", entry.path().display()))?
+            {
+                bail!(
+                    "{} holds a PEM private key; refusing to attest it, since the run would \
+                     publish the key under results/ (move the key out of {})",
+                    husai_core::untrusted::display_path(entry.path()),
+                    husai_core::untrusted::display_path(from)
+                );
+            }
             std::fs::copy(entry.path(), &target)
                 .with_context(|| format!("cannot copy {} into the run", entry.path().display()))?;
         } else {
@@ -160,6 +173,24 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
                 entry.path().display()
             );
         }
+    }
+    Ok(())
+}
+
+/// Attesting a directory that contains the results tree (`attest results`, `attest .`) would copy
+/// the run store, including the new run's own staging directory, into the run.
+fn refuse_results_inside(dir: &Path, results: &Path) -> anyhow::Result<()> {
+    let dir_abs =
+        std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let results_abs = std::fs::canonicalize(results)
+        .with_context(|| format!("cannot resolve {}", results.display()))?;
+    if results_abs.starts_with(&dir_abs) {
+        bail!(
+            "{} contains the results tree {}; attesting it would copy the run store (and this \
+             run's own staging directory) into the run: attest a directory outside the results tree",
+            husai_core::untrusted::display_path(dir),
+            husai_core::untrusted::display_path(results)
+        );
     }
     Ok(())
 }

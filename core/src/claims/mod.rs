@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod consistency;
+pub mod gate_evidence;
 pub mod registry;
 pub mod tags;
 
