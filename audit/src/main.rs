@@ -35,7 +35,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Accept a signing key file that its group or others can read (refused by default).
-    #[arg(long, global = true, env = "HUSAI_ALLOW_READABLE_KEY")]
+    #[arg(long, global = true, env = "HUSAI_ALLOW_READABLE_KEY", value_parser = clap::builder::BoolishValueParser::new())]
     allow_readable_key: bool,
 }
 

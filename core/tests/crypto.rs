@@ -822,3 +822,130 @@ fn url_safe_unpadded_base64_from_other_producers_is_accepted() {
         payload
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// roles bound to run kinds, strict and bounded policy reading
+
+fn for_kind(kind: husai_core::manifest::RunKind) -> TrustContext {
+    TrustContext {
+        kind: Some(kind),
+        ..in_window()
+    }
+}
+
+#[test]
+fn a_1_0_policy_lets_only_ci_sign_decisions() {
+    use husai_core::manifest::RunKind;
+    let fx = Fixture::new(2);
+    let mut e1 = fx.entry(1);
+    e1["roles"] = serde_json::json!(["developer"]);
+    let policy = fx.policy(vec![fx.entry(0), e1]);
+    assert!(!policy.has_roles_table());
+    let (k0, k1) = (fx.keys[0].key_id(), fx.keys[1].key_id());
+    for kind in RunKind::ALL {
+        policy.check(&k0, &for_kind(kind)).unwrap();
+    }
+    policy.check(&k1, &for_kind(RunKind::Train)).unwrap();
+    for kind in [RunKind::Gate, RunKind::Select] {
+        let msg = policy.check(&k1, &for_kind(kind)).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "key {k1} (roles [developer]) may not sign runs of kind {kind} under trust policy {}: only roles [ci] may; sign {kind} runs with such a key, or allow the kind for the role in the policy's roles table",
+                policy.path().display()
+            )
+        );
+    }
+}
+
+#[test]
+fn a_1_1_roles_table_is_enforced_and_must_define_every_role() {
+    use husai_core::manifest::RunKind;
+    let fx = Fixture::new(2);
+    let mut e1 = fx.entry(1);
+    e1["roles"] = serde_json::json!(["developer"]);
+    let doc = |roles: serde_json::Value| serde_json::json!({"schema_version": "1.1", "roles": roles, "keys": [fx.entry(0), e1.clone()]});
+    fx.write(&doc(serde_json::json!({
+        "ci": {"kinds": ["gate", "select"]},
+        "developer": {"kinds": ["train", "eval"]}
+    })));
+    let policy = TrustPolicy::load(fx.dir.path()).unwrap();
+    assert!(policy.has_roles_table());
+    let (k0, k1) = (fx.keys[0].key_id(), fx.keys[1].key_id());
+    policy.check(&k0, &for_kind(RunKind::Gate)).unwrap();
+    assert!(matches!(
+        policy.check(&k0, &for_kind(RunKind::Train)),
+        Err(TrustError::KindNotAllowed { .. })
+    ));
+    policy.check(&k1, &for_kind(RunKind::Eval)).unwrap();
+    let msg = policy
+        .check(&k1, &for_kind(RunKind::Gate))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("only roles [ci] may"), "{msg}");
+    // No kind (not a run): roles are not consulted.
+    policy.check(&k1, &in_window()).unwrap();
+
+    // Every role a key holds must be defined.
+    let (_, err) = fx.load_err(doc(serde_json::json!({"ci": {"kinds": ["gate"]}})));
+    assert!(
+        matches!(err, TrustError::UndefinedRole { ref role, .. } if role == "developer"),
+        "{err}"
+    );
+    // Unknown kinds and misspelt fields are schema errors.
+    let (_, err) = fx.load_err(doc(
+        serde_json::json!({"ci": {"kinds": ["gates"]}, "developer": {"kinds": []}}),
+    ));
+    assert!(matches!(err, TrustError::SchemaViolation { .. }), "{err}");
+    let (_, err) = fx.load_err(doc(
+        serde_json::json!({"ci": {"kind": ["gate"]}, "developer": {"kinds": []}}),
+    ));
+    assert!(matches!(err, TrustError::SchemaViolation { .. }), "{err}");
+}
+
+#[test]
+fn the_committed_policy_is_1_1_and_its_ci_key_signs_every_kind() {
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys");
+    let policy = TrustPolicy::load(&keys).unwrap();
+    assert!(policy.has_roles_table());
+    let ci = &policy.keys()[0];
+    assert_eq!(ci.roles, ["ci"]);
+    for kind in husai_core::manifest::RunKind::ALL {
+        policy.check_kind(ci, kind).unwrap();
+    }
+}
+
+#[test]
+fn a_duplicate_key_in_the_policy_cannot_unrevoke() {
+    let fx = Fixture::new(1);
+    let entry = serde_json::to_string(&fx.entry(0)).unwrap().replacen(
+        "\"revoked\":null",
+        "\"revoked\":{\"at\":\"2026-02-01T00:00:00Z\",\"reason\":\"stolen\"},\"revoked\":null",
+        1,
+    );
+    assert!(entry.contains("stolen"), "{entry}");
+    let text = format!("{{\"schema_version\":\"1.0\",\"keys\":[{entry}]}}");
+    std::fs::write(fx.dir.path().join("trust-policy.json"), text).unwrap();
+    let err = TrustPolicy::load(fx.dir.path()).unwrap_err();
+    assert!(matches!(err, TrustError::PolicyNotJson { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("duplicate key \"revoked\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_policy_that_is_a_fifo_symlink_or_huge_is_refused() {
+    let fx = Fixture::new(1);
+    let path = fx.write(&serde_json::json!({"schema_version": "1.0", "keys": [fx.entry(0)]}));
+    let real = fx.dir.path().join("real.json");
+    std::fs::rename(&path, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    let err = TrustPolicy::load(fx.dir.path()).unwrap_err().to_string();
+    assert!(err.contains("is a symbolic link"), "{err}");
+    std::fs::remove_file(&path).unwrap();
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(husai_core::trust::MAX_POLICY_BYTES + 1).unwrap();
+    let err = TrustPolicy::load(fx.dir.path()).unwrap_err().to_string();
+    assert!(err.contains("larger than the 1048576-byte limit"), "{err}");
+}

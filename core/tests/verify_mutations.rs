@@ -137,3 +137,49 @@ fn the_hostile_envelope_corpus_is_rejected_without_panic() {
     }
     assert!(n >= 8, "corpus has only {n} entries");
 }
+
+/// An output rewritten in place while verify hashes it, with the same size and its mtime set
+/// back (what `touch -r` or `utimes` can do), is reported: the inode change time moved.
+#[test]
+fn a_file_rewritten_during_verify_with_its_mtime_restored_is_caught() {
+    let f = fixture();
+    let target = f.run.join("metrics.json");
+    let mtime = std::fs::metadata(&target).unwrap().modified().unwrap();
+    // Coarse kernel timestamps: leave time for the rewrite's ctime to differ from the listing's.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let rewrite = |_: u64| {
+        if !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let mut forged = f.metrics.clone();
+            forged[8] = if forged[8] == b'9' { b'8' } else { b'9' };
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&target)
+                .unwrap();
+            std::os::unix::fs::FileExt::write_all_at(&file, &forged, 0).unwrap();
+            file.set_modified(mtime).unwrap();
+        }
+    };
+    let report = verify::verify_paths(
+        std::slice::from_ref(&f.results),
+        &f.policy,
+        VerifyOptions {
+            on_bytes: &rewrite,
+            ..VerifyOptions::default()
+        },
+    );
+    assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().modified().unwrap(),
+        mtime,
+        "the mtime was restored"
+    );
+    assert!(!report.passed(), "a rewrite during verify went unnoticed");
+    let finding = report.errors().next().unwrap();
+    assert_eq!(finding.code, "changed_during_verify", "{finding:?}");
+    assert!(
+        finding
+            .message
+            .contains("changed while it was being verified")
+    );
+}
