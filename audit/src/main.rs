@@ -50,6 +50,7 @@ enum Command {
     Claims(cmd::claims::Args),
     Select(cmd::select::Args),
     Plugins(cmd::plugins::Args),
+    Pin(cmd::pin::Args),
     Train(cmd::train::Args),
     Data(cmd::data::Args),
     /// Internal: husai-audit re-executes itself under this name to load and run one plugin.
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
         Command::Claims(args) => cmd::claims::run(args),
         Command::Select(args) => cmd::select::run(args),
         Command::Plugins(args) => cmd::plugins::run(args),
+        Command::Pin(args) => cmd::pin::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Data(args) => cmd::data::run(args),
         Command::PluginChild(args) => Ok(cmd::plugins::run_child(args)),

@@ -41,6 +41,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::keys::{KeyError, KeyId, PublicKey, key_id};
 use crate::manifest::RunKind;
+use crate::plugin::pin::{PinError, PluginLock};
 use crate::untrusted::{self, ReadError};
 
 /// File name of the policy inside the keys directory.
@@ -100,6 +101,8 @@ pub struct TrustPolicy {
     keys: Vec<TrustedKey>,
     /// Run kinds per role; `None` for a 1.0 policy (see [`default_role_kinds`]).
     roles: Option<BTreeMap<String, Vec<RunKind>>>,
+    /// `plugins.lock` beside the policy, when there is one (see [`crate::plugin::pin`]).
+    plugins: Option<PluginLock>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +137,8 @@ pub enum TrustError {
         kind: RunKind,
         allowed: Vec<String>,
     },
+    #[error("{0}")]
+    PluginLock(#[from] PinError),
     #[error("trust policy {} does not match schemas/trust-policy.v1.json:\n  {}", path.display(), errors.join("\n  "))]
     SchemaViolation { path: PathBuf, errors: Vec<String> },
     #[error("trust policy {}: key {keyid}: {field} {value:?} is not an RFC 3339 date-time ({detail}); write e.g. \"2026-01-01T00:00:00Z\"", path.display())]
@@ -248,7 +253,14 @@ impl TrustPolicy {
                 }
             }
         })?;
-        Self::from_json_bytes(&bytes, dir, &path)
+        let mut policy = Self::from_json_bytes(&bytes, dir, &path)?;
+        policy.plugins = PluginLock::load(dir)?;
+        Ok(policy)
+    }
+
+    /// The `plugins.lock` loaded beside the policy, if any.
+    pub fn plugin_lock(&self) -> Option<&PluginLock> {
+        self.plugins.as_ref()
     }
 
     /// Parses a policy held in memory. `key_dir` resolves the `public_key` paths; `path` is only
@@ -319,7 +331,12 @@ impl TrustPolicy {
                 }
             }
         }
-        Ok(TrustPolicy { path, keys, roles })
+        Ok(TrustPolicy {
+            path,
+            keys,
+            roles,
+            plugins: None,
+        })
     }
 
     /// The run kinds `role` may sign under this policy.

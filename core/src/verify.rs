@@ -758,6 +758,9 @@ impl<'a> Verifier<'a> {
             }
         }
 
+        // The plugin that made the run, against plugins.lock when there is one.
+        self.check_plugin_pin(dir, &env_path, &manifest);
+
         // 5. Subjects.
         self.check_subjects(dir, &manifest, &subjects);
 
@@ -774,6 +777,49 @@ impl<'a> Verifier<'a> {
             subjects,
             signer: verified.keyid,
         })
+    }
+
+    fn check_plugin_pin(&mut self, dir: &Path, env_path: &Path, manifest: &Manifest) {
+        use crate::plugin::pin::PinStatus;
+        let (Some(lock), Some(plugin)) = (self.policy.plugin_lock(), &manifest.plugin) else {
+            return;
+        };
+        let (severity, detail) = match lock.status(
+            &plugin.name,
+            &plugin.version,
+            &plugin.library_sha256,
+        ) {
+            PinStatus::Pinned => return,
+            PinStatus::Mismatch { pinned_sha256 } => (
+                Severity::Error,
+                format!(
+                    "the lock pins {} {} to sha256 {pinned_sha256}: another library made this run",
+                    plugin.name, plugin.version
+                ),
+            ),
+            PinStatus::Unlisted => (
+                Severity::Warning,
+                format!(
+                    "the lock lists no {} {} (pin it with `husai-audit pin` if the library is trusted)",
+                    plugin.name, plugin.version
+                ),
+            ),
+        };
+        let message = format!(
+            "run {} was made by plugin {} {} with library sha256 {}, which {} does not pin: {detail}",
+            untrusted::display_path(dir),
+            plugin.name,
+            plugin.version,
+            plugin.library_sha256,
+            untrusted::display_path(lock.path())
+        );
+        self.push(
+            severity,
+            "unpinned_plugin",
+            Some(dir),
+            Some(env_path),
+            message,
+        );
     }
 
     fn check_subjects(&mut self, dir: &Path, manifest: &Manifest, subjects: &[Subject]) {

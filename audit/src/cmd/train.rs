@@ -226,6 +226,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::plugins::check_plugin_dirs(&args.plugin_dirs)?;
     let host = PluginHost::for_current_exe(&args.plugin_dirs)?.with_timeout(args.timeout);
     let plugin = host.find(&args.plugin)?;
+    // With keys/plugins.lock present, only pinned libraries run (docs/threat-model.md).
+    husai_core::plugin::pin::check_pinned(
+        &args.keys,
+        &plugin,
+        husai_core::plugin::pin::allow_unpinned_from_env(),
+    )?;
     if plugin.description.kind != PluginKind::Trainer {
         bail!(
             "plugin {} ({}) is a {} plugin; `train` needs a trainer",

@@ -13,6 +13,7 @@
 mod child;
 mod discovery;
 mod host;
+pub mod pin;
 mod protocol;
 
 pub use child::child_main;
