@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -236,10 +237,55 @@ pub fn verify_paths(paths: &[PathBuf], policy: &TrustPolicy, opts: VerifyOptions
         v.discover(path, 0, &mut run_dirs);
     }
     // Announce the total before hashing so that a progress bar has a length.
-    let total: u64 = run_dirs.iter().filter_map(|d| peek_output_total(d)).sum();
+    let total: u64 = run_dirs
+        .par_iter()
+        .filter_map(|d| peek_output_total(d))
+        .sum();
     (v.opts.on_total)(total);
-    for dir in run_dirs {
-        v.verify_run(&dir);
+    // Checks that need no other run go in parallel, one run per task; the provenance chain is
+    // then followed in discovery order, so findings come out in the same order every time.
+    let keys: Vec<PathBuf> = run_dirs
+        .par_iter()
+        .map(|dir| fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()))
+        .collect();
+    let mut keyed: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(run_dirs.len());
+    let mut unique = HashSet::new();
+    for (key, dir) in keys.iter().zip(&run_dirs) {
+        if unique.insert(key.clone()) {
+            keyed.push((key.clone(), dir.clone()));
+        }
+    }
+    let (on_bytes, roles, allow_staging, now) = (
+        v.opts.on_bytes,
+        v.opts.accepted_roles.clone(),
+        v.opts.allow_staging,
+        v.now,
+    );
+    let local: Vec<(PathBuf, LocalResult)> = keyed
+        .into_par_iter()
+        .map(|(key, dir)| {
+            let mut w = Verifier::new(
+                policy,
+                VerifyOptions {
+                    accepted_roles: roles.clone(),
+                    on_bytes,
+                    on_total: &|_| {},
+                    allow_staging,
+                    now: Some(now),
+                },
+            );
+            let outcome = w.check_local(&dir, &key);
+            let result = LocalResult {
+                findings: w.report.findings,
+                bytes_hashed: w.report.bytes_hashed,
+                outcome,
+            };
+            (key, result)
+        })
+        .collect();
+    v.precomputed = local.into_iter().collect();
+    for (dir, key) in run_dirs.iter().zip(keys) {
+        v.verify_run_keyed(dir, key);
     }
     v.report
 }
@@ -249,14 +295,23 @@ fn peek_output_total(dir: &Path) -> Option<u64> {
     let bytes =
         untrusted::read_regular_file(&dir.join(ENVELOPE_FILE), dsse::MAX_ENVELOPE_BYTES).ok()?;
     let env: Envelope = serde_json::from_slice(&bytes).ok()?;
-    let payload: Value = serde_json::from_slice(&env.decode_payload().ok()?).ok()?;
-    Some(
-        payload["predicate"]["output_sizes"]
-            .as_object()?
-            .values()
-            .filter_map(Value::as_u64)
-            .sum(),
-    )
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        predicate: PeekPredicate,
+    }
+    #[derive(serde::Deserialize)]
+    struct PeekPredicate {
+        output_sizes: BTreeMap<String, u64>,
+    }
+    let peek: Peek = serde_json::from_slice(&env.decode_payload().ok()?).ok()?;
+    Some(peek.predicate.output_sizes.values().sum())
+}
+
+/// What [`Verifier::check_local`] found for one run.
+struct LocalResult {
+    findings: Vec<Finding>,
+    bytes_hashed: u64,
+    outcome: Option<VerifiedRun>,
 }
 
 enum RunState {
@@ -273,6 +328,8 @@ struct Verifier<'a> {
     state: HashMap<PathBuf, RunState>,
     /// Where each (campaign, run id) was found, so that a copy elsewhere is caught.
     seen_ids: HashMap<(String, String), PathBuf>,
+    /// Results of [`Verifier::check_local`] computed ahead (in parallel), by canonical run dir.
+    precomputed: HashMap<PathBuf, LocalResult>,
     now: time::OffsetDateTime,
 }
 
@@ -285,6 +342,7 @@ impl<'a> Verifier<'a> {
             report: VerifyReport::default(),
             state: HashMap::new(),
             seen_ids: HashMap::new(),
+            precomputed: HashMap::new(),
         }
     }
 
@@ -444,6 +502,11 @@ impl<'a> Verifier<'a> {
 
     fn verify_run(&mut self, dir: &Path) -> Option<VerifiedRun> {
         let key = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        self.verify_run_keyed(dir, key)
+    }
+
+    /// [`Verifier::verify_run`] with the canonical directory already known.
+    fn verify_run_keyed(&mut self, dir: &Path, key: PathBuf) -> Option<VerifiedRun> {
         match self.state.get(&key) {
             Some(RunState::Done(outcome)) => return outcome.as_deref().cloned(),
             Some(RunState::InProgress) => {
@@ -463,7 +526,7 @@ impl<'a> Verifier<'a> {
         }
         self.state.insert(key.clone(), RunState::InProgress);
         let before = self.report.findings.len();
-        let outcome = self.check_run(dir);
+        let outcome = self.check_run(dir, &key);
         let failed = self.report.findings[before..]
             .iter()
             .any(|f| f.severity != Severity::Warning);
@@ -487,7 +550,42 @@ impl<'a> Verifier<'a> {
 
     /// All checks of one run. Returns the run when it could be decoded and authenticated;
     /// `verify_run` turns that into a failure if any error was pushed on the way.
-    fn check_run(&mut self, dir: &Path) -> Option<VerifiedRun> {
+    fn check_run(&mut self, dir: &Path, canon: &Path) -> Option<VerifiedRun> {
+        let outcome = match self.precomputed.remove(canon) {
+            Some(local) => {
+                self.report.findings.extend(local.findings);
+                self.report.bytes_hashed += local.bytes_hashed;
+                local.outcome
+            }
+            None => self.check_local(dir, canon),
+        }?;
+        let manifest = &outcome.manifest;
+        // A run is one (campaign, run id): the same run found at a second place is a copy.
+        let id = (manifest.campaign.clone(), manifest.run_id.clone());
+        match self.seen_ids.get(&id) {
+            Some(first) if first != canon => {
+                let message = format!(
+                    "run {}/{} appears twice, at {} and at {}; a run exists once (delete the copy)",
+                    manifest.campaign,
+                    manifest.run_id,
+                    untrusted::display_path(first),
+                    untrusted::display_path(canon)
+                );
+                self.push(Severity::Error, "duplicate_run", Some(dir), None, message);
+            }
+            Some(_) => {}
+            None => {
+                self.seen_ids.insert(id, canon.to_path_buf());
+            }
+        }
+        // 7. The provenance chain.
+        self.check_inputs(dir, canon, &outcome.manifest);
+        Some(outcome)
+    }
+
+    /// Checks 1 to 6 of one run: everything that needs no other run, so that runs can be checked
+    /// in parallel. `canon` is the run directory made canonical.
+    fn check_local(&mut self, dir: &Path, canon: &Path) -> Option<VerifiedRun> {
         let env_path = dir.join(ENVELOPE_FILE);
         let run = Some(dir);
         let file = Some(env_path.as_path());
@@ -720,9 +818,9 @@ impl<'a> Verifier<'a> {
 
         // 4. The envelope belongs to this directory.
         let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let campaign_name = fs::canonicalize(dir)
-            .ok()
-            .and_then(|d| d.parent()?.file_name()?.to_str().map(str::to_string))
+        let campaign_name = canon
+            .parent()
+            .and_then(|d| d.file_name()?.to_str().map(str::to_string))
             .unwrap_or_default();
         if manifest.run_id != dir_name || manifest.campaign != campaign_name {
             self.push(
@@ -738,38 +836,15 @@ impl<'a> Verifier<'a> {
                 ),
             );
         }
-        // A run is one (campaign, run id): the same run found at a second place is a copy.
-        let canon = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let id = (manifest.campaign.clone(), manifest.run_id.clone());
-        match self.seen_ids.get(&id) {
-            Some(first) if *first != canon => {
-                let message = format!(
-                    "run {}/{} appears twice, at {} and at {}; a run exists once (delete the copy)",
-                    manifest.campaign,
-                    manifest.run_id,
-                    untrusted::display_path(first),
-                    untrusted::display_path(&canon)
-                );
-                self.push(Severity::Error, "duplicate_run", run, None, message);
-            }
-            Some(_) => {}
-            None => {
-                self.seen_ids.insert(id, canon);
-            }
-        }
-
         // The plugin that made the run, against plugins.lock when there is one.
         self.check_plugin_pin(dir, &env_path, &manifest);
 
         // 5. Subjects.
-        self.check_subjects(dir, &manifest, &subjects);
+        self.check_subjects(dir, canon, &manifest, &subjects);
 
         // 6. Nothing unattested.
         let covered: HashSet<&str> = subjects.iter().map(|s| s.name.as_str()).collect();
         self.check_unattested(dir, &covered);
-
-        // 7. The provenance chain.
-        self.check_inputs(dir, &manifest);
 
         Some(VerifiedRun {
             dir: dir.to_path_buf(),
@@ -822,9 +897,14 @@ impl<'a> Verifier<'a> {
         );
     }
 
-    fn check_subjects(&mut self, dir: &Path, manifest: &Manifest, subjects: &[Subject]) {
+    fn check_subjects(
+        &mut self,
+        dir: &Path,
+        canon_dir: &Path,
+        manifest: &Manifest,
+        subjects: &[Subject],
+    ) {
         let run = Some(dir);
-        let canon_dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let mut seen = HashSet::new();
         let mut to_hash: Vec<(&Subject, PathBuf, Stamp)> = Vec::new();
         for s in subjects {
@@ -943,8 +1023,14 @@ impl<'a> Verifier<'a> {
                     continue;
                 }
                 Ok(m) => {
-                    let real_parent = path.parent().and_then(|p| fs::canonicalize(p).ok());
-                    if real_parent.is_none_or(|p| !p.starts_with(&canon_dir)) {
+                    // A top-level subject's parent is the run itself (already canonical); only
+                    // nested subjects need their directories resolved.
+                    let inside = !s.name.contains('/')
+                        || path
+                            .parent()
+                            .and_then(|p| fs::canonicalize(p).ok())
+                            .is_some_and(|p| p.starts_with(canon_dir));
+                    if !inside {
                         self.push(
                             Severity::Error,
                             "symlink",
@@ -1128,12 +1214,12 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    fn check_inputs(&mut self, dir: &Path, manifest: &Manifest) {
+    fn check_inputs(&mut self, dir: &Path, canon: &Path, manifest: &Manifest) {
+        if manifest.inputs.iter().all(|i| i.run.is_none()) {
+            return;
+        }
         // The results root is two levels above a run: <root>/<campaign>/<run_id>.
-        let Some(root) = fs::canonicalize(dir)
-            .ok()
-            .and_then(|d| d.parent()?.parent().map(Path::to_path_buf))
-        else {
+        let Some(root) = canon.parent().and_then(Path::parent) else {
             return;
         };
         for input in &manifest.inputs {
