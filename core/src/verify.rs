@@ -638,31 +638,13 @@ impl<'a> Verifier<'a> {
             }
         };
         let shown_env = untrusted::display_path(&env_path);
-        let env_json = match parse_json(&bytes) {
-            Ok(v) => v,
-            Err(why) => {
-                self.push(
-                    Severity::Error,
-                    "malformed_envelope",
-                    run,
-                    file,
-                    format!("envelope {shown_env} {why}"),
-                );
+        let envelope = match decode_envelope(&bytes, &shown_env) {
+            Ok(e) => e,
+            Err((code, message)) => {
+                self.push(Severity::Error, code, run, file, message);
                 return None;
             }
         };
-        if let Err(e) = schema::validate("dsse-envelope.v1", &env_json) {
-            self.push(
-                Severity::Error,
-                "envelope_schema",
-                run,
-                file,
-                format!("envelope {shown_env} {e}"),
-            );
-            return None;
-        }
-        let envelope: Envelope =
-            serde_json::from_value(env_json).expect("schema-valid envelopes deserialise");
 
         // 2. The signatures, cryptographically: which policy keys signed these payload bytes.
         // The trust decision (revocation, window, roles, kind) waits for the authenticated
@@ -682,78 +664,10 @@ impl<'a> Verifier<'a> {
         };
 
         // 3. The payload.
-        let payload = match parse_json(&authenticated.payload) {
-            Ok(v) => v,
-            Err(why) => {
-                self.push(
-                    Severity::Error,
-                    "malformed_payload",
-                    run,
-                    file,
-                    format!("signed payload of {shown_env} {why}"),
-                );
-                return None;
-            }
-        };
-        if let Err(e) = schema::validate("statement.v1", &payload) {
-            self.push(
-                Severity::Error,
-                "statement_schema",
-                run,
-                file,
-                format!("signed statement in {shown_env} {e}"),
-            );
-            return None;
-        }
-        let predicate = &payload["predicate"];
-        match predicate["schema_version"].as_str().map(schema_major) {
-            Some(Some(MANIFEST_SCHEMA_MAJOR)) => {}
-            Some(Some(major)) => {
-                self.push(
-                    Severity::Error,
-                    "unsupported_schema_version",
-                    run,
-                    file,
-                    format!(
-                        "manifest in {shown_env} has schema_version {} (major {major}); this husai reads major {MANIFEST_SCHEMA_MAJOR} only: upgrade husai to verify it",
-                        predicate["schema_version"]
-                    ),
-                );
-                return None;
-            }
-            _ => {
-                self.push(
-                    Severity::Error,
-                    "manifest_schema",
-                    run,
-                    file,
-                    format!(
-                        "manifest in {shown_env} has no valid schema_version (expected \"1.<minor>\")"
-                    ),
-                );
-                return None;
-            }
-        }
-        if let Err(e) = schema::validate("run-manifest.v1", predicate) {
-            self.push(
-                Severity::Error,
-                "manifest_schema",
-                run,
-                file,
-                format!("manifest in {shown_env} {e}"),
-            );
-            return None;
-        }
-        let statement: Statement = match serde_json::from_value(payload) {
+        let statement = match decode_statement(&authenticated.payload, &shown_env) {
             Ok(s) => s,
-            Err(e) => {
-                self.push(
-                    Severity::Error,
-                    "manifest_schema",
-                    run,
-                    file,
-                    format!("manifest in {shown_env} cannot be decoded: {e}"),
-                );
+            Err((code, message)) => {
+                self.push(Severity::Error, code, run, file, message);
                 return None;
             }
         };
@@ -1293,6 +1207,73 @@ impl<'a> Verifier<'a> {
             }
         }
     }
+}
+
+/// Stage 1 on bytes already read: strict JSON, the envelope schema, decoding. Errors are a finding
+/// code and message; `shown_env` names the file in messages.
+pub(crate) fn decode_envelope(
+    bytes: &[u8],
+    shown_env: &str,
+) -> Result<Envelope, (&'static str, String)> {
+    let env_json = parse_json(bytes)
+        .map_err(|why| ("malformed_envelope", format!("envelope {shown_env} {why}")))?;
+    schema::validate("dsse-envelope.v1", &env_json)
+        .map_err(|e| ("envelope_schema", format!("envelope {shown_env} {e}")))?;
+    serde_json::from_value(env_json).map_err(|e| {
+        (
+            "envelope_schema",
+            format!("envelope {shown_env} cannot be decoded: {e}"),
+        )
+    })
+}
+
+/// Stage 3 on authenticated payload bytes: strict JSON, the Statement schema, a supported
+/// manifest major version, the manifest schema, decoding.
+pub(crate) fn decode_statement(
+    payload: &[u8],
+    shown_env: &str,
+) -> Result<Statement, (&'static str, String)> {
+    let payload = parse_json(payload).map_err(|why| {
+        (
+            "malformed_payload",
+            format!("signed payload of {shown_env} {why}"),
+        )
+    })?;
+    schema::validate("statement.v1", &payload).map_err(|e| {
+        (
+            "statement_schema",
+            format!("signed statement in {shown_env} {e}"),
+        )
+    })?;
+    let predicate = &payload["predicate"];
+    match predicate["schema_version"].as_str().map(schema_major) {
+        Some(Some(MANIFEST_SCHEMA_MAJOR)) => {}
+        Some(Some(major)) => {
+            return Err((
+                "unsupported_schema_version",
+                format!(
+                    "manifest in {shown_env} has schema_version {} (major {major}); this husai reads major {MANIFEST_SCHEMA_MAJOR} only: upgrade husai to verify it",
+                    predicate["schema_version"]
+                ),
+            ));
+        }
+        _ => {
+            return Err((
+                "manifest_schema",
+                format!(
+                    "manifest in {shown_env} has no valid schema_version (expected \"1.<minor>\")"
+                ),
+            ));
+        }
+    }
+    schema::validate("run-manifest.v1", predicate)
+        .map_err(|e| ("manifest_schema", format!("manifest in {shown_env} {e}")))?;
+    serde_json::from_value(payload).map_err(|e| {
+        (
+            "manifest_schema",
+            format!("manifest in {shown_env} cannot be decoded: {e}"),
+        )
+    })
 }
 
 /// What identifies a file's state for the re-check after hashing: identity, size, mtime and the
