@@ -651,7 +651,7 @@ fn duplicate_json_keys_are_errors_in_policy_envelope_and_payload() {
     let text = String::from_utf8(canonical).unwrap();
     let doubled = text.replacen("{", "{\"_type\":\"x\",", 1);
     let env = dsse::sign_envelope(dsse::INTOTO_PAYLOAD_TYPE, doubled.as_bytes(), &p.key);
-    std::fs::write(&env_path_of(&run), serde_json::to_vec_pretty(&env).unwrap()).unwrap();
+    std::fs::write(env_path_of(&run), serde_json::to_vec_pretty(&env).unwrap()).unwrap();
     assert_fails_with(
         &verify(&p),
         1,

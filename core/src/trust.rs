@@ -138,7 +138,7 @@ pub enum TrustError {
         allowed: Vec<String>,
     },
     #[error("{0}")]
-    PluginLock(#[from] PinError),
+    PluginLock(Box<PinError>),
     #[error("trust policy {} does not match schemas/trust-policy.v1.json:\n  {}", path.display(), errors.join("\n  "))]
     SchemaViolation { path: PathBuf, errors: Vec<String> },
     #[error("trust policy {}: key {keyid}: {field} {value:?} is not an RFC 3339 date-time ({detail}); write e.g. \"2026-01-01T00:00:00Z\"", path.display())]
@@ -254,7 +254,7 @@ impl TrustPolicy {
             }
         })?;
         let mut policy = Self::from_json_bytes(&bytes, dir, &path)?;
-        policy.plugins = PluginLock::load(dir)?;
+        policy.plugins = PluginLock::load(dir).map_err(|e| TrustError::PluginLock(Box::new(e)))?;
         Ok(policy)
     }
 

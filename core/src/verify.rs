@@ -172,7 +172,7 @@ impl VerifiedRun {
 
 /// Why a single run could not be loaded as verified.
 #[derive(Debug, thiserror::Error)]
-#[error("run {} failed verification:\n  {}", untrusted::display_path(&dir), findings.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("\n  "))]
+#[error("run {} failed verification:\n  {}", untrusted::display_path(dir), findings.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("\n  "))]
 pub struct RunVerifyError {
     pub dir: PathBuf,
     pub findings: Vec<Finding>,
@@ -375,7 +375,7 @@ impl<'a> Verifier<'a> {
                     "unreadable",
                     None,
                     Some(path),
-                    format!("cannot read {}: {e}", untrusted::display_path(&path)),
+                    format!("cannot read {}: {e}", untrusted::display_path(path)),
                 );
                 return;
             }
@@ -388,7 +388,7 @@ impl<'a> Verifier<'a> {
                 Some(path),
                 format!(
                     "{} is a symbolic link; results trees hold real files and directories only",
-                    untrusted::display_path(&path)
+                    untrusted::display_path(path)
                 ),
             );
             return;
@@ -404,7 +404,7 @@ impl<'a> Verifier<'a> {
                     Some(path),
                     format!(
                         "{} is not inside any run, so no signature covers it; attest it with `husai-audit attest` or remove it",
-                        untrusted::display_path(&path)
+                        untrusted::display_path(path)
                     ),
                 ),
             }
@@ -475,7 +475,7 @@ impl<'a> Verifier<'a> {
                 Some(&path.join(ENVELOPE_FILE)),
                 format!(
                     "run directory {} has no envelope {ENVELOPE_FILE}; nothing in it is signed",
-                    untrusted::display_path(&path)
+                    untrusted::display_path(path)
                 ),
             );
             return;
@@ -488,7 +488,7 @@ impl<'a> Verifier<'a> {
                     "unreadable",
                     None,
                     Some(path),
-                    format!("cannot list {}: {e}", untrusted::display_path(&path)),
+                    format!("cannot list {}: {e}", untrusted::display_path(path)),
                 );
                 return;
             }
@@ -517,7 +517,7 @@ impl<'a> Verifier<'a> {
                     None,
                     format!(
                         "run {} is its own ancestor (a cycle of inputs)",
-                        untrusted::display_path(&dir)
+                        untrusted::display_path(dir)
                     ),
                 );
                 return None;
@@ -829,7 +829,7 @@ impl<'a> Verifier<'a> {
                     "subject_path",
                     run,
                     Some(&path),
-                    format!("run {}: {e}", untrusted::display_path(&dir)),
+                    format!("run {}: {e}", untrusted::display_path(dir)),
                 );
                 continue;
             }
@@ -841,7 +841,7 @@ impl<'a> Verifier<'a> {
                     Some(&path),
                     format!(
                         "run {}: subject {} is listed twice",
-                        untrusted::display_path(&dir),
+                        untrusted::display_path(dir),
                         s.name
                     ),
                 );
@@ -855,7 +855,7 @@ impl<'a> Verifier<'a> {
                     Some(&path),
                     format!(
                         "run {}: subject {} must carry exactly one digest",
-                        untrusted::display_path(&dir),
+                        untrusted::display_path(dir),
                         s.name
                     ),
                 );
@@ -905,7 +905,7 @@ impl<'a> Verifier<'a> {
                 }
                 Ok(m) if m.file_type().is_symlink() => {
                     let target = fs::canonicalize(&path).ok();
-                    let outside = target.as_ref().is_none_or(|t| !t.starts_with(&canon_dir));
+                    let outside = target.as_ref().is_none_or(|t| !t.starts_with(canon_dir));
                     let message = if outside {
                         format!(
                             "output {} is a symbolic link leading out of the run directory (to {}); outputs must be regular files inside the run",
@@ -986,7 +986,7 @@ impl<'a> Verifier<'a> {
                                 Some(&path),
                                 format!(
                                     "manifest of run {} has no signed size for subject {}",
-                                    untrusted::display_path(&dir),
+                                    untrusted::display_path(dir),
                                     s.name
                                 ),
                             );
@@ -1147,11 +1147,11 @@ impl<'a> Verifier<'a> {
                     Some(&ancestor),
                     format!(
                         "run {} used input {} from run {}/{}, which is not present under {}",
-                        untrusted::display_path(&dir),
+                        untrusted::display_path(dir),
                         input.path,
                         r.campaign,
                         r.run_id,
-                        untrusted::display_path(&root)
+                        untrusted::display_path(root)
                     ),
                 );
                 continue;
@@ -1164,7 +1164,7 @@ impl<'a> Verifier<'a> {
                     Some(&ancestor),
                     format!(
                         "run {} used input {} from run {}/{}, which fails verification",
-                        untrusted::display_path(&dir),
+                        untrusted::display_path(dir),
                         input.path,
                         r.campaign,
                         r.run_id
@@ -1180,7 +1180,7 @@ impl<'a> Verifier<'a> {
                     Some(&ancestor.join(&r.subject)),
                     format!(
                         "run {} used {} from run {}/{}, but that run has no output {}",
-                        untrusted::display_path(&dir),
+                        untrusted::display_path(dir),
                         input.path,
                         r.campaign,
                         r.run_id,
@@ -1194,7 +1194,7 @@ impl<'a> Verifier<'a> {
                     Some(&ancestor.join(&r.subject)),
                     format!(
                         "run {} used {} with digest {}, but run {}/{} signed {} as {}",
-                        untrusted::display_path(&dir),
+                        untrusted::display_path(dir),
                         input.path,
                         digest_display(&input.digest),
                         r.campaign,

@@ -83,21 +83,26 @@ pub enum PinError {
         name: String,
         version: String,
     },
-    #[error("plugin {name} {version} at {} (sha256 {sha256}) is not pinned in {}: {why}; refusing to run it. Pin it with `husai-audit pin` if you trust this library, or set {ALLOW_UNPINNED_ENV}=1 to run it once unpinned", library.display(), lock.display())]
-    Unpinned {
-        name: String,
-        version: String,
-        library: PathBuf,
-        sha256: String,
-        lock: PathBuf,
-        why: String,
-    },
+    #[error(transparent)]
+    Unpinned(Box<Unpinned>),
     #[error("cannot write plugin lock {}: {source}", path.display())]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A plugin library the lock does not pin (boxed in [`PinError`] to keep results small).
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {name} {version} at {} (sha256 {sha256}) is not pinned in {}: {why}; refusing to run it. Pin it with `husai-audit pin` if you trust this library, or set {ALLOW_UNPINNED_ENV}=1 to run it once unpinned", library.display(), lock.display())]
+pub struct Unpinned {
+    pub name: String,
+    pub version: String,
+    pub library: PathBuf,
+    pub sha256: String,
+    pub lock: PathBuf,
+    pub why: String,
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -247,14 +252,14 @@ pub fn check_pinned(
     if allow_unpinned {
         return Ok(());
     }
-    Err(PinError::Unpinned {
+    Err(PinError::Unpinned(Box::new(Unpinned {
         name: name.clone(),
         version: version.clone(),
         library: plugin.library_path.clone(),
         sha256: plugin.library_sha256.clone(),
         lock: lock.path().to_path_buf(),
         why,
-    })
+    })))
 }
 
 #[cfg(test)]
