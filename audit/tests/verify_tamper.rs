@@ -951,3 +951,18 @@ fn verify_checks_the_claims_registry_against_verified_runs() {
         &["missing.json"],
     );
 }
+
+#[test]
+fn show_escapes_control_characters_from_the_signed_manifest() {
+    let p = Project::new();
+    let run = p.attest("a", "exp", FILES);
+    resign(&p, &run, |st| {
+        st["predicate"]["argv"] =
+            serde_json::json!(["husai-audit", "x\u{1b}[2K\rverified: all good"]);
+    });
+    let o = p.run(&["show", run.to_str().unwrap()]);
+    assert_success(&o);
+    let out = stdout(&o);
+    assert!(!out.contains('\u{1b}') && !out.contains('\r'), "{out:?}");
+    assert!(out.contains("x\\u{1b}[2K\\u{d}verified: all good"), "{out}");
+}
