@@ -34,8 +34,16 @@ pub fn signing_key(path: Option<&Path>) -> anyhow::Result<SigningKey> {
              in PKCS#8 PEM form (make one with `husai-audit keygen NAME`)"
         )
     })?;
-    Ok(SigningKey::from_pkcs8_pem_file(path)?)
+    Ok(SigningKey::load_for_signing(
+        path,
+        ALLOW_READABLE_KEY.load(std::sync::atomic::Ordering::Relaxed),
+    )?)
 }
+
+/// Set from the global `--allow-readable-key` flag (or HUSAI_ALLOW_READABLE_KEY): accept a
+/// signing key file that group or others can read.
+pub static ALLOW_READABLE_KEY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// The trust policy in `dir` (default `./keys`).
 pub fn trust_policy(dir: &Path) -> anyhow::Result<TrustPolicy> {

@@ -34,6 +34,9 @@ husai-audit show results/exp1/<run_id>"
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Accept a signing key file that its group or others can read (refused by default).
+    #[arg(long, global = true, env = "HUSAI_ALLOW_READABLE_KEY", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_readable_key: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +51,7 @@ enum Command {
     Select(cmd::select::Args),
     Plot(cmd::plot::Args),
     Plugins(cmd::plugins::Args),
+    Pin(cmd::pin::Args),
     Train(cmd::train::Args),
     Data(cmd::data::Args),
     /// Internal: husai-audit re-executes itself under this name to load and run one plugin.
@@ -57,6 +61,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::ALLOW_READABLE_KEY.store(cli.allow_readable_key, std::sync::atomic::Ordering::Relaxed);
     let result = match cli.command {
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Attest(args) => cmd::attest::run(args),
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         Command::Select(args) => cmd::select::run(args),
         Command::Plot(args) => cmd::plot::run(args),
         Command::Plugins(args) => cmd::plugins::run(args),
+        Command::Pin(args) => cmd::pin::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Data(args) => cmd::data::run(args),
         Command::PluginChild(args) => Ok(cmd::plugins::run_child(args)),

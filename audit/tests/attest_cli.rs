@@ -187,7 +187,9 @@ fn attest_killed_at_any_point_leaves_no_half_run() {
         if !finished {
             killed_mid_run += 1;
         }
-        let o = p.run(&["verify", "--json"]);
+        // A kill leaves at most a staging directory, which verify accepts only when told a run
+        // may have been interrupted (--allow-staging); without it the leftover fails.
+        let o = p.run(&["verify", "--json", "--allow-staging"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(
             v["passed"], true,
@@ -213,4 +215,121 @@ fn attest_killed_at_any_point_leaves_no_half_run() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".staging-"))
         .collect();
     assert!(staging.is_empty(), "leftover staging: {staging:?}");
+}
+
+#[test]
+fn a_signing_key_readable_by_others_is_refused_unless_allowed() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("out")).unwrap();
+    std::fs::write(p.path("out/a.json"), b"{}").unwrap();
+    for (mode, who) in [
+        (0o644, "group and others"),
+        (0o640, "its group"),
+        (0o604, "others"),
+    ] {
+        std::fs::set_permissions(p.path("dev.pem"), std::fs::Permissions::from_mode(mode)).unwrap();
+        let o = p.run(&["attest", "out", "--campaign", "c", "--key", "dev.pem"]);
+        assert_fails_with(
+            &o,
+            2,
+            &[
+                "dev.pem",
+                who,
+                &format!("mode {mode:04o}"),
+                "chmod 600",
+                "--allow-readable-key",
+            ],
+        );
+    }
+    assert!(
+        !p.path("results/c").exists()
+            || std::fs::read_dir(p.path("results/c"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    // The override, as a flag or in the environment.
+    let o = p.run(&[
+        "attest",
+        "out",
+        "--campaign",
+        "c",
+        "--key",
+        "dev.pem",
+        "--allow-readable-key",
+    ]);
+    assert_success(&o);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_husai-audit"))
+        .args(["attest", "out", "--campaign", "c", "--key", "dev.pem"])
+        .current_dir(p.dir.path())
+        .env("HUSAI_ALLOW_READABLE_KEY", "1")
+        .output()
+        .unwrap();
+    assert_success(&o);
+}
+
+#[test]
+fn attest_refuses_a_directory_holding_a_private_key() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("out/deep")).unwrap();
+    std::fs::write(p.path("out/a.json"), b"{}").unwrap();
+    // A key buried after a megabyte of other bytes is found too.
+    let mut blob = vec![b'x'; (1 << 20) + 7];
+    blob.extend_from_slice(b"\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA=\n");
+    std::fs::write(p.path("out/deep/notes.txt"), &blob).unwrap();
+    let o = p.run(&["attest", "out", "--campaign", "c", "--key", "dev.pem"]);
+    assert_fails_with(
+        &o,
+        2,
+        &["notes.txt", "holds a PEM private key", "refusing to attest"],
+    );
+    // A public key is fine.
+    std::fs::write(
+        p.path("out/deep/notes.txt"),
+        p.key.public_key().to_spki_pem(),
+    )
+    .unwrap();
+    assert_success(&p.run(&["attest", "out", "--campaign", "c", "--key", "dev.pem"]));
+}
+
+#[test]
+fn attest_refuses_names_that_verify_would_reject() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let p = Project::new();
+    let cases: Vec<(&std::ffi::OsStr, &str)> = vec![
+        (std::ffi::OsStr::new("a\\b.txt"), "backslash"),
+        (std::ffi::OsStr::new("C:notes.txt"), "absolute"),
+        (
+            std::ffi::OsStr::new("bell\u{7}.txt"),
+            "control character U+0007",
+        ),
+        (std::ffi::OsStr::from_bytes(b"x\xff.txt"), "not valid UTF-8"),
+    ];
+    for (name, why) in cases {
+        let out = p.path("out");
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join(name), b"1").unwrap();
+        let o = p.run(&["attest", "out", "--campaign", "c", "--key", "dev.pem"]);
+        assert_fails_with(&o, 2, &["rename the file"]);
+        let all = format!("{}{}", stdout(&o), stderr(&o)).to_lowercase();
+        assert!(all.contains(&why.to_lowercase()), "{why}: {all}");
+    }
+    // Nothing was published, so verify passes.
+    assert_success(&p.run(&["verify"]));
+}
+
+#[test]
+fn attest_refuses_to_attest_the_results_tree_itself() {
+    let p = Project::new();
+    p.attest("a", "exp", &[("x.json", b"{}")]);
+    for dir in ["results", "."] {
+        let o = p.run(&["attest", dir, "--campaign", "c", "--key", "dev.pem"]);
+        assert_fails_with(
+            &o,
+            2,
+            &["contains the results tree", "own staging directory"],
+        );
+    }
+    assert_success(&p.run(&["verify"]));
 }

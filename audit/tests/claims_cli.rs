@@ -75,6 +75,15 @@ fn consistency_audit_fixture5_is_signed_and_fails_overall() {
     let dir = tempfile::tempdir().unwrap();
     let key = husai_core::keys::generate();
     std::fs::write(dir.path().join("dev.pem"), key.to_pkcs8_pem()).unwrap();
+    {
+        // Signing refuses a key that group or others can read.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            dir.path().join("dev.pem"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
     let v2 = evidence("phase4d_assignment_consistency_v2/run_20260213T203957Z_results.json");
     let gates = evidence("cycle4_followups_run_20260215T190004Z/release_gate/release_policy.json");
     let out = audit(

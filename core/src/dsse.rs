@@ -13,9 +13,16 @@
 //! We write standard base64 with padding; we read standard or URL-safe, padded or not, as the
 //! DSSE spec allows producers either.
 //!
-//! Verification takes keys from the [`TrustPolicy`] only. The `keyid` in the envelope is an
-//! unsigned hint used to find the key quickly; if it names no key that verifies, every policy key
-//! is tried, and the key that verified is what the trust checks and the result report.
+//! Verification takes keys from the [`TrustPolicy`] only. Each signature is tried against the one
+//! policy key its `keyid` names and no other: a signature without a keyid, or naming a key the
+//! policy does not list, is refused without any signature work, so an envelope cannot make the
+//! verifier try every key against every signature. An envelope may carry at most
+//! [`MAX_SIGNATURES`] signatures; more are refused before any is checked.
+//!
+//! Verification runs in two steps. [`authenticate`] does the cryptography (which policy keys
+//! signed these exact payload bytes); [`Authenticated::trust`] then applies the policy (revocation,
+//! validity window at the signing time recorded in the now-authenticated payload, roles, and the
+//! run kinds a role may sign). [`verify_envelope`] does both.
 
 use base64::Engine as _;
 use base64::alphabet;
@@ -24,6 +31,12 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{KeyId, SigningKey};
+
+/// The most signatures an envelope may carry; an envelope with more is refused unread.
+pub const MAX_SIGNATURES: usize = 16;
+/// The largest envelope file verify reads (64 MiB: a payload of about 48 MiB, room for a
+/// statement of several hundred thousand subjects). Larger files are refused before parsing.
+pub const MAX_ENVELOPE_BYTES: u64 = 64 << 20;
 use crate::trust::{TrustContext, TrustError, TrustPolicy, TrustedKey};
 
 /// Payload type of an in-toto Statement.
@@ -86,12 +99,20 @@ pub enum SignatureError {
         "envelope signature #{index} by key {keyid} does not verify: the payload, its type or the signature was altered after signing"
     )]
     DoesNotVerify { index: usize, keyid: String },
-    #[error("envelope signature #{index} (keyid {keyid:?}) was made by a key that is not in trust policy {}; only keys listed there are trusted", policy.display())]
+    #[error("envelope signature #{index} names key {keyid:?}, which is not in trust policy {}; only keys listed there are trusted, and a signature is checked only against the key its keyid names", policy.display())]
     UnknownKey {
         index: usize,
         keyid: String,
         policy: std::path::PathBuf,
     },
+    #[error(
+        "envelope signature #{index} has no keyid; husai checks a signature only against the policy key its keyid names (the key's sha256 SPKI id), so sign with husai or set the keyid"
+    )]
+    MissingKeyId { index: usize },
+    #[error(
+        "envelope has {count} signatures; at most {MAX_SIGNATURES} are accepted (none was checked)"
+    )]
+    TooManySignatures { count: usize },
     #[error("envelope signature #{index} verifies, but {source}")]
     Untrusted {
         index: usize,
@@ -144,34 +165,90 @@ impl Envelope {
     }
 }
 
-/// Verifies `env` against `policy`: at least one signature must be valid ed25519 over the PAE by a
-/// key in the policy, and that key must pass [`TrustPolicy::check`] for `ctx`.
+/// The cryptographic half of verification: the payload bytes and every policy key whose
+/// signature over them verified. No trust decision is made yet.
+#[derive(Debug)]
+pub struct Authenticated<'p> {
+    pub payload: Vec<u8>,
+    signers: Vec<(usize, &'p TrustedKey)>,
+}
+
+impl<'p> Authenticated<'p> {
+    /// The key ids whose signatures verified, in envelope order.
+    pub fn signers(&self) -> impl Iterator<Item = &str> {
+        self.signers.iter().map(|(_, k)| k.keyid.as_str())
+    }
+
+    /// Applies the policy to each verified signer under `ctx`; the first that passes wins.
+    pub fn trust(
+        self,
+        policy: &'p TrustPolicy,
+        ctx: &TrustContext,
+    ) -> Result<VerifiedEnvelope, SignatureError> {
+        let mut errors = Vec::new();
+        for (index, key) in &self.signers {
+            match policy.check(&key.keyid, ctx) {
+                Ok(k) => {
+                    return Ok(VerifiedEnvelope {
+                        payload: self.payload,
+                        keyid: k.keyid.clone(),
+                    });
+                }
+                Err(source) => errors.push(SignatureError::Untrusted {
+                    index: *index,
+                    source: Box::new(source),
+                }),
+            }
+        }
+        Err(one_or_all(errors))
+    }
+}
+
+/// Checks the signatures of `env` (see the module docs): each against the policy key its keyid
+/// names, at most [`MAX_SIGNATURES`] of them.
+pub fn authenticate<'p>(
+    env: &Envelope,
+    policy: &'p TrustPolicy,
+) -> Result<Authenticated<'p>, SignatureError> {
+    if env.signatures.is_empty() {
+        return Err(SignatureError::NoSignatures);
+    }
+    if env.signatures.len() > MAX_SIGNATURES {
+        return Err(SignatureError::TooManySignatures {
+            count: env.signatures.len(),
+        });
+    }
+    let payload = env.decode_payload()?;
+    let message = pae(&env.payload_type, &payload);
+    let mut signers = Vec::new();
+    let mut errors = Vec::new();
+    for (index, s) in env.signatures.iter().enumerate() {
+        match verify_one(index, s, &message, policy) {
+            Ok(key) => signers.push((index, key)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if signers.is_empty() {
+        return Err(one_or_all(errors));
+    }
+    Ok(Authenticated { payload, signers })
+}
+
+/// Verifies `env` against `policy`: at least one signature must be valid ed25519 over the PAE by
+/// the policy key its keyid names, and that key must pass [`TrustPolicy::check`] for `ctx`.
 pub fn verify_envelope(
     env: &Envelope,
     policy: &TrustPolicy,
     ctx: &TrustContext,
 ) -> Result<VerifiedEnvelope, SignatureError> {
-    let payload = env.decode_payload()?;
-    if env.signatures.is_empty() {
-        return Err(SignatureError::NoSignatures);
-    }
-    let message = pae(&env.payload_type, &payload);
-    let mut errors = Vec::new();
-    for (index, s) in env.signatures.iter().enumerate() {
-        match verify_one(index, s, &message, policy, ctx) {
-            Ok(key) => {
-                return Ok(VerifiedEnvelope {
-                    payload,
-                    keyid: key.keyid.clone(),
-                });
-            }
-            Err(e) => errors.push(e),
-        }
-    }
+    authenticate(env, policy)?.trust(policy, ctx)
+}
+
+fn one_or_all(mut errors: Vec<SignatureError>) -> SignatureError {
     if errors.len() == 1 {
-        Err(errors.remove(0))
+        errors.remove(0)
     } else {
-        Err(SignatureError::NoneAcceptable { errors })
+        SignatureError::NoneAcceptable { errors }
     }
 }
 
@@ -180,8 +257,17 @@ fn verify_one<'p>(
     s: &EnvelopeSignature,
     message: &[u8],
     policy: &'p TrustPolicy,
-    ctx: &TrustContext,
 ) -> Result<&'p TrustedKey, SignatureError> {
+    if s.keyid.is_empty() {
+        return Err(SignatureError::MissingKeyId { index });
+    }
+    let Some(key) = policy.key(&s.keyid) else {
+        return Err(SignatureError::UnknownKey {
+            index,
+            keyid: s.keyid.clone(),
+            policy: policy.path().to_owned(),
+        });
+    };
     let raw = decode_b64(&s.sig).map_err(|detail| SignatureError::SignatureNotBase64 {
         index,
         keyid: s.keyid.clone(),
@@ -195,34 +281,14 @@ fn verify_one<'p>(
                 keyid: s.keyid.clone(),
                 len: raw.len(),
             })?;
-    let hinted = policy.key(&s.keyid);
-    let signer = hinted
-        .filter(|k| k.public_key.verify(message, &sig))
-        .or_else(|| {
-            policy
-                .keys()
-                .iter()
-                .find(|k| k.public_key.verify(message, &sig))
-        });
-    let Some(signer) = signer else {
-        return Err(match hinted {
-            Some(k) => SignatureError::DoesNotVerify {
-                index,
-                keyid: k.keyid.clone(),
-            },
-            None => SignatureError::UnknownKey {
-                index,
-                keyid: s.keyid.clone(),
-                policy: policy.path().to_owned(),
-            },
-        });
-    };
-    policy
-        .check(&signer.keyid, ctx)
-        .map_err(|source| SignatureError::Untrusted {
+    if key.public_key.verify(message, &sig) {
+        Ok(key)
+    } else {
+        Err(SignatureError::DoesNotVerify {
             index,
-            source: Box::new(source),
+            keyid: key.keyid.clone(),
         })
+    }
 }
 
 fn decode_b64(text: &str) -> Result<Vec<u8>, String> {

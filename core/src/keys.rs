@@ -108,6 +108,12 @@ pub enum KeyError {
         expected: KeyKind,
         detail: String,
     },
+    #[error("private key file {} is readable by {who} (mode {mode:04o}); a signing key must be private to its owner: run `chmod 600 {}`, or pass --allow-readable-key (or set HUSAI_ALLOW_READABLE_KEY=1) if it is deliberately shared, e.g. a read-only CI secret mount", path.display(), path.display())]
+    ReadableByOthers {
+        path: PathBuf,
+        mode: u32,
+        who: &'static str,
+    },
     #[error("refusing to overwrite existing key file {}; move it away or choose another path", path.display())]
     AlreadyExists { path: PathBuf },
     #[error("cannot write key file {}: {source}", path.display())]
@@ -164,6 +170,61 @@ impl SigningKey {
         let path = path.as_ref();
         let text = read_key_file(path, KeyKind::Private)?;
         Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Loads the private key a command signs with: like [`SigningKey::from_pkcs8_pem_file`], but
+    /// the file must be a regular file (a symlink to it is fine; a FIFO or device is not) and,
+    /// unless `allow_readable`, not readable by group or others.
+    pub fn load_for_signing(
+        path: impl AsRef<Path>,
+        allow_readable: bool,
+    ) -> Result<SigningKey, KeyError> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                KeyError::Missing {
+                    path: path.to_owned(),
+                    expected: KeyKind::Private,
+                }
+            } else {
+                KeyError::Unreadable {
+                    path: path.to_owned(),
+                    expected: KeyKind::Private,
+                    source,
+                }
+            }
+        })?;
+        if !meta.is_file() {
+            return Err(KeyError::Unreadable {
+                path: path.to_owned(),
+                expected: KeyKind::Private,
+                source: io::Error::other(format!(
+                    "it is {}",
+                    crate::untrusted::describe_file_type(meta.file_type())
+                )),
+            });
+        }
+        #[cfg(unix)]
+        if !allow_readable {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = meta.permissions().mode() & 0o7777;
+            let who = match (mode & 0o040 != 0, mode & 0o004 != 0) {
+                (true, true) => Some("group and others"),
+                (true, false) => Some("its group"),
+                (false, true) => Some("others"),
+                (false, false) => None,
+            };
+            if let Some(who) = who {
+                return Err(KeyError::ReadableByOthers {
+                    path: path.to_owned(),
+                    mode,
+                    who,
+                });
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = allow_readable;
+        Self::from_pkcs8_pem_file(path)
     }
 
     /// Parses a PKCS#8 PEM ed25519 private key.
@@ -287,6 +348,51 @@ impl PublicKey {
         let sig = ed25519_dalek::Signature::from_bytes(signature);
         self.inner.verify_strict(message, &sig).is_ok()
     }
+}
+
+/// Does the file at `path` hold a PEM private key (a `-----BEGIN ... PRIVATE KEY-----` line of any
+/// kind: PKCS#8, encrypted, RSA, EC, OpenSSH)? The whole file is scanned, in chunks.
+pub fn file_holds_private_key(path: &Path) -> io::Result<bool> {
+    use std::io::Read as _;
+    const NEEDLE: &[u8] = b"PRIVATE KEY-----";
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    // Bytes kept from the previous chunk so that a header split across chunks is found.
+    let keep = 128;
+    let mut filled = 0;
+    loop {
+        let n = f.read(&mut buf[filled..])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        filled += n;
+        if holds_private_key_header(&buf[..filled], NEEDLE) {
+            return Ok(true);
+        }
+        if filled > keep {
+            buf.copy_within(filled - keep..filled, 0);
+            filled = keep;
+        }
+    }
+}
+
+fn holds_private_key_header(hay: &[u8], needle: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(pos) = hay[from..].iter().position(|&b| b == b'-') {
+        let at = from + pos;
+        if hay[at..].starts_with(b"-----BEGIN ") {
+            let line_end = hay[at..]
+                .iter()
+                .take(100)
+                .position(|&b| b == b'\n' || b == b'\r')
+                .map_or(hay.len().min(at + 100), |p| at + p);
+            if hay[at..line_end].windows(needle.len()).any(|w| w == needle) {
+                return true;
+            }
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// Generates a key pair and writes it: the private key (PKCS#8 PEM) to `private_path` with mode

@@ -5,6 +5,9 @@
 //! decides (selector, release gate, claim audit) over verified runs only. The binary is a thin
 //! command-line layer over this crate.
 
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 pub mod canonical;
 pub mod claims;
 pub mod digest;
@@ -24,4 +27,5 @@ pub mod stats;
 pub mod store;
 pub mod svg;
 pub mod trust;
+pub mod untrusted;
 pub mod verify;

@@ -50,8 +50,13 @@ pub enum StoreError {
     NotARegularFile { path: PathBuf, what: &'static str },
     #[error("output {0} uses the reserved name {ENVELOPE_FILE}; rename it")]
     ReservedName(PathBuf),
-    #[error("output path {0} is not valid UTF-8; subject names must be UTF-8")]
+    #[error("output path {} is not valid UTF-8; subject names must be UTF-8 (rename the file)", crate::untrusted::display_path(.0))]
     NonUtf8Path(PathBuf),
+    #[error(
+        "output {} has a name verify would reject ({reason}); rename the file before attesting it",
+        crate::untrusted::display_path(path)
+    )]
+    BadOutputName { path: PathBuf, reason: String },
     #[error("the run has no outputs in {0}; nothing to attest")]
     NoOutputs(PathBuf),
     #[error("the manifest {0}")]
@@ -388,10 +393,28 @@ fn list_outputs(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
         if name == ENVELOPE_FILE {
             return Err(StoreError::ReservedName(entry.path().to_path_buf()));
         }
+        check_output_name(&name).map_err(|reason| StoreError::BadOutputName {
+            path: entry.path().to_path_buf(),
+            reason,
+        })?;
         out.push((name, entry.path().to_path_buf()));
     }
     out.sort();
     Ok(out)
+}
+
+/// A subject name the store publishes must pass verify's subject-path check (no backslash, no
+/// drive prefix such as `C:x`, no `..`), and carry no control characters, which a terminal would
+/// interpret when the name is printed.
+pub fn check_output_name(name: &str) -> Result<(), String> {
+    crate::statement::check_subject_path(name).map_err(|e| e.to_string())?;
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "it contains the control character U+{:04X}",
+            c as u32
+        ));
+    }
+    Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {

@@ -14,12 +14,24 @@
 //!    key can write any time they like into the payload;
 //! 3. the signing time recorded in the signed payload must lie in `[not_before, not_after]`
 //!    (`not_after: null` means no end);
-//! 4. when the caller names accepted roles, the key must hold at least one of them.
+//! 4. when the caller names accepted roles, the key must hold at least one of them;
+//! 5. when the signed artifact is a run, one of the key's roles must be allowed to sign that run
+//!    kind (the `roles` table, below). Every consumer of a run goes through the verifier, which
+//!    always passes the run's kind, so a role bound to `train` runs cannot sign a `gate` decision
+//!    that a release claim relies on, whoever reads it.
+//!
+//! **Roles table (schema 1.1).** `"roles": {"ci": {"kinds": ["data", "train", ..., "gate"]},
+//! "developer": {"kinds": ["external", "train", "eval"]}}` lists, per role, the run kinds its
+//! keys may sign. With a table, every role a key holds must be defined there. A 1.0 policy (no
+//! table) reads with the built-in table [`default_role_kinds`]: role `ci` may sign every kind,
+//! any other role every kind except the decisions `select` and `gate`.
 //!
 //! Loading rejects a policy that does not match the schema, a schema major version other than 1,
-//! a key file whose key id differs from the `keyid` written beside it, and duplicate key ids.
+//! a key file whose key id differs from the `keyid` written beside it, duplicate key ids, and
+//! duplicate JSON keys (so `"revoked": {..}, "revoked": null` cannot un-revoke a key). The file
+//! must be a regular file (no symlink, FIFO or device) of at most [`MAX_POLICY_BYTES`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
@@ -28,11 +40,30 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::keys::{KeyError, KeyId, PublicKey, key_id};
+use crate::manifest::RunKind;
+use crate::plugin::pin::{PinError, PluginLock};
+use crate::untrusted::{self, ReadError};
 
 /// File name of the policy inside the keys directory.
 pub const POLICY_FILE_NAME: &str = "trust-policy.json";
 /// The schema major version this build reads.
 pub const SUPPORTED_MAJOR: u64 = 1;
+/// The version this husai writes (1.1 added the `roles` table).
+pub const CURRENT_VERSION: &str = "1.1";
+/// The largest trust policy read (1 MiB).
+pub const MAX_POLICY_BYTES: u64 = 1 << 20;
+
+/// The role that may sign every kind in a 1.0 policy, which has no roles table.
+pub const CI_ROLE: &str = "ci";
+
+/// The roles table a 1.0 policy reads with: `ci` may sign every kind; a role not named here may
+/// sign every kind but the decisions (`select`, `gate`).
+pub fn default_role_kinds(role: &str) -> Vec<RunKind> {
+    RunKind::ALL
+        .into_iter()
+        .filter(|k| role == CI_ROLE || !matches!(k, RunKind::Select | RunKind::Gate))
+        .collect()
+}
 
 /// One trusted key, as loaded and checked.
 #[derive(Debug, Clone)]
@@ -59,6 +90,8 @@ pub struct Revocation {
 pub struct TrustContext {
     pub signed_at: OffsetDateTime,
     pub accepted_roles: Option<Vec<String>>,
+    /// The kind of run the signature is for, when it is a run; `None` checks no kind.
+    pub kind: Option<RunKind>,
 }
 
 /// A loaded, validated trust policy.
@@ -66,6 +99,10 @@ pub struct TrustContext {
 pub struct TrustPolicy {
     path: PathBuf,
     keys: Vec<TrustedKey>,
+    /// Run kinds per role; `None` for a 1.0 policy (see [`default_role_kinds`]).
+    roles: Option<BTreeMap<String, Vec<RunKind>>>,
+    /// `plugins.lock` beside the policy, when there is one (see [`crate::plugin::pin`]).
+    plugins: Option<PluginLock>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +113,7 @@ pub enum TrustError {
     PolicyUnreadable {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: ReadError,
     },
     #[error("trust policy {} is not valid JSON: {source}", path.display())]
     PolicyNotJson {
@@ -86,6 +123,22 @@ pub enum TrustError {
     },
     #[error("trust policy schema_version {found} is not supported by this husai (supports {SUPPORTED_MAJOR}.x) in {}; upgrade husai or rewrite the policy for version {SUPPORTED_MAJOR}.x", path.display())]
     UnsupportedVersion { path: PathBuf, found: String },
+    #[error("trust policy {}: key {keyid} holds role {role:?}, which the policy's roles table does not define; add \"{role}\": {{\"kinds\": [...]}} under \"roles\" or remove the role", path.display())]
+    UndefinedRole {
+        path: PathBuf,
+        keyid: String,
+        role: String,
+    },
+    #[error("key {keyid} (roles [{}]) may not sign runs of kind {kind} under trust policy {}: only roles [{}] may; sign {kind} runs with such a key, or allow the kind for the role in the policy's roles table", key_roles.join(", "), path.display(), allowed.join(", "))]
+    KindNotAllowed {
+        path: PathBuf,
+        keyid: String,
+        key_roles: Vec<String>,
+        kind: RunKind,
+        allowed: Vec<String>,
+    },
+    #[error("{0}")]
+    PluginLock(Box<PinError>),
     #[error("trust policy {} does not match schemas/trust-policy.v1.json:\n  {}", path.display(), errors.join("\n  "))]
     SchemaViolation { path: PathBuf, errors: Vec<String> },
     #[error("trust policy {}: key {keyid}: {field} {value:?} is not an RFC 3339 date-time ({detail}); write e.g. \"2026-01-01T00:00:00Z\"", path.display())]
@@ -160,6 +213,13 @@ pub enum TrustError {
 #[derive(Deserialize)]
 struct RawPolicy {
     keys: Vec<RawKey>,
+    #[serde(default)]
+    roles: Option<BTreeMap<String, RawRole>>,
+}
+
+#[derive(Deserialize)]
+struct RawRole {
+    kinds: Vec<RunKind>,
 }
 
 #[derive(Deserialize)]
@@ -183,8 +243,8 @@ impl TrustPolicy {
     pub fn load(dir: impl AsRef<Path>) -> Result<TrustPolicy, TrustError> {
         let dir = dir.as_ref();
         let path = dir.join(POLICY_FILE_NAME);
-        let text = std::fs::read_to_string(&path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
+        let bytes = untrusted::read_regular_file(&path, MAX_POLICY_BYTES).map_err(|source| {
+            if source.is_not_found() {
                 TrustError::PolicyMissing { path: path.clone() }
             } else {
                 TrustError::PolicyUnreadable {
@@ -193,7 +253,14 @@ impl TrustPolicy {
                 }
             }
         })?;
-        Self::from_json_str(&text, dir, &path)
+        let mut policy = Self::from_json_bytes(&bytes, dir, &path)?;
+        policy.plugins = PluginLock::load(dir).map_err(|e| TrustError::PluginLock(Box::new(e)))?;
+        Ok(policy)
+    }
+
+    /// The `plugins.lock` loaded beside the policy, if any.
+    pub fn plugin_lock(&self) -> Option<&PluginLock> {
+        self.plugins.as_ref()
     }
 
     /// Parses a policy held in memory. `key_dir` resolves the `public_key` paths; `path` is only
@@ -203,9 +270,18 @@ impl TrustPolicy {
         key_dir: &Path,
         path: &Path,
     ) -> Result<TrustPolicy, TrustError> {
+        Self::from_json_bytes(text.as_bytes(), key_dir, path)
+    }
+
+    /// [`TrustPolicy::from_json_str`] for bytes (strict JSON: duplicate keys are refused).
+    pub fn from_json_bytes(
+        bytes: &[u8],
+        key_dir: &Path,
+        path: &Path,
+    ) -> Result<TrustPolicy, TrustError> {
         let path = path.to_owned();
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|source| TrustError::PolicyNotJson {
+            untrusted::parse_json(bytes).map_err(|source| TrustError::PolicyNotJson {
                 path: path.clone(),
                 source,
             })?;
@@ -241,7 +317,69 @@ impl TrustPolicy {
             }
             keys.push(load_key(rk, key_dir, &path)?);
         }
-        Ok(TrustPolicy { path, keys })
+        let roles: Option<BTreeMap<String, Vec<RunKind>>> = raw
+            .roles
+            .map(|t| t.into_iter().map(|(r, v)| (r, v.kinds)).collect());
+        if let Some(table) = &roles {
+            for k in &keys {
+                if let Some(role) = k.roles.iter().find(|r| !table.contains_key(*r)) {
+                    return Err(TrustError::UndefinedRole {
+                        path,
+                        keyid: k.keyid.clone(),
+                        role: role.clone(),
+                    });
+                }
+            }
+        }
+        Ok(TrustPolicy {
+            path,
+            keys,
+            roles,
+            plugins: None,
+        })
+    }
+
+    /// The run kinds `role` may sign under this policy.
+    pub fn kinds_for_role(&self, role: &str) -> Vec<RunKind> {
+        match &self.roles {
+            Some(table) => table.get(role).cloned().unwrap_or_default(),
+            None => default_role_kinds(role),
+        }
+    }
+
+    /// Whether the policy has an explicit roles table (schema 1.1), or reads with the default.
+    pub fn has_roles_table(&self) -> bool {
+        self.roles.is_some()
+    }
+
+    /// Checks that `key` holds a role allowed to sign runs of `kind`.
+    pub fn check_kind(&self, key: &TrustedKey, kind: RunKind) -> Result<(), TrustError> {
+        if key
+            .roles
+            .iter()
+            .any(|r| self.kinds_for_role(r).contains(&kind))
+        {
+            return Ok(());
+        }
+        let mut allowed: Vec<String> = match &self.roles {
+            Some(table) => table
+                .iter()
+                .filter(|(_, kinds)| kinds.contains(&kind))
+                .map(|(r, _)| r.clone())
+                .collect(),
+            None if matches!(kind, RunKind::Select | RunKind::Gate) => vec![CI_ROLE.to_string()],
+            None => vec!["any".to_string()],
+        };
+        if allowed.is_empty() {
+            allowed.push("none".to_string());
+        }
+        Err(TrustError::KindNotAllowed {
+            path: self.path.clone(),
+            keyid: key.keyid.clone(),
+            key_roles: key.roles.clone(),
+            kind,
+            allowed,
+        })
     }
 
     /// The policy file this was loaded from.
@@ -300,6 +438,9 @@ impl TrustPolicy {
                 key_roles: key.roles.clone(),
                 accepted: accepted.clone(),
             });
+        }
+        if let Some(kind) = ctx.kind {
+            self.check_kind(key, kind)?;
         }
         Ok(key)
     }
@@ -395,6 +536,9 @@ impl fmt::Display for TrustContext {
         write!(f, "signed at {}", fmt_time(self.signed_at))?;
         if let Some(roles) = &self.accepted_roles {
             write!(f, ", accepting roles [{}]", roles.join(", "))?;
+        }
+        if let Some(kind) = self.kind {
+            write!(f, ", for a run of kind {kind}")?;
         }
         Ok(())
     }

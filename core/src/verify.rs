@@ -16,22 +16,48 @@
 //!
 //! Outside run directories, a results tree may hold only directories. A file there is
 //! unattested, a directory named like a run id but lacking an envelope is a run whose envelope
-//! is missing, and a `.staging-*` directory is an interrupted or in-flight run (a warning).
+//! is missing, and a `.staging-<run_id>-<pid>` directory is an interrupted or in-flight run: an
+//! error (it could hide any file), or a warning with [`VerifyOptions::allow_staging`]. A
+//! `.staging-*` name the store does not make is an error always.
+//!
+//! Hardening (docs/threat-model.md): the envelope is read as a bounded regular file
+//! ([`crate::untrusted`]: no symlink, FIFO or device, at most [`dsse::MAX_ENVELOPE_BYTES`]); all
+//! JSON is strict (duplicate keys are errors); each signature is checked only against the key its
+//! keyid names; the signing time (`finished_at`) must be a real date no later than the
+//! verifier's clock plus [`CLOCK_SKEW_SECS`]; the signer's roles must allow the run's kind; a run
+//! lives exactly at `<root>/<campaign>/<run_id>` and is counted once; a file rewritten while it
+//! is hashed (even with its mtime restored) is reported, by its inode change time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::digest::{self, DigestMethod};
-use crate::dsse::{self, Envelope};
+use crate::dsse::{self, Envelope, SignatureError};
 use crate::manifest::{MANIFEST_SCHEMA_MAJOR, Manifest, schema_major};
 use crate::schema;
 use crate::statement::{Statement, Subject, check_subject_path};
 use crate::store::{ENVELOPE_FILE, STAGING_PREFIX, parse_timestamp};
-use crate::trust::{TrustContext, TrustPolicy};
+use crate::trust::{TrustContext, TrustError, TrustPolicy};
+use crate::untrusted::{self, ReadError, path_text};
+
+/// How far in the future (by the verifier's clock) a signing time may lie: 5 minutes.
+pub const CLOCK_SKEW_SECS: i64 = 300;
+
+fn ser_path<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path_text(p))
+}
+
+fn ser_opt_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_str(&path_text(p)),
+        None => s.serialize_none(),
+    }
+}
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -51,9 +77,11 @@ pub struct Finding {
     pub severity: Severity,
     /// A stable machine-readable code, e.g. `digest_mismatch`.
     pub code: &'static str,
-    /// The run directory concerned, if any.
+    /// The run directory concerned, if any (in JSON: non-UTF-8 bytes as `\xNN`).
+    #[serde(serialize_with = "ser_opt_path")]
     pub run: Option<PathBuf>,
     /// The file concerned, if any.
+    #[serde(serialize_with = "ser_opt_path")]
     pub file: Option<PathBuf>,
     pub message: String,
 }
@@ -61,6 +89,7 @@ pub struct Finding {
 /// One verified (or failed) run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
+    #[serde(serialize_with = "ser_path")]
     pub dir: PathBuf,
     pub run_id: Option<String>,
     pub campaign: Option<String>,
@@ -108,6 +137,10 @@ pub struct VerifyOptions<'a> {
     pub on_bytes: &'a (dyn Fn(u64) + Sync),
     /// Called once, before hashing, with the total bytes the signed sizes announce.
     pub on_total: &'a dyn Fn(u64),
+    /// Report `.staging-<run_id>-<pid>` directories as warnings instead of errors.
+    pub allow_staging: bool,
+    /// The verifier's clock; `None` reads the system clock once per verification.
+    pub now: Option<time::OffsetDateTime>,
 }
 
 impl Default for VerifyOptions<'_> {
@@ -116,6 +149,8 @@ impl Default for VerifyOptions<'_> {
             accepted_roles: None,
             on_bytes: &|_| {},
             on_total: &|_| {},
+            allow_staging: false,
+            now: None,
         }
     }
 }
@@ -137,7 +172,7 @@ impl VerifiedRun {
 
 /// Why a single run could not be loaded as verified.
 #[derive(Debug, thiserror::Error)]
-#[error("run {} failed verification:\n  {}", dir.display(), findings.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("\n  "))]
+#[error("run {} failed verification:\n  {}", untrusted::display_path(dir), findings.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("\n  "))]
 pub struct RunVerifyError {
     pub dir: PathBuf,
     pub findings: Vec<Finding>,
@@ -199,28 +234,84 @@ pub fn verify_paths(paths: &[PathBuf], policy: &TrustPolicy, opts: VerifyOptions
     let mut v = Verifier::new(policy, opts);
     let mut run_dirs = Vec::new();
     for path in paths {
-        v.discover(path, &mut run_dirs);
+        v.discover(path, 0, &mut run_dirs);
     }
     // Announce the total before hashing so that a progress bar has a length.
-    let total: u64 = run_dirs.iter().filter_map(|d| peek_output_total(d)).sum();
+    let total: u64 = run_dirs
+        .par_iter()
+        .filter_map(|d| peek_output_total(d))
+        .sum();
     (v.opts.on_total)(total);
-    for dir in run_dirs {
-        v.verify_run(&dir);
+    // Checks that need no other run go in parallel, one run per task; the provenance chain is
+    // then followed in discovery order, so findings come out in the same order every time.
+    let keys: Vec<PathBuf> = run_dirs
+        .par_iter()
+        .map(|dir| fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()))
+        .collect();
+    let mut keyed: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(run_dirs.len());
+    let mut unique = HashSet::new();
+    for (key, dir) in keys.iter().zip(&run_dirs) {
+        if unique.insert(key.clone()) {
+            keyed.push((key.clone(), dir.clone()));
+        }
+    }
+    let (on_bytes, roles, allow_staging, now) = (
+        v.opts.on_bytes,
+        v.opts.accepted_roles.clone(),
+        v.opts.allow_staging,
+        v.now,
+    );
+    let local: Vec<(PathBuf, LocalResult)> = keyed
+        .into_par_iter()
+        .map(|(key, dir)| {
+            let mut w = Verifier::new(
+                policy,
+                VerifyOptions {
+                    accepted_roles: roles.clone(),
+                    on_bytes,
+                    on_total: &|_| {},
+                    allow_staging,
+                    now: Some(now),
+                },
+            );
+            let outcome = w.check_local(&dir, &key);
+            let result = LocalResult {
+                findings: w.report.findings,
+                bytes_hashed: w.report.bytes_hashed,
+                outcome,
+            };
+            (key, result)
+        })
+        .collect();
+    v.precomputed = local.into_iter().collect();
+    for (dir, key) in run_dirs.iter().zip(keys) {
+        v.verify_run_keyed(dir, key);
     }
     v.report
 }
 
 /// The total of the signed output sizes of a run, read without verifying (for progress only).
 fn peek_output_total(dir: &Path) -> Option<u64> {
-    let env: Envelope = serde_json::from_slice(&fs::read(dir.join(ENVELOPE_FILE)).ok()?).ok()?;
-    let payload: Value = serde_json::from_slice(&env.decode_payload().ok()?).ok()?;
-    Some(
-        payload["predicate"]["output_sizes"]
-            .as_object()?
-            .values()
-            .filter_map(Value::as_u64)
-            .sum(),
-    )
+    let bytes =
+        untrusted::read_regular_file(&dir.join(ENVELOPE_FILE), dsse::MAX_ENVELOPE_BYTES).ok()?;
+    let env: Envelope = serde_json::from_slice(&bytes).ok()?;
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        predicate: PeekPredicate,
+    }
+    #[derive(serde::Deserialize)]
+    struct PeekPredicate {
+        output_sizes: BTreeMap<String, u64>,
+    }
+    let peek: Peek = serde_json::from_slice(&env.decode_payload().ok()?).ok()?;
+    Some(peek.predicate.output_sizes.values().sum())
+}
+
+/// What [`Verifier::check_local`] found for one run.
+struct LocalResult {
+    findings: Vec<Finding>,
+    bytes_hashed: u64,
+    outcome: Option<VerifiedRun>,
 }
 
 enum RunState {
@@ -235,15 +326,23 @@ struct Verifier<'a> {
     /// Verification outcome per canonical run directory, so that a run reached both directly and
     /// as an ancestor is checked once, and a cycle of inputs terminates.
     state: HashMap<PathBuf, RunState>,
+    /// Where each (campaign, run id) was found, so that a copy elsewhere is caught.
+    seen_ids: HashMap<(String, String), PathBuf>,
+    /// Results of [`Verifier::check_local`] computed ahead (in parallel), by canonical run dir.
+    precomputed: HashMap<PathBuf, LocalResult>,
+    now: time::OffsetDateTime,
 }
 
 impl<'a> Verifier<'a> {
     fn new(policy: &'a TrustPolicy, opts: VerifyOptions<'a>) -> Self {
         Verifier {
             policy,
+            now: opts.now.unwrap_or_else(time::OffsetDateTime::now_utc),
             opts,
             report: VerifyReport::default(),
             state: HashMap::new(),
+            seen_ids: HashMap::new(),
+            precomputed: HashMap::new(),
         }
     }
 
@@ -265,7 +364,9 @@ impl<'a> Verifier<'a> {
     }
 
     /// Walk `path`, collecting run directories and reporting anything else that is not allowed.
-    fn discover(&mut self, path: &Path, runs: &mut Vec<PathBuf>) {
+    /// `depth` counts directories below the path the caller named: a run may sit at depth 0 (the
+    /// run itself), 1 (under its campaign directory) or 2 (under a results root), nowhere deeper.
+    fn discover(&mut self, path: &Path, depth: usize, runs: &mut Vec<PathBuf>) {
         let meta = match fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
@@ -274,7 +375,7 @@ impl<'a> Verifier<'a> {
                     "unreadable",
                     None,
                     Some(path),
-                    format!("cannot read {}: {e}", path.display()),
+                    format!("cannot read {}: {e}", untrusted::display_path(path)),
                 );
                 return;
             }
@@ -287,7 +388,7 @@ impl<'a> Verifier<'a> {
                 Some(path),
                 format!(
                     "{} is a symbolic link; results trees hold real files and directories only",
-                    path.display()
+                    untrusted::display_path(path)
                 ),
             );
             return;
@@ -303,7 +404,7 @@ impl<'a> Verifier<'a> {
                     Some(path),
                     format!(
                         "{} is not inside any run, so no signature covers it; attest it with `husai-audit attest` or remove it",
-                        path.display()
+                        untrusted::display_path(path)
                     ),
                 ),
             }
@@ -312,20 +413,57 @@ impl<'a> Verifier<'a> {
         // Staging first: a run killed after signing but before its rename has an envelope too,
         // and is still not a run.
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with(STAGING_PREFIX) {
-            self.push(
-                Severity::Warning,
-                "leftover_staging",
-                None,
-                Some(path),
-                format!(
-                    "{} is the staging directory of an interrupted or still-running run; it is not a run and was not verified (delete it once no husai process is using it)",
-                    path.display()
-                ),
-            );
+        if path
+            .file_name()
+            .is_some_and(|n| n.as_encoded_bytes().starts_with(STAGING_PREFIX.as_bytes()))
+        {
+            if is_store_staging_name(name) {
+                let (severity, advice) = if self.opts.allow_staging {
+                    (Severity::Warning, "allowed by --allow-staging")
+                } else {
+                    (
+                        Severity::Error,
+                        "it could hold any file; delete it once no husai process is using it, or pass --allow-staging while a run is in flight",
+                    )
+                };
+                self.push(
+                    severity,
+                    "leftover_staging",
+                    None,
+                    Some(path),
+                    format!(
+                        "{} is the staging directory of an interrupted or still-running run; it is not a run and was not verified ({advice})",
+                        untrusted::display_path(path)
+                    ),
+                );
+            } else {
+                self.push(
+                    Severity::Error,
+                    "bad_staging_name",
+                    None,
+                    Some(path),
+                    format!(
+                        "{} is named like a staging directory but not as the run store names them (.staging-<run_id>-<pid>); husai never made it, so remove it",
+                        untrusted::display_path(path)
+                    ),
+                );
+            }
             return;
         }
         if fs::symlink_metadata(path.join(ENVELOPE_FILE)).is_ok() {
+            if depth > 2 {
+                self.push(
+                    Severity::Error,
+                    "run_location",
+                    Some(path),
+                    None,
+                    format!(
+                        "run {} is nested {depth} directories below the verified path; runs live exactly at <results>/<campaign>/<run_id>, so this is a copy or a misplaced run (move or delete it)",
+                        untrusted::display_path(path)
+                    ),
+                );
+                return;
+            }
             runs.push(path.to_path_buf());
             return;
         }
@@ -337,7 +475,7 @@ impl<'a> Verifier<'a> {
                 Some(&path.join(ENVELOPE_FILE)),
                 format!(
                     "run directory {} has no envelope {ENVELOPE_FILE}; nothing in it is signed",
-                    path.display()
+                    untrusted::display_path(path)
                 ),
             );
             return;
@@ -350,7 +488,7 @@ impl<'a> Verifier<'a> {
                     "unreadable",
                     None,
                     Some(path),
-                    format!("cannot list {}: {e}", path.display()),
+                    format!("cannot list {}: {e}", untrusted::display_path(path)),
                 );
                 return;
             }
@@ -358,12 +496,17 @@ impl<'a> Verifier<'a> {
         let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         children.sort();
         for child in children {
-            self.discover(&child, runs);
+            self.discover(&child, depth + 1, runs);
         }
     }
 
     fn verify_run(&mut self, dir: &Path) -> Option<VerifiedRun> {
         let key = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        self.verify_run_keyed(dir, key)
+    }
+
+    /// [`Verifier::verify_run`] with the canonical directory already known.
+    fn verify_run_keyed(&mut self, dir: &Path, key: PathBuf) -> Option<VerifiedRun> {
         match self.state.get(&key) {
             Some(RunState::Done(outcome)) => return outcome.as_deref().cloned(),
             Some(RunState::InProgress) => {
@@ -374,7 +517,7 @@ impl<'a> Verifier<'a> {
                     None,
                     format!(
                         "run {} is its own ancestor (a cycle of inputs)",
-                        dir.display()
+                        untrusted::display_path(dir)
                     ),
                 );
                 return None;
@@ -383,7 +526,7 @@ impl<'a> Verifier<'a> {
         }
         self.state.insert(key.clone(), RunState::InProgress);
         let before = self.report.findings.len();
-        let outcome = self.check_run(dir);
+        let outcome = self.check_run(dir, &key);
         let failed = self.report.findings[before..]
             .iter()
             .any(|f| f.severity != Severity::Warning);
@@ -407,192 +550,191 @@ impl<'a> Verifier<'a> {
 
     /// All checks of one run. Returns the run when it could be decoded and authenticated;
     /// `verify_run` turns that into a failure if any error was pushed on the way.
-    fn check_run(&mut self, dir: &Path) -> Option<VerifiedRun> {
+    fn check_run(&mut self, dir: &Path, canon: &Path) -> Option<VerifiedRun> {
+        let outcome = match self.precomputed.remove(canon) {
+            Some(local) => {
+                self.report.findings.extend(local.findings);
+                self.report.bytes_hashed += local.bytes_hashed;
+                local.outcome
+            }
+            None => self.check_local(dir, canon),
+        }?;
+        let manifest = &outcome.manifest;
+        // A run is one (campaign, run id): the same run found at a second place is a copy.
+        let id = (manifest.campaign.clone(), manifest.run_id.clone());
+        match self.seen_ids.get(&id) {
+            Some(first) if first != canon => {
+                let message = format!(
+                    "run {}/{} appears twice, at {} and at {}; a run exists once (delete the copy)",
+                    manifest.campaign,
+                    manifest.run_id,
+                    untrusted::display_path(first),
+                    untrusted::display_path(canon)
+                );
+                self.push(Severity::Error, "duplicate_run", Some(dir), None, message);
+            }
+            Some(_) => {}
+            None => {
+                self.seen_ids.insert(id, canon.to_path_buf());
+            }
+        }
+        // 7. The provenance chain.
+        self.check_inputs(dir, canon, &outcome.manifest);
+        Some(outcome)
+    }
+
+    /// Checks 1 to 6 of one run: everything that needs no other run, so that runs can be checked
+    /// in parallel. `canon` is the run directory made canonical.
+    fn check_local(&mut self, dir: &Path, canon: &Path) -> Option<VerifiedRun> {
         let env_path = dir.join(ENVELOPE_FILE);
         let run = Some(dir);
         let file = Some(env_path.as_path());
 
-        // 1. The envelope.
-        let bytes = match fs::symlink_metadata(&env_path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                self.push(
-                    Severity::Error,
-                    "symlink",
-                    run,
-                    file,
-                    format!(
-                        "envelope {} is a symbolic link; it must be a regular file",
-                        env_path.display()
+        // 1. The envelope: a bounded regular file, strict JSON, schema-valid.
+        let bytes = match untrusted::read_regular_file(&env_path, dsse::MAX_ENVELOPE_BYTES) {
+            Ok(b) => b,
+            Err(e) => {
+                let shown = untrusted::display_path(&env_path);
+                let (severity, code, message) = match &e {
+                    ReadError::NotFound { .. } => (
+                        Severity::Error,
+                        "missing_envelope",
+                        format!("envelope {shown} is missing"),
                     ),
-                );
-                return None;
-            }
-            Ok(_) => match fs::read(&env_path) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.push(
+                    ReadError::Symlink { .. } => (
+                        Severity::Error,
+                        "symlink",
+                        format!(
+                            "envelope {shown} is a symbolic link; it must be a regular file (it was not followed)"
+                        ),
+                    ),
+                    ReadError::NotRegular { what, .. } => (
+                        Severity::Error,
+                        "not_a_file",
+                        format!("envelope {shown} is {what}, not a regular file; it was not read"),
+                    ),
+                    ReadError::TooLarge { size, cap, .. } => (
+                        Severity::Error,
+                        "envelope_too_large",
+                        format!(
+                            "envelope {shown} is {size} bytes, over the {cap}-byte limit for envelopes; it was not parsed"
+                        ),
+                    ),
+                    ReadError::PermissionDenied { .. } => (
+                        Severity::Unreadable,
+                        "permission_denied",
+                        format!(
+                            "envelope {shown} cannot be read: permission denied (fix its mode or owner; nothing in the run was checked)"
+                        ),
+                    ),
+                    ReadError::Io { source, .. } => (
                         Severity::Unreadable,
                         "unreadable",
-                        run,
-                        file,
-                        format!("cannot read envelope {}: {e}", env_path.display()),
-                    );
-                    return None;
-                }
-            },
-            Err(e) => {
-                self.push(
-                    Severity::Error,
-                    "missing_envelope",
-                    run,
-                    file,
-                    format!("envelope {} is missing: {e}", env_path.display()),
-                );
+                        format!("cannot read envelope {shown}: {source}"),
+                    ),
+                };
+                self.push(severity, code, run, file, message);
                 return None;
             }
         };
-        let env_json = match parse_json(&bytes) {
-            Ok(v) => v,
-            Err(why) => {
-                self.push(
-                    Severity::Error,
-                    "malformed_envelope",
-                    run,
-                    file,
-                    format!("envelope {} {why}", env_path.display()),
-                );
+        let shown_env = untrusted::display_path(&env_path);
+        let envelope = match decode_envelope(&bytes, &shown_env) {
+            Ok(e) => e,
+            Err((code, message)) => {
+                self.push(Severity::Error, code, run, file, message);
                 return None;
             }
         };
-        if let Err(e) = schema::validate("dsse-envelope.v1", &env_json) {
-            self.push(
-                Severity::Error,
-                "envelope_schema",
-                run,
-                file,
-                format!("envelope {} {e}", env_path.display()),
-            );
-            return None;
-        }
-        let envelope: Envelope =
-            serde_json::from_value(env_json).expect("schema-valid envelopes deserialise");
 
-        // 2. The signature. The signing time comes from the payload, which the signature then
-        // authenticates; if the payload cannot be read the time is unknown and "now" is used, and
-        // the payload error is reported below.
-        let untrusted_payload = envelope.decode_payload().ok();
-        let untrusted_json = untrusted_payload
-            .as_deref()
-            .and_then(|p| serde_json::from_slice::<Value>(p).ok());
-        let signed_at = untrusted_json
-            .as_ref()
-            .and_then(|v| v["predicate"]["finished_at"].as_str())
-            .and_then(parse_timestamp)
-            .unwrap_or_else(time::OffsetDateTime::now_utc);
-        let ctx = TrustContext {
-            signed_at,
-            accepted_roles: self.opts.accepted_roles.clone(),
-        };
-        let verified = match dsse::verify_envelope(&envelope, self.policy, &ctx) {
-            Ok(v) => v,
+        // 2. The signatures, cryptographically: which policy keys signed these payload bytes.
+        // The trust decision (revocation, window, roles, kind) waits for the authenticated
+        // payload, which holds the signing time and the run kind.
+        let authenticated = match dsse::authenticate(&envelope, self.policy) {
+            Ok(a) => a,
             Err(e) => {
                 self.push(
                     Severity::Error,
                     "signature",
                     run,
                     file,
-                    format!("envelope {}: {e}", env_path.display()),
+                    format!("envelope {shown_env}: {e}"),
                 );
                 return None;
             }
         };
 
         // 3. The payload.
-        let payload = match parse_json(&verified.payload) {
-            Ok(v) => v,
-            Err(why) => {
-                self.push(
-                    Severity::Error,
-                    "malformed_payload",
-                    run,
-                    file,
-                    format!("signed payload of {} {why}", env_path.display()),
-                );
-                return None;
-            }
-        };
-        if let Err(e) = schema::validate("statement.v1", &payload) {
-            self.push(
-                Severity::Error,
-                "statement_schema",
-                run,
-                file,
-                format!("signed statement in {} {e}", env_path.display()),
-            );
-            return None;
-        }
-        let predicate = &payload["predicate"];
-        match predicate["schema_version"].as_str().map(schema_major) {
-            Some(Some(MANIFEST_SCHEMA_MAJOR)) => {}
-            Some(Some(major)) => {
-                self.push(
-                    Severity::Error,
-                    "unsupported_schema_version",
-                    run,
-                    file,
-                    format!(
-                        "manifest in {} has schema_version {} (major {major}); this husai reads major {MANIFEST_SCHEMA_MAJOR} only: upgrade husai to verify it",
-                        env_path.display(),
-                        predicate["schema_version"]
-                    ),
-                );
-                return None;
-            }
-            _ => {
-                self.push(
-                    Severity::Error,
-                    "manifest_schema",
-                    run,
-                    file,
-                    format!(
-                        "manifest in {} has no valid schema_version (expected \"1.<minor>\")",
-                        env_path.display()
-                    ),
-                );
-                return None;
-            }
-        }
-        if let Err(e) = schema::validate("run-manifest.v1", predicate) {
-            self.push(
-                Severity::Error,
-                "manifest_schema",
-                run,
-                file,
-                format!("manifest in {} {e}", env_path.display()),
-            );
-            return None;
-        }
-        let statement: Statement = match serde_json::from_value(payload) {
+        let statement = match decode_statement(&authenticated.payload, &shown_env) {
             Ok(s) => s,
-            Err(e) => {
-                self.push(
-                    Severity::Error,
-                    "manifest_schema",
-                    run,
-                    file,
-                    format!("manifest in {} cannot be decoded: {e}", env_path.display()),
-                );
+            Err((code, message)) => {
+                self.push(Severity::Error, code, run, file, message);
                 return None;
             }
         };
         let manifest = statement.predicate;
         let subjects = statement.subject;
 
+        // 4. The trust decision, at the signing time the signed payload records. That time is
+        // the signer's word, so it must be a real date and not lie in the verifier's future.
+        let signed_at = match parse_timestamp(&manifest.finished_at) {
+            Some(t) => t,
+            None => {
+                self.push(
+                    Severity::Error,
+                    "signing_time",
+                    run,
+                    file,
+                    format!(
+                        "manifest in {shown_env} has finished_at {:?}, which is not a valid RFC 3339 date-time (no such date or time); the signing time cannot be established, so no key can be trusted for it",
+                        manifest.finished_at
+                    ),
+                );
+                return None;
+            }
+        };
+        if signed_at > self.now + time::Duration::seconds(CLOCK_SKEW_SECS) {
+            self.push(
+                Severity::Error,
+                "signing_time",
+                run,
+                file,
+                format!(
+                    "manifest in {shown_env} records signing time (finished_at) {}, after this verifier's clock ({}) plus {CLOCK_SKEW_SECS} s of allowed skew; a postdated signing time could make a not-yet-valid key look valid",
+                    manifest.finished_at,
+                    crate::store::format_timestamp(self.now)
+                ),
+            );
+            return None;
+        }
+        let ctx = TrustContext {
+            signed_at,
+            accepted_roles: self.opts.accepted_roles.clone(),
+            kind: Some(manifest.kind),
+        };
+        let verified = match authenticated.trust(self.policy, &ctx) {
+            Ok(v) => v,
+            Err(e) => {
+                let code = if is_kind_refusal(&e) {
+                    "role_kind"
+                } else {
+                    "signature"
+                };
+                self.push(
+                    Severity::Error,
+                    code,
+                    run,
+                    file,
+                    format!("envelope {shown_env}: {e}"),
+                );
+                return None;
+            }
+        };
+
         // 4. The envelope belongs to this directory.
         let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let campaign_name = fs::canonicalize(dir)
-            .ok()
-            .and_then(|d| d.parent()?.file_name()?.to_str().map(str::to_string))
+        let campaign_name = canon
+            .parent()
+            .and_then(|d| d.file_name()?.to_str().map(str::to_string))
             .unwrap_or_default();
         if manifest.run_id != dir_name || manifest.campaign != campaign_name {
             self.push(
@@ -602,22 +744,21 @@ impl<'a> Verifier<'a> {
                 file,
                 format!(
                     "envelope {} was signed for run {}/{}, not for this directory ({campaign_name}/{dir_name}): an envelope copied from another run",
-                    env_path.display(),
+                    untrusted::display_path(&env_path),
                     manifest.campaign,
                     manifest.run_id
                 ),
             );
         }
+        // The plugin that made the run, against plugins.lock when there is one.
+        self.check_plugin_pin(dir, &env_path, &manifest);
 
         // 5. Subjects.
-        self.check_subjects(dir, &manifest, &subjects);
+        self.check_subjects(dir, canon, &manifest, &subjects);
 
         // 6. Nothing unattested.
         let covered: HashSet<&str> = subjects.iter().map(|s| s.name.as_str()).collect();
         self.check_unattested(dir, &covered);
-
-        // 7. The provenance chain.
-        self.check_inputs(dir, &manifest);
 
         Some(VerifiedRun {
             dir: dir.to_path_buf(),
@@ -627,11 +768,59 @@ impl<'a> Verifier<'a> {
         })
     }
 
-    fn check_subjects(&mut self, dir: &Path, manifest: &Manifest, subjects: &[Subject]) {
+    fn check_plugin_pin(&mut self, dir: &Path, env_path: &Path, manifest: &Manifest) {
+        use crate::plugin::pin::PinStatus;
+        let (Some(lock), Some(plugin)) = (self.policy.plugin_lock(), &manifest.plugin) else {
+            return;
+        };
+        let (severity, detail) = match lock.status(
+            &plugin.name,
+            &plugin.version,
+            &plugin.library_sha256,
+        ) {
+            PinStatus::Pinned => return,
+            PinStatus::Mismatch { pinned_sha256 } => (
+                Severity::Error,
+                format!(
+                    "the lock pins {} {} to sha256 {pinned_sha256}: another library made this run",
+                    plugin.name, plugin.version
+                ),
+            ),
+            PinStatus::Unlisted => (
+                Severity::Warning,
+                format!(
+                    "the lock lists no {} {} (pin it with `husai-audit pin` if the library is trusted)",
+                    plugin.name, plugin.version
+                ),
+            ),
+        };
+        let message = format!(
+            "run {} was made by plugin {} {} with library sha256 {}, which {} does not pin: {detail}",
+            untrusted::display_path(dir),
+            plugin.name,
+            plugin.version,
+            plugin.library_sha256,
+            untrusted::display_path(lock.path())
+        );
+        self.push(
+            severity,
+            "unpinned_plugin",
+            Some(dir),
+            Some(env_path),
+            message,
+        );
+    }
+
+    fn check_subjects(
+        &mut self,
+        dir: &Path,
+        canon_dir: &Path,
+        manifest: &Manifest,
+        subjects: &[Subject],
+    ) {
         let run = Some(dir);
-        let canon_dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let mut seen = HashSet::new();
-        let mut to_hash: Vec<(&Subject, PathBuf)> = Vec::new();
+        let mut to_hash: Vec<(&Subject, PathBuf, Stamp)> = Vec::new();
         for s in subjects {
             let path = dir.join(&s.name);
             if let Err(e) = check_subject_path(&s.name) {
@@ -640,7 +829,7 @@ impl<'a> Verifier<'a> {
                     "subject_path",
                     run,
                     Some(&path),
-                    format!("run {}: {e}", dir.display()),
+                    format!("run {}: {e}", untrusted::display_path(dir)),
                 );
                 continue;
             }
@@ -650,7 +839,11 @@ impl<'a> Verifier<'a> {
                     "duplicate_subject",
                     run,
                     Some(&path),
-                    format!("run {}: subject {} is listed twice", dir.display(), s.name),
+                    format!(
+                        "run {}: subject {} is listed twice",
+                        untrusted::display_path(dir),
+                        s.name
+                    ),
                 );
                 continue;
             }
@@ -662,7 +855,7 @@ impl<'a> Verifier<'a> {
                     Some(&path),
                     format!(
                         "run {}: subject {} must carry exactly one digest",
-                        dir.display(),
+                        untrusted::display_path(dir),
                         s.name
                     ),
                 );
@@ -670,8 +863,8 @@ impl<'a> Verifier<'a> {
             }
             // Every directory on the way must be a real directory inside the run, and the file a
             // regular file: a symlink could point anywhere.
-            match fs::symlink_metadata(&path) {
-                Err(_) => {
+            let listed = match fs::symlink_metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     self.push(
                         Severity::Error,
                         "missing_output",
@@ -679,18 +872,44 @@ impl<'a> Verifier<'a> {
                         Some(&path),
                         format!(
                             "output {} is signed but missing (deleted or renamed)",
-                            path.display()
+                            untrusted::display_path(&path)
+                        ),
+                    );
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    self.push(
+                        Severity::Unreadable,
+                        "permission_denied",
+                        run,
+                        Some(&path),
+                        format!(
+                            "output {} cannot be checked: permission denied on it or a directory above it (it may be intact; fix the modes and verify again)",
+                            untrusted::display_path(&path)
+                        ),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    self.push(
+                        Severity::Unreadable,
+                        "unreadable",
+                        run,
+                        Some(&path),
+                        format!(
+                            "output {} cannot be checked: {e}",
+                            untrusted::display_path(&path)
                         ),
                     );
                     continue;
                 }
                 Ok(m) if m.file_type().is_symlink() => {
                     let target = fs::canonicalize(&path).ok();
-                    let outside = target.as_ref().is_none_or(|t| !t.starts_with(&canon_dir));
+                    let outside = target.as_ref().is_none_or(|t| !t.starts_with(canon_dir));
                     let message = if outside {
                         format!(
                             "output {} is a symbolic link leading out of the run directory (to {}); outputs must be regular files inside the run",
-                            path.display(),
+                            untrusted::display_path(&path),
                             target.map_or("a missing target".to_string(), |t| t
                                 .display()
                                 .to_string())
@@ -698,7 +917,7 @@ impl<'a> Verifier<'a> {
                     } else {
                         format!(
                             "output {} is a symbolic link; outputs must be regular files",
-                            path.display()
+                            untrusted::display_path(&path)
                         )
                     };
                     self.push(Severity::Error, "symlink", run, Some(&path), message);
@@ -710,13 +929,22 @@ impl<'a> Verifier<'a> {
                         "not_a_file",
                         run,
                         Some(&path),
-                        format!("output {} is not a regular file", path.display()),
+                        format!(
+                            "output {} is not a regular file",
+                            untrusted::display_path(&path)
+                        ),
                     );
                     continue;
                 }
                 Ok(m) => {
-                    let real_parent = path.parent().and_then(|p| fs::canonicalize(p).ok());
-                    if real_parent.is_none_or(|p| !p.starts_with(&canon_dir)) {
+                    // A top-level subject's parent is the run itself (already canonical); only
+                    // nested subjects need their directories resolved.
+                    let inside = !s.name.contains('/')
+                        || path
+                            .parent()
+                            .and_then(|p| fs::canonicalize(p).ok())
+                            .is_some_and(|p| p.starts_with(canon_dir));
+                    if !inside {
                         self.push(
                             Severity::Error,
                             "symlink",
@@ -724,7 +952,7 @@ impl<'a> Verifier<'a> {
                             Some(&path),
                             format!(
                                 "output {} sits under a symbolic link leading out of the run directory",
-                                path.display()
+                                untrusted::display_path(&path)
                             ),
                         );
                         continue;
@@ -743,7 +971,7 @@ impl<'a> Verifier<'a> {
                                 Some(&path),
                                 format!(
                                     "output {} is {} bytes but was signed at {signed} bytes ({how})",
-                                    path.display(),
+                                    untrusted::display_path(&path),
                                     m.len()
                                 ),
                             );
@@ -758,28 +986,57 @@ impl<'a> Verifier<'a> {
                                 Some(&path),
                                 format!(
                                     "manifest of run {} has no signed size for subject {}",
-                                    dir.display(),
+                                    untrusted::display_path(dir),
                                     s.name
                                 ),
                             );
                             continue;
                         }
                     }
+                    m
+                }
+            };
+            to_hash.push((s, path, Stamp::of(&listed)));
+        }
+        let paths: Vec<PathBuf> = to_hash.iter().map(|(_, p, _)| p.clone()).collect();
+        let digests = digest::digest_files(&paths, manifest.digest, self.opts.on_bytes);
+        for ((s, path, before), got) in to_hash.into_iter().zip(digests) {
+            let (alg, want) = s.digest_pair().expect("checked above");
+            // The bytes hashed are the bytes signed only if nothing rewrote the file meanwhile;
+            // an in-place rewrite can restore size and mtime, but not the inode change time.
+            if got.is_ok() {
+                let after = fs::symlink_metadata(&path).ok().map(|m| Stamp::of(&m));
+                if after.as_ref() != Some(&before) {
+                    self.push(
+                        Severity::Error,
+                        "changed_during_verify",
+                        run,
+                        Some(&path),
+                        format!(
+                            "output {} changed while it was being verified (its inode change time or identity differs from before hashing, even if size and mtime match); what was hashed may not be what is there now: verify again once nothing writes to the run",
+                            untrusted::display_path(&path)
+                        ),
+                    );
+                    continue;
                 }
             }
-            to_hash.push((s, path));
-        }
-        let paths: Vec<PathBuf> = to_hash.iter().map(|(_, p)| p.clone()).collect();
-        let digests = digest::digest_files(&paths, manifest.digest, self.opts.on_bytes);
-        for ((s, path), got) in to_hash.into_iter().zip(digests) {
-            let (alg, want) = s.digest_pair().expect("checked above");
             match got {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => self.push(
+                    Severity::Unreadable,
+                    "permission_denied",
+                    run,
+                    Some(&path),
+                    format!(
+                        "output {} cannot be read: permission denied (it may be intact; fix its mode and verify again)",
+                        untrusted::display_path(&path)
+                    ),
+                ),
                 Err(e) => self.push(
                     Severity::Unreadable,
                     "unreadable",
                     run,
                     Some(&path),
-                    format!("cannot hash output {}: {e}", path.display()),
+                    format!("cannot hash output {}: {e}", untrusted::display_path(&path)),
                 ),
                 Ok(d) => {
                     self.report.bytes_hashed += d.size;
@@ -791,7 +1048,7 @@ impl<'a> Verifier<'a> {
                             Some(&path),
                             format!(
                                 "output {} is signed with digest {alg}, but the run's method {} gives {} for a file of {} bytes",
-                                path.display(),
+                                untrusted::display_path(&path),
                                 method_name(manifest.digest),
                                 d.algorithm,
                                 d.size
@@ -805,7 +1062,7 @@ impl<'a> Verifier<'a> {
                             Some(&path),
                             format!(
                                 "output {} does not match its signed {alg} digest (content changed after signing): signed {want}, found {}",
-                                path.display(),
+                                untrusted::display_path(&path),
                                 d.hex
                             ),
                         );
@@ -826,7 +1083,7 @@ impl<'a> Verifier<'a> {
                         "unreadable",
                         Some(dir),
                         Some(&p),
-                        format!("cannot list {}: {e}", p.display()),
+                        format!("cannot list {}: {e}", untrusted::display_path(&p)),
                     );
                     continue;
                 }
@@ -834,12 +1091,26 @@ impl<'a> Verifier<'a> {
             if entry.file_type().is_dir() {
                 continue;
             }
-            let rel = entry
+            let rel_path = entry
                 .path()
                 .strip_prefix(dir)
-                .expect("walkdir stays under its root")
-                .to_string_lossy()
-                .replace('\\', "/");
+                .expect("walkdir stays under its root");
+            // A name that is not UTF-8 is never covered, even if its lossy form (with U+FFFD)
+            // equals a subject name: subjects name exact bytes.
+            let Some(rel) = rel_path.to_str().map(|r| r.replace('\\', "/")) else {
+                self.push(
+                    Severity::Error,
+                    "unattested_file",
+                    Some(dir),
+                    Some(entry.path()),
+                    format!(
+                        "{} is inside run {} but not covered by its signed statement (its name is not UTF-8, so no subject can name it)",
+                        untrusted::display_path(entry.path()),
+                        untrusted::display_path(dir)
+                    ),
+                );
+                continue;
+            };
             if rel == ENVELOPE_FILE || covered.contains(rel.as_str()) {
                 continue;
             }
@@ -850,19 +1121,19 @@ impl<'a> Verifier<'a> {
                 Some(entry.path()),
                 format!(
                     "{} is inside run {} but not covered by its signed statement (an extra file)",
-                    entry.path().display(),
-                    dir.display()
+                    untrusted::display_path(entry.path()),
+                    untrusted::display_path(dir)
                 ),
             );
         }
     }
 
-    fn check_inputs(&mut self, dir: &Path, manifest: &Manifest) {
+    fn check_inputs(&mut self, dir: &Path, canon: &Path, manifest: &Manifest) {
+        if manifest.inputs.iter().all(|i| i.run.is_none()) {
+            return;
+        }
         // The results root is two levels above a run: <root>/<campaign>/<run_id>.
-        let Some(root) = fs::canonicalize(dir)
-            .ok()
-            .and_then(|d| d.parent()?.parent().map(Path::to_path_buf))
-        else {
+        let Some(root) = canon.parent().and_then(Path::parent) else {
             return;
         };
         for input in &manifest.inputs {
@@ -876,11 +1147,11 @@ impl<'a> Verifier<'a> {
                     Some(&ancestor),
                     format!(
                         "run {} used input {} from run {}/{}, which is not present under {}",
-                        dir.display(),
+                        untrusted::display_path(dir),
                         input.path,
                         r.campaign,
                         r.run_id,
-                        root.display()
+                        untrusted::display_path(root)
                     ),
                 );
                 continue;
@@ -893,7 +1164,7 @@ impl<'a> Verifier<'a> {
                     Some(&ancestor),
                     format!(
                         "run {} used input {} from run {}/{}, which fails verification",
-                        dir.display(),
+                        untrusted::display_path(dir),
                         input.path,
                         r.campaign,
                         r.run_id
@@ -909,7 +1180,7 @@ impl<'a> Verifier<'a> {
                     Some(&ancestor.join(&r.subject)),
                     format!(
                         "run {} used {} from run {}/{}, but that run has no output {}",
-                        dir.display(),
+                        untrusted::display_path(dir),
                         input.path,
                         r.campaign,
                         r.run_id,
@@ -923,7 +1194,7 @@ impl<'a> Verifier<'a> {
                     Some(&ancestor.join(&r.subject)),
                     format!(
                         "run {} used {} with digest {}, but run {}/{} signed {} as {}",
-                        dir.display(),
+                        untrusted::display_path(dir),
                         input.path,
                         digest_display(&input.digest),
                         r.campaign,
@@ -936,6 +1207,120 @@ impl<'a> Verifier<'a> {
             }
         }
     }
+}
+
+/// Stage 1 on bytes already read: strict JSON, the envelope schema, decoding. Errors are a finding
+/// code and message; `shown_env` names the file in messages.
+pub(crate) fn decode_envelope(
+    bytes: &[u8],
+    shown_env: &str,
+) -> Result<Envelope, (&'static str, String)> {
+    let env_json = parse_json(bytes)
+        .map_err(|why| ("malformed_envelope", format!("envelope {shown_env} {why}")))?;
+    schema::validate("dsse-envelope.v1", &env_json)
+        .map_err(|e| ("envelope_schema", format!("envelope {shown_env} {e}")))?;
+    serde_json::from_value(env_json).map_err(|e| {
+        (
+            "envelope_schema",
+            format!("envelope {shown_env} cannot be decoded: {e}"),
+        )
+    })
+}
+
+/// Stage 3 on authenticated payload bytes: strict JSON, the Statement schema, a supported
+/// manifest major version, the manifest schema, decoding.
+pub(crate) fn decode_statement(
+    payload: &[u8],
+    shown_env: &str,
+) -> Result<Statement, (&'static str, String)> {
+    let payload = parse_json(payload).map_err(|why| {
+        (
+            "malformed_payload",
+            format!("signed payload of {shown_env} {why}"),
+        )
+    })?;
+    schema::validate("statement.v1", &payload).map_err(|e| {
+        (
+            "statement_schema",
+            format!("signed statement in {shown_env} {e}"),
+        )
+    })?;
+    let predicate = &payload["predicate"];
+    match predicate["schema_version"].as_str().map(schema_major) {
+        Some(Some(MANIFEST_SCHEMA_MAJOR)) => {}
+        Some(Some(major)) => {
+            return Err((
+                "unsupported_schema_version",
+                format!(
+                    "manifest in {shown_env} has schema_version {} (major {major}); this husai reads major {MANIFEST_SCHEMA_MAJOR} only: upgrade husai to verify it",
+                    predicate["schema_version"]
+                ),
+            ));
+        }
+        _ => {
+            return Err((
+                "manifest_schema",
+                format!(
+                    "manifest in {shown_env} has no valid schema_version (expected \"1.<minor>\")"
+                ),
+            ));
+        }
+    }
+    schema::validate("run-manifest.v1", predicate)
+        .map_err(|e| ("manifest_schema", format!("manifest in {shown_env} {e}")))?;
+    serde_json::from_value(payload).map_err(|e| {
+        (
+            "manifest_schema",
+            format!("manifest in {shown_env} cannot be decoded: {e}"),
+        )
+    })
+}
+
+/// What identifies a file's state for the re-check after hashing: identity, size, mtime and the
+/// inode change time (which `utimes` cannot set back).
+#[derive(Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    ids: (u64, u64, i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &fs::Metadata) -> Stamp {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt as _;
+        Stamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            #[cfg(unix)]
+            ids: (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// Does every reason in `e` say the key's roles may not sign this run kind?
+fn is_kind_refusal(e: &SignatureError) -> bool {
+    match e {
+        SignatureError::Untrusted { source, .. } => {
+            matches!(**source, TrustError::KindNotAllowed { .. })
+        }
+        SignatureError::NoneAcceptable { errors } => errors.iter().all(is_kind_refusal),
+        _ => false,
+    }
+}
+
+/// Is `name` exactly what [`crate::store::RunStore::stage`] names a staging directory:
+/// `.staging-<run_id>-<pid>`?
+pub fn is_store_staging_name(name: &str) -> bool {
+    name.strip_prefix(STAGING_PREFIX)
+        .and_then(|rest| rest.rsplit_once('-'))
+        .is_some_and(|(id, pid)| {
+            looks_like_run_id(id)
+                && !pid.is_empty()
+                && pid.len() <= 10
+                && pid.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 fn method_name(m: DigestMethod) -> String {
@@ -952,12 +1337,13 @@ fn digest_display(d: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
-/// Parse strict JSON, explaining the common ways a file fails to be JSON.
+/// Parse strict JSON (duplicate keys are errors), explaining the common ways a file fails to be
+/// JSON.
 fn parse_json(bytes: &[u8]) -> Result<Value, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("is empty (0 bytes of JSON)".to_string());
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    untrusted::parse_json(bytes).map_err(|e| {
         let text = String::from_utf8_lossy(bytes);
         let hint = if text.contains("NaN") || text.contains("Infinity") {
             " (it contains a bare NaN/Infinity token, which is not JSON)"

@@ -272,9 +272,8 @@ fn passing_gate_run(s: &Signer) -> (String, String, String) {
     };
     let report = evaluate(&Policy::strict(), &inputs).unwrap();
     assert!(report.pass_all);
-    let gate_dir = s.sign(
+    let gate_dir = s.sign_as_gate(
         "decisions",
-        RunKind::Gate,
         &[
             ("gate-report.json", report.to_json_text().as_bytes()),
             ("gate-report.md", report.to_markdown().as_bytes()),
@@ -317,6 +316,29 @@ fn release_claims_need_a_passing_gate_that_judged_the_cited_candidate() {
         &s.trust,
     );
     assert!(report.passed(), "{report:#?}");
+
+    // The same passing report, signed by a trusted key as kind gate but not by the gate itself.
+    let gate_dir = std::path::Path::new(&s.results()).join(&gate_run);
+    let report_bytes = std::fs::read(gate_dir.join("gate-report.json")).unwrap();
+    let forged = s.sign(
+        "decisions",
+        RunKind::Gate,
+        &[("gate-report.json", report_bytes.as_slice())],
+    );
+    let forged_run = format!(
+        "decisions/{}",
+        forged.file_name().unwrap().to_str().unwrap()
+    );
+    let report = check_registry(
+        &release_registry(&s, &forged_run, &cand_run, &cand_subject),
+        &s.results(),
+        &s.trust,
+    );
+    assert_eq!(report.claims[0].outcome, Outcome::Error, "{report:#?}");
+    assert!(
+        report.claims[0].messages[0].contains("was not produced by the release gate"),
+        "{report:#?}"
+    );
 
     // Same numbers, but a different (re-signed) candidate file than the one the gate judged.
     let other = s.sign_json(
@@ -369,9 +391,8 @@ fn release_claim_with_a_failing_gate_fails() {
         .gate(husai_core::gate::GateName::External)
         .unwrap()
         .inputs[0];
-    let gate_dir = s.sign(
+    let gate_dir = s.sign_as_gate(
         "decisions",
-        RunKind::Gate,
         &[("gate-report.json", report.to_json_text().as_bytes())],
     );
     let gate_run = format!(

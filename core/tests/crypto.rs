@@ -304,6 +304,7 @@ fn ctx_at(t: time::OffsetDateTime) -> TrustContext {
     TrustContext {
         signed_at: t,
         accepted_roles: None,
+        kind: None,
     }
 }
 
@@ -556,6 +557,7 @@ fn trust_check_semantics() {
     let gate_only = TrustContext {
         signed_at: datetime!(2026-06-01 12:00 UTC),
         accepted_roles: Some(vec!["ci".into(), "gate".into()]),
+        kind: None,
     };
     policy.check(&k0, &gate_only).unwrap();
     let msg = policy.check(&k2, &gate_only).unwrap_err().to_string();
@@ -658,13 +660,13 @@ fn keys_come_from_the_policy_not_the_envelope() {
     let fx = Fixture::new(2);
     let policy = fx.policy(vec![fx.entry(0)]);
 
-    // Signed by a key the policy does not list, whatever keyid the envelope claims.
+    // Signed by a key the policy does not list: refused by its keyid, with no signature work.
     let mut env = sign_envelope(INTOTO_PAYLOAD_TYPE, b"p", &fx.keys[1]);
     let err = verify_envelope(&env, &policy, &in_window()).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
-            "envelope signature #0 (keyid \"{}\") was made by a key that is not in trust policy {}; only keys listed there are trusted",
+            "envelope signature #0 names key \"{}\", which is not in trust policy {}; only keys listed there are trusted, and a signature is checked only against the key its keyid names",
             fx.keys[1].key_id(),
             policy.path().display()
         )
@@ -675,12 +677,52 @@ fn keys_come_from_the_policy_not_the_envelope() {
         Err(SignatureError::DoesNotVerify { .. })
     ));
 
-    // A missing or stale hint does not matter when a policy key verifies; the result names the
-    // key that actually signed.
+    // A signature without a keyid is refused, not tried against every policy key, even when a
+    // policy key would verify it.
     let mut env = sign_envelope(INTOTO_PAYLOAD_TYPE, b"p", &fx.keys[0]);
     env.signatures[0].keyid = String::new();
+    let err = verify_envelope(&env, &policy, &in_window()).unwrap_err();
+    assert!(
+        matches!(err, SignatureError::MissingKeyId { index: 0 }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("has no keyid"), "{err}");
+}
+
+#[test]
+fn signatures_are_capped_and_each_is_tried_only_against_its_named_key() {
+    let fx = Fixture::new(2);
+    let policy = fx.policy(vec![fx.entry(0), fx.entry(1)]);
+    let env = sign_envelope(INTOTO_PAYLOAD_TYPE, b"p", &fx.keys[0]);
+
+    // More than MAX_SIGNATURES: refused before any is checked, even though one is valid.
+    let mut many = env.clone();
+    for _ in 0..husai_core::dsse::MAX_SIGNATURES {
+        many.signatures.push(env.signatures[0].clone());
+    }
+    let err = verify_envelope(&many, &policy, &in_window()).unwrap_err();
+    assert!(
+        matches!(err, SignatureError::TooManySignatures { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("at most 16 are accepted"), "{err}");
+
+    // A valid signature labelled with the other policy key's id does not verify: it is checked
+    // against key 1 only.
+    let mut relabelled = env.clone();
+    relabelled.signatures[0].keyid = fx.keys[1].key_id();
+    let err = verify_envelope(&relabelled, &policy, &in_window()).unwrap_err();
+    assert!(
+        matches!(&err, SignatureError::DoesNotVerify { keyid, .. } if *keyid == fx.keys[1].key_id()),
+        "{err:?}"
+    );
+
+    // Exactly MAX_SIGNATURES, the last one valid: accepted.
+    let mut full = env.clone();
+    full.signatures = vec![relabelled.signatures[0].clone(); husai_core::dsse::MAX_SIGNATURES - 1];
+    full.signatures.push(env.signatures[0].clone());
     assert_eq!(
-        verify_envelope(&env, &policy, &in_window()).unwrap().keyid,
+        verify_envelope(&full, &policy, &in_window()).unwrap().keyid,
         fx.keys[0].key_id()
     );
 }
@@ -779,4 +821,131 @@ fn url_safe_unpadded_base64_from_other_producers_is_accepted() {
             .payload,
         payload
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// roles bound to run kinds, strict and bounded policy reading
+
+fn for_kind(kind: husai_core::manifest::RunKind) -> TrustContext {
+    TrustContext {
+        kind: Some(kind),
+        ..in_window()
+    }
+}
+
+#[test]
+fn a_1_0_policy_lets_only_ci_sign_decisions() {
+    use husai_core::manifest::RunKind;
+    let fx = Fixture::new(2);
+    let mut e1 = fx.entry(1);
+    e1["roles"] = serde_json::json!(["developer"]);
+    let policy = fx.policy(vec![fx.entry(0), e1]);
+    assert!(!policy.has_roles_table());
+    let (k0, k1) = (fx.keys[0].key_id(), fx.keys[1].key_id());
+    for kind in RunKind::ALL {
+        policy.check(&k0, &for_kind(kind)).unwrap();
+    }
+    policy.check(&k1, &for_kind(RunKind::Train)).unwrap();
+    for kind in [RunKind::Gate, RunKind::Select] {
+        let msg = policy.check(&k1, &for_kind(kind)).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "key {k1} (roles [developer]) may not sign runs of kind {kind} under trust policy {}: only roles [ci] may; sign {kind} runs with such a key, or allow the kind for the role in the policy's roles table",
+                policy.path().display()
+            )
+        );
+    }
+}
+
+#[test]
+fn a_1_1_roles_table_is_enforced_and_must_define_every_role() {
+    use husai_core::manifest::RunKind;
+    let fx = Fixture::new(2);
+    let mut e1 = fx.entry(1);
+    e1["roles"] = serde_json::json!(["developer"]);
+    let doc = |roles: serde_json::Value| serde_json::json!({"schema_version": "1.1", "roles": roles, "keys": [fx.entry(0), e1.clone()]});
+    fx.write(&doc(serde_json::json!({
+        "ci": {"kinds": ["gate", "select"]},
+        "developer": {"kinds": ["train", "eval"]}
+    })));
+    let policy = TrustPolicy::load(fx.dir.path()).unwrap();
+    assert!(policy.has_roles_table());
+    let (k0, k1) = (fx.keys[0].key_id(), fx.keys[1].key_id());
+    policy.check(&k0, &for_kind(RunKind::Gate)).unwrap();
+    assert!(matches!(
+        policy.check(&k0, &for_kind(RunKind::Train)),
+        Err(TrustError::KindNotAllowed { .. })
+    ));
+    policy.check(&k1, &for_kind(RunKind::Eval)).unwrap();
+    let msg = policy
+        .check(&k1, &for_kind(RunKind::Gate))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("only roles [ci] may"), "{msg}");
+    // No kind (not a run): roles are not consulted.
+    policy.check(&k1, &in_window()).unwrap();
+
+    // Every role a key holds must be defined.
+    let (_, err) = fx.load_err(doc(serde_json::json!({"ci": {"kinds": ["gate"]}})));
+    assert!(
+        matches!(err, TrustError::UndefinedRole { ref role, .. } if role == "developer"),
+        "{err}"
+    );
+    // Unknown kinds and misspelt fields are schema errors.
+    let (_, err) = fx.load_err(doc(
+        serde_json::json!({"ci": {"kinds": ["gates"]}, "developer": {"kinds": []}}),
+    ));
+    assert!(matches!(err, TrustError::SchemaViolation { .. }), "{err}");
+    let (_, err) = fx.load_err(doc(
+        serde_json::json!({"ci": {"kind": ["gate"]}, "developer": {"kinds": []}}),
+    ));
+    assert!(matches!(err, TrustError::SchemaViolation { .. }), "{err}");
+}
+
+#[test]
+fn the_committed_policy_is_1_1_and_its_ci_key_signs_every_kind() {
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys");
+    let policy = TrustPolicy::load(&keys).unwrap();
+    assert!(policy.has_roles_table());
+    let ci = &policy.keys()[0];
+    assert_eq!(ci.roles, ["ci"]);
+    for kind in husai_core::manifest::RunKind::ALL {
+        policy.check_kind(ci, kind).unwrap();
+    }
+}
+
+#[test]
+fn a_duplicate_key_in_the_policy_cannot_unrevoke() {
+    let fx = Fixture::new(1);
+    let entry = serde_json::to_string(&fx.entry(0)).unwrap().replacen(
+        "\"revoked\":null",
+        "\"revoked\":{\"at\":\"2026-02-01T00:00:00Z\",\"reason\":\"stolen\"},\"revoked\":null",
+        1,
+    );
+    assert!(entry.contains("stolen"), "{entry}");
+    let text = format!("{{\"schema_version\":\"1.0\",\"keys\":[{entry}]}}");
+    std::fs::write(fx.dir.path().join("trust-policy.json"), text).unwrap();
+    let err = TrustPolicy::load(fx.dir.path()).unwrap_err();
+    assert!(matches!(err, TrustError::PolicyNotJson { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("duplicate key \"revoked\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_policy_that_is_a_fifo_symlink_or_huge_is_refused() {
+    let fx = Fixture::new(1);
+    let path = fx.write(&serde_json::json!({"schema_version": "1.0", "keys": [fx.entry(0)]}));
+    let real = fx.dir.path().join("real.json");
+    std::fs::rename(&path, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    let err = TrustPolicy::load(fx.dir.path()).unwrap_err().to_string();
+    assert!(err.contains("is a symbolic link"), "{err}");
+    std::fs::remove_file(&path).unwrap();
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(husai_core::trust::MAX_POLICY_BYTES + 1).unwrap();
+    let err = TrustPolicy::load(fx.dir.path()).unwrap_err().to_string();
+    assert!(err.contains("larger than the 1048576-byte limit"), "{err}");
 }

@@ -14,7 +14,9 @@ use crate::cli;
 /// If a command follows `--`, it runs first (with DIR existing) and its argv and exit status are
 /// recorded; a command that fails produces no run. Without a command, the files already in DIR
 /// are attested as they are. DIR is copied into the run, never moved, so nothing is lost if
-/// attesting fails; every file in it must be a regular file.
+/// attesting fails; every file in it must be a regular file with a name verify accepts (UTF-8,
+/// no backslash, no drive prefix like `C:x`, no control characters). A directory holding a PEM
+/// private key is refused, and so is a directory that contains the results tree itself.
 ///
 /// Inputs (--input) are recorded with their digests. An input inside a verified run (a file
 /// path, a run directory, or a bare run id found under --results) is recorded as that run's

@@ -6,6 +6,7 @@ pub mod data;
 pub mod gate;
 pub mod import;
 pub mod keygen;
+pub mod pin;
 pub mod plot;
 pub mod plugins;
 pub mod select;

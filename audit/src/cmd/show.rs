@@ -8,6 +8,14 @@ use husai_core::verify;
 
 use crate::cli;
 
+/// `println!` with control characters escaped: manifests and subject names are the signer's text,
+/// and must not be able to drive the terminal.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", husai_core::untrusted::escape_for_terminal(&format!($($arg)*)))
+    };
+}
+
 /// Verify one run and print its manifest: what ran, on what, with which code and inputs.
 ///
 /// Only the signed payload is shown, and only after the run verifies; a run that fails
@@ -50,10 +58,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(cli::EXIT_OK);
     }
     let m = &run.manifest;
-    println!("run        {}/{}  ({})", m.campaign, m.run_id, m.kind);
-    println!("verified   signed by key {}", run.signer);
-    println!("time       {} -> {}", m.started_at, m.finished_at);
-    println!(
+    say!("run        {}/{}  ({})", m.campaign, m.run_id, m.kind);
+    say!("verified   signed by key {}", run.signer);
+    say!("time       {} -> {}", m.started_at, m.finished_at);
+    say!(
         "tool       {} {} (commit {}{})",
         m.tool.name,
         m.tool.version,
@@ -64,35 +72,45 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     );
     if let Some(p) = &m.plugin {
-        println!(
+        say!(
             "plugin     {} {} (api {}, {} sha256 {})",
-            p.name, p.version, p.api_version, p.library_path, p.library_sha256
+            p.name,
+            p.version,
+            p.api_version,
+            p.library_path,
+            p.library_sha256
         );
     }
     if let Some(c) = &m.command {
-        println!("command    {} (exit {})", c.argv.join(" "), c.exit_code);
+        say!("command    {} (exit {})", c.argv.join(" "), c.exit_code);
     }
-    println!("argv       {}", m.argv.join(" "));
+    say!("argv       {}", m.argv.join(" "));
     if let Some(h) = &m.config_sha256 {
-        println!("config     sha256 {h}");
+        say!("config     sha256 {h}");
         if let Some(c) = &m.config {
-            println!("           {c}");
+            say!("           {c}");
         }
     }
     if !m.seeds.is_empty() {
         let seeds: Vec<String> = m.seeds.iter().map(u64::to_string).collect();
-        println!("seeds      {}", seeds.join(", "));
+        say!("seeds      {}", seeds.join(", "));
     }
     if let Some(d) = &m.dataset {
-        println!(
+        say!(
             "dataset    {} ({} {} {:?}, rows {}..{}) sha256 {}",
-            d.path, d.format, d.dtype, d.shape, d.rows.start, d.rows.end, d.sha256
+            d.path,
+            d.format,
+            d.dtype,
+            d.shape,
+            d.rows.start,
+            d.rows.end,
+            d.sha256
         );
     }
     for i in &m.inputs {
         let digest: Vec<String> = i.digest.iter().map(|(a, h)| format!("{a} {h}")).collect();
         match &i.run {
-            Some(r) => println!(
+            Some(r) => say!(
                 "input      {} from run {}/{} ({}) {}",
                 i.path,
                 r.campaign,
@@ -100,11 +118,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 r.subject,
                 digest.join(" ")
             ),
-            None => println!("input      {} {}", i.path, digest.join(" ")),
+            None => say!("input      {} {}", i.path, digest.join(" ")),
         }
     }
     let e = &m.environment;
-    println!(
+    say!(
         "env        {} {} {} threads, {} ({}){}",
         e.os,
         e.arch,
@@ -116,11 +134,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|c| format!(", {c}"))
             .unwrap_or_default()
     );
-    println!("outputs    ({} files)", run.subjects.len());
+    say!("outputs    ({} files)", run.subjects.len());
     for s in &run.subjects {
         let size = m.output_sizes.get(&s.name).copied().unwrap_or(0);
         let (alg, hex) = s.digest_pair().unwrap_or(("?", "?"));
-        println!(
+        say!(
             "  {:<40} {:>10}  {alg} {hex}",
             s.name,
             cli::human_bytes(size)

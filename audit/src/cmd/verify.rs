@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use husai_core::untrusted::{display_path, escape_for_terminal};
 use husai_core::verify::{self, Severity, VerifyOptions, VerifyReport};
 
 use crate::cli;
@@ -22,6 +23,10 @@ use crate::cli;
 /// default results/), release-level claims
 /// against a signed gate report with pass_all=true, and numbers quoted under claim tags in the
 /// registry's Markdown documents against the evidence.
+///
+/// A leftover `.staging-<run_id>-<pid>` directory (an interrupted or in-flight run) fails
+/// verification unless --allow-staging is given; a `.staging-*` name the store does not make
+/// fails always. File names are escaped before printing (control characters as \u{..}).
 ///
 /// Exit status: 0 all good, 1 any verification or claim failure, 2 a path, file or registry that
 /// cannot be read.
@@ -44,6 +49,10 @@ pub struct Args {
     /// Print a machine-readable report on stdout.
     #[arg(long)]
     json: bool,
+    /// Report leftover staging directories of interrupted or in-flight runs as warnings instead
+    /// of failing.
+    #[arg(long)]
+    allow_staging: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -66,6 +75,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             accepted_roles: (!args.roles.is_empty()).then(|| args.roles.clone()),
             on_bytes: &on_bytes,
             on_total: &on_total,
+            allow_staging: args.allow_staging,
+            now: None,
         },
     );
     bar.finish_and_clear();
@@ -92,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         print_readable(&report, elapsed);
         if let Some(c) = &claims {
             match &c.registry_error {
-                Some(e) => eprintln!("error[claims_registry]: {e}"),
+                Some(e) => eprintln!("error[claims_registry]: {}", escape_for_terminal(e)),
                 None => super::claims::print_report(c),
             }
         }
@@ -116,14 +127,14 @@ fn print_readable(report: &VerifyReport, seconds: f64) {
         if run.ok {
             println!(
                 "ok    {}  {} {} files, {}, signed by {}",
-                cli::display_path(&run.dir).display(),
+                display_path(&cli::display_path(&run.dir)),
                 run.kind.as_deref().unwrap_or("?"),
                 run.subjects,
                 cli::human_bytes(run.bytes),
                 run.signer.as_deref().map_or("?", |k| &k[..k.len().min(16)])
             );
         } else {
-            println!("FAIL  {}", cli::display_path(&run.dir).display());
+            println!("FAIL  {}", display_path(&cli::display_path(&run.dir)));
         }
     }
     for f in &report.findings {
@@ -132,7 +143,9 @@ fn print_readable(report: &VerifyReport, seconds: f64) {
             Severity::Error => "error",
             Severity::Unreadable => "unreadable",
         };
-        eprintln!("{tag}[{}]: {}", f.code, f.message);
+        // Messages quote file names; escape them so that a name cannot move the cursor or print
+        // a line of its own.
+        eprintln!("{tag}[{}]: {}", f.code, escape_for_terminal(&f.message));
     }
     let failed = report.runs.iter().filter(|r| !r.ok).count();
     let problems = report.errors().count();

@@ -29,7 +29,7 @@ impl Project {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = keys::generate();
         let p = Project { dir, key };
-        std::fs::write(p.path("dev.pem"), p.key.to_pkcs8_pem()).unwrap();
+        write_private_key(&p.path("dev.pem"), &p.key);
         p.write_policy(&[PolicyKey {
             key: &p.key,
             file: "dev.pub.pem",
@@ -101,6 +101,16 @@ impl Project {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         // attest prints the run directory relative to its working directory.
         self.dir.path().join(v["dir"].as_str().unwrap())
+    }
+}
+
+/// Write a private key as keygen does: mode 0600 (signing refuses a key others can read).
+pub fn write_private_key(path: &Path, key: &SigningKey) {
+    std::fs::write(path, key.to_pkcs8_pem()).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 }
 

@@ -12,7 +12,6 @@ use crate::digest::sha256_hex;
 use crate::gate::GateName;
 use crate::gate::report::{GateReport, REPORT_JSON};
 use crate::legacy::json::{self, LegacyValue};
-use crate::manifest::RunKind;
 use crate::trust::TrustPolicy;
 use crate::verify::{self, VerifiedRun};
 
@@ -246,17 +245,15 @@ fn check_gate(
     gate_run: &str,
     messages: &mut Vec<String>,
 ) -> Outcome {
-    let kind = match runs.get(gate_run) {
-        Ok(run) => run.manifest.kind,
+    let produced = match runs.get(gate_run) {
+        Ok(run) => super::gate_evidence::check_produced_by_gate(run),
         Err(m) => {
             messages.push(format!("gate run: {m}"));
             return Outcome::Error;
         }
     };
-    if kind != RunKind::Gate {
-        messages.push(format!(
-            "{gate_run} is a run of kind {kind}, not a gate run"
-        ));
+    if let Err(m) = produced {
+        messages.push(m);
         return Outcome::Error;
     }
     let bytes = match runs.subject_bytes(gate_run, REPORT_JSON) {
@@ -268,7 +265,7 @@ fn check_gate(
             return Outcome::Error;
         }
     };
-    let report: GateReport = match serde_json::from_slice(&bytes) {
+    let report: GateReport = match super::gate_evidence::parse_gate_report(&bytes) {
         Ok(r) => r,
         Err(e) => {
             messages.push(format!(

@@ -11,6 +11,7 @@
 pub mod about;
 pub mod check;
 pub mod consistency;
+pub mod gate_evidence;
 pub mod registry;
 pub mod stats;
 pub mod tags;

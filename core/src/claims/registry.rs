@@ -162,7 +162,8 @@ pub enum RegistryError {
 /// Parses and validates a registry held in memory; `path` is used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Registry, RegistryError> {
     let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|source| RegistryError::NotJson {
+        // Strict: a duplicate key could hide a claim's first value from a reviewer.
+        crate::untrusted::parse_json_str(text).map_err(|source| RegistryError::NotJson {
             path: path.to_path_buf(),
             source,
         })?;

@@ -80,6 +80,7 @@ impl Pipeline {
                 req.dir.display()
             )));
         }
+        refuse_results_inside(&req.dir, self.store.root())?;
         let staged = self.store.stage(&req.campaign, req.kind)?;
         copy_tree(&req.dir, staged.dir())?;
         let mut draft = self.draft();
@@ -103,6 +104,17 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), PipelineError> {
                 PipelineError::Attest(format!("cannot create {}: {e}", target.display()))
             })?;
         } else if ft.is_file() {
+            let holds_key = crate::keys::file_holds_private_key(entry.path()).map_err(|e| {
+                PipelineError::Attest(format!("cannot read {}: {e}", entry.path().display()))
+            })?;
+            if holds_key {
+                return Err(PipelineError::Attest(format!(
+                    "{} holds a PEM private key; refusing to attest it, since the run would publish the key under \
+                     results/ (move the key out of {})",
+                    crate::untrusted::display_path(entry.path()),
+                    crate::untrusted::display_path(from)
+                )));
+            }
             std::fs::copy(entry.path(), &target).map_err(|e| {
                 PipelineError::Attest(format!(
                     "cannot copy {} into the run: {e}",
@@ -116,6 +128,24 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), PipelineError> {
                 entry.path().display()
             )));
         }
+    }
+    Ok(())
+}
+
+/// Attesting a directory that contains the results tree (`attest results`, `attest .`) would copy the run store,
+/// including the new run's own staging directory, into the run.
+fn refuse_results_inside(dir: &Path, results: &Path) -> Result<(), PipelineError> {
+    let resolve = |p: &Path| {
+        std::fs::canonicalize(p)
+            .map_err(|e| PipelineError::Attest(format!("cannot resolve {}: {e}", p.display())))
+    };
+    if resolve(results)?.starts_with(resolve(dir)?) {
+        return Err(PipelineError::Attest(format!(
+            "{} contains the results tree {}; attesting it would copy the run store (and this run's own staging \
+             directory) into the run: attest a directory outside the results tree",
+            crate::untrusted::display_path(dir),
+            crate::untrusted::display_path(results)
+        )));
     }
     Ok(())
 }

@@ -45,6 +45,8 @@ pub enum PipelineError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
+    Pin(Box<crate::plugin::pin::PinError>),
+    #[error(transparent)]
     Input(#[from] InputError),
     #[error("cannot use the trust policy in {} (pass --keys DIR to use another): {source}", dir.display())]
     Trust {
@@ -147,6 +149,20 @@ impl Pipeline {
 
     pub fn store(&self) -> &RunStore {
         &self.store
+    }
+
+    /// With `keys/plugins.lock` present, only pinned plugin libraries run (docs/threat-model.md);
+    /// `HUSAI_ALLOW_UNPINNED_PLUGINS=1` overrides, as the refusal says.
+    pub fn check_pinned(
+        &self,
+        plugin: &crate::plugin::DescribedPlugin,
+    ) -> Result<(), PipelineError> {
+        crate::plugin::pin::check_pinned(
+            &self.keys_dir,
+            plugin,
+            crate::plugin::pin::allow_unpinned_from_env(),
+        )
+        .map_err(|e| PipelineError::Pin(Box::new(e)))
     }
 
     /// The trust policy, loaded once, on first use (a run whose inputs are plain files never needs it).

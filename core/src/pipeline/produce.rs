@@ -78,6 +78,7 @@ impl Pipeline {
     ) -> Result<(CommittedRun, Value), PipelineError> {
         crate::store::check_campaign(&req.campaign)?;
         let plugin = find_data_plugin(host, &req.plugin)?;
+        self.check_pinned(&plugin)?;
         let cfg = effective(&plugin, req)?;
         let mut inputs = Vec::new();
         for path in req.inputs.values() {

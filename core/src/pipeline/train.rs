@@ -101,6 +101,7 @@ impl Pipeline {
         if plugin.description.kind != PluginKind::Trainer {
             return Err(wrong_kind(&plugin, "`train` needs a trainer"));
         }
+        self.check_pinned(&plugin)?;
         let resumed = req.resume.as_deref().map(|d| self.resumed(d)).transpose()?;
         let config = effective_config(&plugin, req, resumed.as_ref())?;
 

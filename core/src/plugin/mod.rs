@@ -16,6 +16,7 @@
 mod child;
 mod discovery;
 mod host;
+pub mod pin;
 mod protocol;
 mod signals;
 

@@ -59,6 +59,24 @@ impl Signer {
         staged.commit(draft, &self.key, &|_| {}).unwrap().dir
     }
 
+    /// Signs `files` as a gate run the way `husai-audit gate` records one (tool husai-audit, argv
+    /// `husai-audit gate ...`): what a release claim accepts as its gate.
+    pub fn sign_as_gate(&self, campaign: &str, files: &[(&str, &[u8])]) -> PathBuf {
+        let store = RunStore::open(self.results()).unwrap();
+        let staged = store.stage(campaign, RunKind::Gate).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(staged.dir().join(name), bytes).unwrap();
+        }
+        let mut draft = ManifestDraft::new(ToolInfo {
+            name: "husai-audit".into(),
+            version: "0".into(),
+            git_commit: None,
+            git_dirty: None,
+        });
+        draft.argv = vec!["husai-audit".into(), "gate".into(), "--strict".into()];
+        staged.commit(draft, &self.key, &|_| {}).unwrap().dir
+    }
+
     /// Signs one evidence fixture file (copied byte for byte) and returns the signed copy's path.
     pub fn sign_fixture(&self, rel: &str) -> PathBuf {
         let bytes = std::fs::read(evidence(rel)).unwrap();
