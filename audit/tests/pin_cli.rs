@@ -9,10 +9,7 @@ use common::*;
 use serde_json::Value;
 
 fn plugin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_husai-audit"))
-        .parent()
-        .unwrap()
-        .join("deps")
+    common::plugin_dir()
 }
 
 fn synth(p: &Project) -> String {
@@ -48,16 +45,16 @@ fn train(p: &Project, data: &str, plugin_dir: &str, envs: &[(&str, &str)]) -> st
         "sae-topk",
         "--data",
         data,
-        "--d-sae",
-        "16",
-        "--k",
-        "2",
+        "--set",
+        "d_sae=16",
+        "--set",
+        "k=2",
         "--seed",
         "3",
-        "--batch",
-        "32",
-        "--steps",
-        "5",
+        "--set",
+        "batch=32",
+        "--set",
+        "steps=5",
         "--campaign",
         "sweep",
         "--key",

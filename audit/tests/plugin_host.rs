@@ -428,7 +428,9 @@ fn sae_topk_refuses_bad_requests_before_training() {
         &[("activations", &data)],
     );
     assert!(
-        msg.contains("failed: invalid config: sae-topk config field `k` = 9 is invalid"),
+        msg.contains(
+            "invalid config: sae-topk config key `k` = 9 is invalid: must be <= d_sae (8)"
+        ),
         "{msg}"
     );
     let msg = run(good.clone(), &[]);
@@ -439,14 +441,14 @@ fn sae_topk_refuses_bad_requests_before_training() {
     let msg = run(good.clone(), &[("activations", &data), ("labels", &data)]);
     assert!(
         msg.contains(
-            "sae-topk takes the inputs \"activations\" and, optionally, \"resume\"; the request also names \"labels\""
+            "takes the inputs \"activations\" and, optionally, \"eval_activations\" and \"resume\""
         ),
         "{msg}"
     );
     // A resume input that is not a checkpoint directory.
     let msg = run(good, &[("activations", &data), ("resume", &data)]);
     assert!(
-        msg.contains("failed: invalid input: checkpoint file")
+        msg.contains("failed: invalid input: input resume/cfg.json")
             && msg.contains("cfg.json: cannot read it"),
         "{msg}"
     );

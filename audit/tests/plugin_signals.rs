@@ -33,7 +33,7 @@ fn exe() -> PathBuf {
 }
 
 fn plugin_dir() -> PathBuf {
-    exe().parent().unwrap().join("deps")
+    common::plugin_dir()
 }
 
 fn faulty_lib() -> PathBuf {
@@ -370,16 +370,8 @@ fn kill_9_of_train_stops_the_plugin_child() {
             "test-faulty",
             "--data",
             "x.npy",
-            "--d-sae",
-            "8",
-            "--k",
-            "2",
             "--seed",
             "1",
-            "--steps",
-            "1",
-            "--batch",
-            "4",
             "--campaign",
             "c",
             "--key",

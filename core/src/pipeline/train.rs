@@ -23,10 +23,12 @@ use crate::store::CommittedRun;
 use crate::verify;
 
 /// The checkpoint files of a train run that a resumed run reads (contract §3), recorded as run-linked inputs.
-pub const RESUME_FILES: [&str; 3] = [
+/// `metrics.jsonl` is among them because a resumed run's stream starts with the earlier run's lines.
+pub const RESUME_FILES: [&str; 4] = [
     "cfg.json",
     "sae_weights.safetensors",
     "trainer_state.safetensors",
+    "metrics.jsonl",
 ];
 
 /// Config keys that set the length of training; a resumed run may give them anew, and setting one clears the other.

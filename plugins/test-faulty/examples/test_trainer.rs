@@ -247,7 +247,8 @@ impl Plugin for TestTrainer {
         let mut state: Vec<f64>;
         let mut step: u64 = 0;
         if let Some(dir) = request.inputs.get("resume") {
-            for name in ["cfg.json", "sae_weights.safetensors"] {
+            // The host records every checkpoint file it hands over (metrics.jsonl too) and wants a digest of each.
+            for name in ["cfg.json", "sae_weights.safetensors", "metrics.jsonl"] {
                 let (_, sha) = read(&dir.join(name))?;
                 reads.insert(format!("resume/{name}"), json!(sha));
             }
