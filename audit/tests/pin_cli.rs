@@ -143,3 +143,40 @@ fn a_pinned_plugin_runs_and_a_substituted_library_is_refused_and_reported() {
         stderr(&o)
     );
 }
+
+/// Without a lock, a library found through --plugin-dir (not installed beside husai-audit) is unknown: train refuses
+/// it and says how to pin or allow it; allowed explicitly, it runs.
+#[test]
+fn without_a_lock_a_library_from_plugin_dir_is_refused_unless_allowed() {
+    let p = Project::new();
+    let data = synth(&p);
+    let dir = plugin_dir();
+    let dir = dir.to_str().unwrap();
+    assert!(!p.path("keys/plugins.lock").exists());
+    let o = train(&p, &data, dir, &[]);
+    assert_fails_with(
+        &o,
+        2,
+        &[
+            "is not pinned in",
+            "there is no lock, and the library is not one installed beside husai-audit",
+            "--plugin-dir or HUSAI_PLUGIN_PATH",
+            "husai-audit pin",
+            "HUSAI_ALLOW_UNPINNED_PLUGINS=1",
+        ],
+    );
+    assert!(
+        !p.path("results/sweep").exists()
+            || std::fs::read_dir(p.path("results/sweep"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "a refused plugin left a run"
+    );
+    assert_success(&train(
+        &p,
+        &data,
+        dir,
+        &[("HUSAI_ALLOW_UNPINNED_PLUGINS", "1")],
+    ));
+}

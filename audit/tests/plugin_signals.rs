@@ -382,6 +382,7 @@ fn kill_9_of_train_stops_the_plugin_child() {
         .current_dir(p.dir.path())
         .env_remove("HUSAI_SIGNING_KEY")
         .env_remove("HUSAI_PLUGIN_PATH")
+        .env(common::ALLOW_UNPINNED, "1")
         .env("HUSAI_FAULTY_MODE", "hang")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

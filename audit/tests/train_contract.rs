@@ -613,6 +613,7 @@ fn sigint_to_the_process_group_signs_an_interrupted_run_that_resumes_to_the_same
         .arg("--json")
         .current_dir(p.dir.path())
         .env_remove("HUSAI_SIGNING_KEY")
+        .env(common::ALLOW_UNPINNED, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);

@@ -76,6 +76,9 @@ impl Project {
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("HUSAI_SIGNING_KEY")
+            // The test plugins are loaded from `plugin_dir()`, not from beside the binary, so they are unpinned:
+            // allowed explicitly here; pin_cli.rs tests the refusal itself.
+            .env(ALLOW_UNPINNED, "1")
             .output()
             .expect("run husai-audit")
     }
@@ -182,6 +185,9 @@ pub fn sign_with_status(
     }
     staged.commit(draft, &p.key, &|_| {}).unwrap().dir
 }
+
+/// Set on every command the tests run with test plugins (see [`Project::run`]).
+pub const ALLOW_UNPINNED: &str = "HUSAI_ALLOW_UNPINNED_PLUGINS";
 
 /// The plugin libraries the tests load, gathered in one directory (`target/<profile>/test-plugins/`) by hard link:
 /// the real sae-topk and data plugins (built into deps/ as dev-dependencies) and the test-only plugins, which are cdylib examples of

@@ -232,14 +232,29 @@ pub fn allow_unpinned_from_env() -> bool {
 
 /// The check the train pipeline makes before running a plugin: with a lock in `keys_dir`, the
 /// plugin's name, version and library sha256 must be pinned, unless `allow_unpinned`. Without a
-/// lock, pinning is off and every plugin passes.
+/// lock, only the libraries installed beside the husai-audit executable run (plugin builds differ per
+/// machine, so no lock is committed); any other library needs a lock entry or `allow_unpinned`.
 pub fn check_pinned(
     keys_dir: &Path,
     plugin: &super::DescribedPlugin,
     allow_unpinned: bool,
 ) -> Result<(), PinError> {
     let Some(lock) = PluginLock::load(keys_dir)? else {
-        return Ok(());
+        // No lock: the plugins installed beside the husai-audit executable (by the same build or install) are the
+        // trusted set; a library found anywhere else (--plugin-dir, HUSAI_PLUGIN_PATH) is unknown and refused.
+        if allow_unpinned || installed_beside_executable(&plugin.library_path) {
+            return Ok(());
+        }
+        return Err(PinError::Unpinned(Box::new(Unpinned {
+            name: plugin.description.name.clone(),
+            version: plugin.description.version.clone(),
+            library: plugin.library_path.clone(),
+            sha256: plugin.library_sha256.clone(),
+            lock: keys_dir.join(LOCK_FILE_NAME),
+            why: "there is no lock, and the library is not one installed beside husai-audit (it was found through \
+                  --plugin-dir or HUSAI_PLUGIN_PATH)"
+                .to_owned(),
+        })));
     };
     let (name, version) = (&plugin.description.name, &plugin.description.version);
     let why = match lock.status(name, version, &plugin.library_sha256) {
@@ -260,6 +275,15 @@ pub fn check_pinned(
         lock: lock.path().to_path_buf(),
         why,
     })))
+}
+
+/// Whether `library` sits in the directory of the running executable (the install's own plugins).
+fn installed_beside_executable(library: &Path) -> bool {
+    let dir_of = |p: &Path| p.parent().and_then(|d| std::fs::canonicalize(d).ok());
+    match (std::env::current_exe(), dir_of(library)) {
+        (Ok(exe), Some(lib_dir)) => dir_of(&exe) == Some(lib_dir),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
