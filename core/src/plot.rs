@@ -433,17 +433,7 @@ pub fn render_svg(runs: &[RunMetrics]) -> String {
         };
         let (y_lo, y_hi) = padded(lo, hi);
         let py = |y: f64| top + PANEL_H - (y - y_lo) / (y_hi - y_lo) * PANEL_H;
-        let (y_ticks, y_dec) = ticks(y_lo, y_hi);
-        for t in y_ticks {
-            let y = py(t);
-            out.push_str(&format!(
-                "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
-                LEFT + plot_w,
-                LEFT - 6.0,
-                y + 4.0,
-                format_tick(t, y_dec)
-            ));
-        }
+        crate::svg::y_grid(&mut out, LEFT, plot_w, y_lo, y_hi, &py);
         for (i, run) in runs.iter().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             for segment in segments(run, quantity) {

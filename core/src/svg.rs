@@ -63,6 +63,22 @@ pub fn format_tick(value: f64, decimals: usize) -> String {
     }
 }
 
+/// Horizontal grid lines across a plot area starting at `left`, `width` wide, one per tick of `[lo, hi]`, each
+/// labelled at the left edge; `py` maps a data value to its SVG y coordinate.
+pub fn y_grid(out: &mut String, left: f64, width: f64, lo: f64, hi: f64, py: &dyn Fn(f64) -> f64) {
+    let (y_ticks, decimals) = ticks(lo, hi);
+    for t in y_ticks {
+        let y = py(t);
+        out.push_str(&format!(
+            "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
+            left + width,
+            left - 6.0,
+            y + 4.0,
+            format_tick(t, decimals)
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

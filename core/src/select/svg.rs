@@ -97,17 +97,7 @@ pub fn pareto_svg(sel: &Selection) -> String {
                 format_tick(t, x_dec)
             ));
         }
-        let (y_ticks, y_dec) = ticks(y_lo, y_hi);
-        for t in y_ticks {
-            let y = py(t);
-            out.push_str(&format!(
-                "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
-                LEFT + plot_w,
-                LEFT - 6.0,
-                y + 4.0,
-                format_tick(t, y_dec)
-            ));
-        }
+        crate::svg::y_grid(&mut out, LEFT, plot_w, y_lo, y_hi, &py);
         // The front as a staircase from the best SAEBench delta down to the best CE-Bench delta.
         let mut front: Vec<&(usize, f64, f64)> =
             points.iter().filter(|p| sel.is_pareto[p.0]).collect();
