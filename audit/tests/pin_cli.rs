@@ -30,6 +30,8 @@ fn synth(p: &Project) -> String {
         "data",
         "--key",
         "dev.pem",
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
         "--json",
     ]);
     assert_success(&o);
