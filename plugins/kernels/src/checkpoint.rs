@@ -81,9 +81,8 @@ fn tensors(p: &SaeParts) -> [(&'static str, [usize; 2], usize, &[f32]); 4] {
 
 /// The bytes of `sae_weights.safetensors` for `parts`.
 pub fn safetensors_bytes(parts: &SaeParts) -> Result<Vec<u8>, CheckpointError> {
-    let mut header = String::from("{");
-    let mut offset = 0usize;
-    for (i, (name, dims, rank, data)) in tensors(parts).into_iter().enumerate() {
+    let mut encoded = Vec::with_capacity(4);
+    for (name, dims, rank, data) in tensors(parts) {
         let expected: usize = dims[..rank].iter().product();
         if data.len() != expected {
             return Err(CheckpointError::Shape(format!(
@@ -92,33 +91,47 @@ pub fn safetensors_bytes(parts: &SaeParts) -> Result<Vec<u8>, CheckpointError> {
                 &dims[..rank]
             )));
         }
-        let shape = dims[..rank]
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        encoded.push((name.to_owned(), "F32", dims[..rank].to_vec(), bytes));
+    }
+    Ok(encode_safetensors(None, &encoded))
+}
+
+/// A safetensors file with its tensors in the given order and a fixed header text: `{"__metadata__":META,` (when
+/// `metadata` is given, already JSON), then `"name":{"dtype":..,"shape":[..],"data_offsets":[start,end]}` per tensor,
+/// padded with spaces so the data starts 8-byte aligned (as the reference writer pads). Shared by the weights here
+/// and the trainer state (`crate::state`), so both are deterministic byte for byte.
+pub(crate) fn encode_safetensors(
+    metadata: Option<&str>,
+    tensors: &[(String, &str, Vec<usize>, Vec<u8>)],
+) -> Vec<u8> {
+    let mut entries = Vec::with_capacity(tensors.len() + 1);
+    if let Some(meta) = metadata {
+        entries.push(format!("\"__metadata__\":{meta}"));
+    }
+    let mut offset = 0usize;
+    for (name, dtype, shape, bytes) in tensors {
+        let dims = shape
             .iter()
             .map(usize::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let end = offset + data.len() * 4;
-        if i > 0 {
-            header.push(',');
-        }
-        header.push_str(&format!(
-            "\"{name}\":{{\"dtype\":\"F32\",\"shape\":[{shape}],\"data_offsets\":[{offset},{end}]}}"
+        let end = offset + bytes.len();
+        entries.push(format!(
+            "\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":[{dims}],\"data_offsets\":[{offset},{end}]}}"
         ));
         offset = end;
     }
-    header.push('}');
-    // Pad with spaces (allowed by the format) so the data starts 8-byte aligned, as the reference writer does.
+    let mut header = format!("{{{}}}", entries.join(","));
     let padded = (8 + header.len()).next_multiple_of(8) - 8;
     header.push_str(&" ".repeat(padded - header.len()));
     let mut out = Vec::with_capacity(8 + header.len() + offset);
     out.extend_from_slice(&(header.len() as u64).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for (_, _, _, data) in tensors(parts) {
-        for v in data {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+    for (_, _, _, bytes) in tensors {
+        out.extend_from_slice(bytes);
     }
-    Ok(out)
+    out
 }
 
 /// Writes `cfg.json` and `sae_weights.safetensors` for `parts` into `dir` (which must exist).

@@ -106,31 +106,8 @@ impl TrainerState {
         ]
         .into_iter()
         .collect();
-        let mut header = String::from("{\"__metadata__\":");
-        header.push_str(&serde_json::to_string(&meta).expect("string map serialises"));
-        let mut offset = 0usize;
-        for (name, dtype, shape, bytes) in &tensors {
-            let dims = shape
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            let end = offset + bytes.len();
-            header.push_str(&format!(
-                ",\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":[{dims}],\"data_offsets\":[{offset},{end}]}}"
-            ));
-            offset = end;
-        }
-        header.push('}');
-        let padded = (8 + header.len()).next_multiple_of(8) - 8;
-        header.push_str(&" ".repeat(padded - header.len()));
-        let mut out = Vec::with_capacity(8 + header.len() + offset);
-        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        out.extend_from_slice(header.as_bytes());
-        for (_, _, _, bytes) in &tensors {
-            out.extend_from_slice(bytes);
-        }
-        out
+        let meta = serde_json::to_string(&meta).expect("string map serialises");
+        crate::checkpoint::encode_safetensors(Some(&meta), &tensors)
     }
 
     /// Parses the bytes of `path` (named in messages); `d_in`/`d_sae` are the checkpoint's dimensions, which every
