@@ -233,30 +233,8 @@ fn train_faulty(p: &Project, mode: &str) -> std::process::Output {
 }
 
 fn train_faulty_with(p: &Project, mode: &str, extra: &[&str]) -> std::process::Output {
-    husai_kernels::activations::write_npy_f32(&p.path("x.npy"), 8, 4, &[0.5; 32]).unwrap();
-    let dir = plugin_dir();
-    std::process::Command::new(exe())
-        .args([
-            "train",
-            "--plugin",
-            "test-faulty",
-            "--data",
-            "x.npy",
-            "--seed",
-            "1",
-            "--campaign",
-            "c",
-            "--key",
-            "dev.pem",
-            "--plugin-dir",
-            dir.to_str().unwrap(),
-        ])
+    common::faulty_train_command(p, mode)
         .args(extra)
-        .current_dir(p.dir.path())
-        .env_remove("HUSAI_SIGNING_KEY")
-        .env_remove("HUSAI_PLUGIN_PATH")
-        .env(common::ALLOW_UNPINNED, "1")
-        .env("HUSAI_FAULTY_MODE", mode)
         .output()
         .unwrap()
 }

@@ -361,29 +361,7 @@ fn a_killed_host_takes_its_plugin_child_with_it() {
 #[test]
 fn kill_9_of_train_stops_the_plugin_child() {
     let p = common::Project::new();
-    husai_kernels::activations::write_npy_f32(&p.path("x.npy"), 8, 4, &[0.5; 32]).unwrap();
-    let dir = plugin_dir();
-    let mut train = Command::new(exe())
-        .args([
-            "train",
-            "--plugin",
-            "test-faulty",
-            "--data",
-            "x.npy",
-            "--seed",
-            "1",
-            "--campaign",
-            "c",
-            "--key",
-            "dev.pem",
-            "--plugin-dir",
-            dir.to_str().unwrap(),
-        ])
-        .current_dir(p.dir.path())
-        .env_remove("HUSAI_SIGNING_KEY")
-        .env_remove("HUSAI_PLUGIN_PATH")
-        .env(common::ALLOW_UNPINNED, "1")
-        .env("HUSAI_FAULTY_MODE", "hang")
+    let mut train = common::faulty_train_command(&p, "hang")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -186,6 +186,35 @@ pub fn sign_with_status(
     staged.commit(draft, &p.key, &|_| {}).unwrap().dir
 }
 
+/// `husai-audit train` of the test-faulty plugin in `mode` on an 8 x 4 bank `x.npy` it writes into the project,
+/// loading plugins from [`plugin_dir`]; callers add arguments and run or spawn it.
+pub fn faulty_train_command(p: &Project, mode: &str) -> Command {
+    husai_kernels::activations::write_npy_f32(&p.path("x.npy"), 8, 4, &[0.5; 32]).unwrap();
+    let dir = plugin_dir();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_husai-audit"));
+    cmd.args([
+        "train",
+        "--plugin",
+        "test-faulty",
+        "--data",
+        "x.npy",
+        "--seed",
+        "1",
+        "--campaign",
+        "c",
+        "--key",
+        "dev.pem",
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+    ])
+    .current_dir(p.dir.path())
+    .env_remove("HUSAI_SIGNING_KEY")
+    .env_remove("HUSAI_PLUGIN_PATH")
+    .env(ALLOW_UNPINNED, "1")
+    .env("HUSAI_FAULTY_MODE", mode);
+    cmd
+}
+
 /// Set on every command the tests run with test plugins (see [`Project::run`]).
 pub const ALLOW_UNPINNED: &str = "HUSAI_ALLOW_UNPINNED_PLUGINS";
 
