@@ -1,0 +1,5 @@
+//! husai trainer plugin `sae-jumprelu`: JumpReLU sparse autoencoders (Rajamanoharan et al. 2024).
+
+pub mod config;
+pub mod jump;
+pub mod target;
