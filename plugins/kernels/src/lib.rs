@@ -8,6 +8,9 @@
 //! - [`gemm`]: dense f32 matrix multiply (wrapper over the `gemm` crate).
 //! - [`topk`]: per-row top-k after ReLU and the sparse code it yields.
 //! - [`adam`]: Adam with PyTorch's update order and bias correction.
+//! - [`family`]: the SAE family interface (activation rule, loss terms, inference rule, family parameters).
+//! - [`engine`]: the shared SAE engine every family trains on (forward, sparse backward, AuxK, clipping, Adam,
+//!   decoder norms, dead latents, evaluation, resume snapshot).
 //! - [`sae`]: the TopK SAE (init, encode, sparse decode, sparse gradients, AuxK).
 //! - [`train`]: the training loop, dead-latent tracking, timing and the exact-resume snapshot.
 //! - [`bdec`]: decoder-bias initialisation (zeros, mean, geometric median).
@@ -43,7 +46,9 @@ pub mod activations;
 pub mod adam;
 pub mod bdec;
 pub mod checkpoint;
+pub mod engine;
 pub mod error;
+pub mod family;
 pub mod gemm;
 pub mod metrics;
 pub mod rng;

@@ -125,6 +125,10 @@ pub struct EvalMetrics {
     pub l0: f64,
     /// Share of latents that fired on none of the rows.
     pub dead_fraction: f64,
+    /// Family figures (`l0_train_rule` where the training rule differs, threshold statistics, ...), in the
+    /// family's order; empty for the TopK model here.
+    #[serde(default)]
+    pub figures: Vec<(String, f64)>,
 }
 
 /// A TopK SAE. See the module documentation for the maths and layouts.
@@ -569,6 +573,7 @@ impl TopKSae {
             reconstruction: acc.finish(),
             l0: nnz as f64 / rows as f64,
             dead_fraction: crate::metrics::dead_fraction(&fires),
+            figures: Vec::new(),
         })
     }
 

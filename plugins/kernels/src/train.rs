@@ -171,6 +171,14 @@ impl DeadTracker {
         }
     }
 
+    /// A tracker continuing from saved counters (exact resume).
+    pub fn from_counts(steps_since_fired: Vec<u64>, window: u64) -> Self {
+        Self {
+            steps_since_fired,
+            window,
+        }
+    }
+
     /// Records one step in which `fired[j]` says whether latent `j` fired on any row.
     pub fn record(&mut self, fired: &[bool]) {
         for (c, &f) in self.steps_since_fired.iter_mut().zip(fired) {

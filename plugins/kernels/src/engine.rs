@@ -1,0 +1,1309 @@
+//! The shared SAE engine every family trains on ([`crate::family`] states the maths and what a family supplies):
+//! the model ([`Sae`]), its forward pass (dense encoder GEMM, the family's activation, sparse decode), the sparse
+//! backward (dW_dec per slot, dW_enc through a per-latent CSC of the slots, db_enc, db_dec), AuxK
+//! ([`AuxK`](crate::train::AuxKConfig), Gao et al. 2024 §A.2, as in [`crate::sae`]), optional global gradient-norm
+//! clipping, Adam over every parameter including the family's, the family's decoder-norm policy, dead-latent
+//! tracking, evaluation under the inference rule, and the exact-resume snapshot ([`FamilySnapshot`]).
+//!
+//! Determinism: row-wise work runs in fixed chunks of rows, per-latent work in fixed chunks of latents, every sum
+//! in a fixed order, and the GEMM never splits its inner dimension; so weights are bit-identical for any thread
+//! count.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::adam::{Adam, AdamConfig, Moments};
+use crate::bdec::{BDecInit, initial_b_dec};
+use crate::error::{KernelError, check_finite, check_len};
+use crate::family::{DecoderNorm, Family, LossCtx, PreGradCtx, Rule, SlotCode, StepCtx};
+use crate::gemm::{MatMut, MatRef, matmul};
+use crate::metrics::{Reconstruction, ReconstructionAccumulator};
+use crate::rng::SplitMix64;
+use crate::sae::EvalMetrics;
+use crate::simd::{axpy, axpy2, dot};
+use crate::train::{AuxKConfig, DeadTracker};
+
+/// Data rows per parallel task in row-wise passes.
+const ROW_CHUNK: usize = 32;
+/// Latents per parallel task in the gradient accumulation.
+const LATENT_CHUNK: usize = 16;
+/// Rows per block when encoding/evaluating many rows (bounds the `[rows, d_sae]` buffer).
+const EVAL_BLOCK: usize = 2048;
+/// Elements per task when summing squares for the gradient norm.
+const NORM_CHUNK: usize = 1 << 14;
+
+/// How the weights start.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitConfig {
+    /// L2 norm of each initial decoder row (SAELens's `decoder_init_norm`; it uses 0.1 for TopK and BatchTopK).
+    pub dec_norm: f32,
+    /// `W_enc = enc_scale · W_decᵀ` at the start (1: the encoder starts as the decoder's transpose).
+    pub enc_scale: f32,
+}
+
+impl Default for InitConfig {
+    fn default() -> Self {
+        Self {
+            dec_norm: 1.0,
+            enc_scale: 1.0,
+        }
+    }
+}
+
+/// Everything about a run that is not the family: shapes, optimiser, AuxK, dead-latent window, initialisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Number of latents.
+    pub d_sae: usize,
+    /// Rows per optimiser step.
+    pub batch: usize,
+    /// Seed of the initialisation.
+    pub seed: u64,
+    /// Worker threads (results are bit-identical for any value).
+    pub threads: usize,
+    /// Adam hyper-parameters.
+    pub adam: AdamConfig,
+    /// AuxK loss; `None` trains without it.
+    pub aux_k: Option<AuxKConfig>,
+    /// A latent is dead once it has not fired in the last `dead_window` steps.
+    pub dead_window: u64,
+    /// How `b_dec` starts ([`FamilyTrainer::init_b_dec`]).
+    pub b_dec_init: BDecInit,
+    /// Initial weights.
+    pub init: InitConfig,
+    /// Clip the global L2 norm of all gradients to this value before Adam (SAELens clips at 1); `None`: no
+    /// clipping.
+    pub grad_clip: Option<f32>,
+}
+
+impl EngineConfig {
+    /// Defaults: batch 4096, seed 0, all threads, Adam lr 1e-3, no AuxK, dead window 1000, b_dec zeros, unit
+    /// decoder rows with `W_enc = W_decᵀ`, no clipping.
+    pub fn new(d_sae: usize) -> Self {
+        Self {
+            d_sae,
+            batch: 4096,
+            seed: 0,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            adam: AdamConfig::default(),
+            aux_k: None,
+            dead_window: 1000,
+            b_dec_init: BDecInit::Zeros,
+            init: InitConfig::default(),
+            grad_clip: None,
+        }
+    }
+
+    /// Checks every field; errors name the field.
+    pub fn validate(&self) -> Result<(), KernelError> {
+        let bad = |field: &'static str, value: String, reason: &str| {
+            Err(KernelError::Config {
+                field,
+                value,
+                reason: reason.into(),
+            })
+        };
+        if self.d_sae == 0 {
+            return bad("d_sae", "0".into(), "must be >= 1");
+        }
+        if self.batch == 0 {
+            return bad("batch", "0".into(), "must be >= 1");
+        }
+        if self.threads == 0 {
+            return bad("threads", "0".into(), "must be >= 1");
+        }
+        if self.dead_window == 0 {
+            return bad("dead_window", "0".into(), "must be >= 1");
+        }
+        if let Some(a) = &self.aux_k {
+            if a.k_aux == 0 || a.k_aux > self.d_sae {
+                return bad(
+                    "aux_k.k_aux",
+                    a.k_aux.to_string(),
+                    &format!("must be in 1..={} (d_sae)", self.d_sae),
+                );
+            }
+            if !(a.coeff.is_finite() && a.coeff >= 0.0) {
+                return bad(
+                    "aux_k.coeff",
+                    a.coeff.to_string(),
+                    "must be a finite number >= 0",
+                );
+            }
+        }
+        if !(self.init.dec_norm.is_finite() && self.init.dec_norm > 0.0) {
+            return bad(
+                "init.dec_norm",
+                self.init.dec_norm.to_string(),
+                "must be a finite number > 0",
+            );
+        }
+        if !(self.init.enc_scale.is_finite() && self.init.enc_scale > 0.0) {
+            return bad(
+                "init.enc_scale",
+                self.init.enc_scale.to_string(),
+                "must be a finite number > 0",
+            );
+        }
+        if let Some(c) = self.grad_clip
+            && !(c.is_finite() && c > 0.0)
+        {
+            return bad(
+                "grad_clip",
+                c.to_string(),
+                "must be a finite number > 0 (or absent: no clipping)",
+            );
+        }
+        self.adam.validate()
+    }
+}
+
+/// All parameters of an SAE in conventional layouts, with the family's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelParts {
+    /// Input width.
+    pub d_in: usize,
+    /// Number of latents.
+    pub d_sae: usize,
+    /// Encoder, `[d_in, d_sae]` row-major (SAELens layout).
+    pub w_enc: Vec<f32>,
+    /// Encoder bias, `[d_sae]`.
+    pub b_enc: Vec<f32>,
+    /// Decoder, `[d_sae, d_in]` row-major.
+    pub w_dec: Vec<f32>,
+    /// Decoder bias, `[d_in]`.
+    pub b_dec: Vec<f32>,
+    /// The family's parameters, `(name, values)` in [`Family::params`] order.
+    pub family: Vec<(String, Vec<f32>)>,
+}
+
+/// An SAE on the shared engine: the four shared parameters and the family's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sae {
+    d_in: usize,
+    d_sae: usize,
+    w_enc_t: Vec<f32>,
+    b_enc: Vec<f32>,
+    w_dec: Vec<f32>,
+    b_dec: Vec<f32>,
+    fam_names: Vec<&'static str>,
+    fam: Vec<Vec<f32>>,
+}
+
+fn check_dims(d_in: usize, d_sae: usize) -> Result<(), KernelError> {
+    if d_in == 0 {
+        return Err(KernelError::Config {
+            field: "d_in",
+            value: "0".into(),
+            reason: "must be >= 1".into(),
+        });
+    }
+    if d_sae == 0 {
+        return Err(KernelError::Config {
+            field: "d_sae",
+            value: "0".into(),
+            reason: "must be >= 1".into(),
+        });
+    }
+    if d_sae
+        .checked_mul(d_in)
+        .is_none_or(|n| n > u32::MAX as usize)
+    {
+        return Err(KernelError::Config {
+            field: "d_sae",
+            value: d_sae.to_string(),
+            reason: format!("d_sae * d_in must stay below 2^32 (d_in = {d_in})"),
+        });
+    }
+    Ok(())
+}
+
+/// Scales each row of a `[rows, d]` matrix to L2 norm `target` (rows of norm 0 are left as they are).
+fn normalize_rows(m: &mut [f32], d: usize, target: f32) {
+    m.par_chunks_mut(d * LATENT_CHUNK).for_each(|block| {
+        for row in block.chunks_exact_mut(d) {
+            let n = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt() as f32;
+            if n > 0.0 {
+                let s = target / n;
+                for v in row.iter_mut() {
+                    *v *= s;
+                }
+            }
+        }
+    });
+}
+
+fn row_norms(m: &[f32], d: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(m.len() / d, 0.0);
+    out.par_chunks_mut(LATENT_CHUNK)
+        .zip(m.par_chunks(d * LATENT_CHUNK))
+        .for_each(|(o, block)| {
+            for (n, row) in o.iter_mut().zip(block.chunks_exact(d)) {
+                *n = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt() as f32;
+            }
+        });
+}
+
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
+
+impl Sae {
+    /// A fresh SAE: `W_dec` uniform in ±1/sqrt(d_in) from `seed` (SplitMix64, as [`crate::TopKSae::init`]), rows
+    /// scaled to `init.dec_norm`; `W_enc = init.enc_scale · W_decᵀ`; both biases zero; the family's parameters at
+    /// their initial values.
+    pub fn init<F: Family + ?Sized>(
+        family: &F,
+        d_in: usize,
+        d_sae: usize,
+        seed: u64,
+        init: InitConfig,
+    ) -> Result<Self, KernelError> {
+        check_dims(d_in, d_sae)?;
+        let bound = 1.0 / (d_in as f32).sqrt();
+        let mut rng = SplitMix64::new(seed);
+        let mut w_dec: Vec<f32> = (0..d_sae * d_in)
+            .map(|_| (2.0 * rng.uniform_f32() - 1.0) * bound)
+            .collect();
+        normalize_rows(&mut w_dec, d_in, init.dec_norm);
+        let w_enc_t = w_dec.iter().map(|&v| v * init.enc_scale).collect();
+        let params = family.params(d_in, d_sae);
+        Ok(Self {
+            d_in,
+            d_sae,
+            w_enc_t,
+            b_enc: vec![0.0; d_sae],
+            w_dec,
+            b_dec: vec![0.0; d_in],
+            fam_names: params.iter().map(|p| p.name).collect(),
+            fam: params.into_iter().map(|p| p.init).collect(),
+        })
+    }
+
+    /// The state of the initialisation's generator after [`Sae::init`] (one draw per decoder weight).
+    pub fn rng_state_after_init(d_in: usize, d_sae: usize, seed: u64) -> u64 {
+        let mut rng = SplitMix64::new(seed);
+        rng.skip((d_in * d_sae) as u64);
+        rng.state()
+    }
+
+    /// Builds a model from explicit parameters; checks every shape, that all values are finite and that the
+    /// family parameters are the family's, by name and length.
+    pub fn from_parts<F: Family + ?Sized>(family: &F, p: ModelParts) -> Result<Self, KernelError> {
+        check_dims(p.d_in, p.d_sae)?;
+        check_len("W_enc", p.w_enc.len(), p.d_in, p.d_sae)?;
+        check_len("b_enc", p.b_enc.len(), 1, p.d_sae)?;
+        check_len("W_dec", p.w_dec.len(), p.d_sae, p.d_in)?;
+        check_len("b_dec", p.b_dec.len(), 1, p.d_in)?;
+        check_finite("W_enc", &p.w_enc, p.d_sae)?;
+        check_finite("b_enc", &p.b_enc, p.d_sae)?;
+        check_finite("W_dec", &p.w_dec, p.d_in)?;
+        check_finite("b_dec", &p.b_dec, p.d_in)?;
+        let spec = family.params(p.d_in, p.d_sae);
+        let names: Vec<&str> = p.family.iter().map(|(n, _)| n.as_str()).collect();
+        let want: Vec<&str> = spec.iter().map(|s| s.name).collect();
+        if names != want {
+            return Err(KernelError::Mismatch {
+                what: "family parameters".into(),
+                detail: format!(
+                    "got {names:?} but the {} family has {want:?}",
+                    family.name()
+                ),
+            });
+        }
+        for ((name, v), s) in p.family.iter().zip(&spec) {
+            check_len(s.name, v.len(), 1, s.init.len())?;
+            check_finite(s.name, v, s.init.len().max(1))?;
+            let _ = name;
+        }
+        Ok(Self {
+            d_in: p.d_in,
+            d_sae: p.d_sae,
+            w_enc_t: transpose(&p.w_enc, p.d_in, p.d_sae),
+            b_enc: p.b_enc,
+            w_dec: p.w_dec,
+            b_dec: p.b_dec,
+            fam_names: want,
+            fam: p.family.into_iter().map(|(_, v)| v).collect(),
+        })
+    }
+
+    /// All parameters in conventional layouts.
+    pub fn to_parts(&self) -> ModelParts {
+        ModelParts {
+            d_in: self.d_in,
+            d_sae: self.d_sae,
+            w_enc: transpose(&self.w_enc_t, self.d_sae, self.d_in),
+            b_enc: self.b_enc.clone(),
+            w_dec: self.w_dec.clone(),
+            b_dec: self.b_dec.clone(),
+            family: self
+                .fam_names
+                .iter()
+                .zip(&self.fam)
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// Input width.
+    pub fn d_in(&self) -> usize {
+        self.d_in
+    }
+    /// Number of latents.
+    pub fn d_sae(&self) -> usize {
+        self.d_sae
+    }
+    /// Encoder stored transposed, `[d_sae, d_in]` row-major.
+    pub fn w_enc_t(&self) -> &[f32] {
+        &self.w_enc_t
+    }
+    /// Encoder bias `[d_sae]`.
+    pub fn b_enc(&self) -> &[f32] {
+        &self.b_enc
+    }
+    /// Decoder `[d_sae, d_in]` row-major.
+    pub fn w_dec(&self) -> &[f32] {
+        &self.w_dec
+    }
+    /// Decoder bias `[d_in]`.
+    pub fn b_dec(&self) -> &[f32] {
+        &self.b_dec
+    }
+    /// The family's parameters, in [`Family::params`] order.
+    pub fn family_params(&self) -> &[Vec<f32>] {
+        &self.fam
+    }
+
+    /// Every parameter, mutable, in the order `W_enc^T, b_enc, W_dec, b_dec, family...` (gradient checks and
+    /// other optimisers).
+    pub fn params_mut(&mut self) -> Vec<&mut [f32]> {
+        let mut v: Vec<&mut [f32]> = vec![
+            &mut self.w_enc_t,
+            &mut self.b_enc,
+            &mut self.w_dec,
+            &mut self.b_dec,
+        ];
+        v.extend(self.fam.iter_mut().map(|p| p.as_mut_slice()));
+        v
+    }
+
+    fn ctx(&self, step: u64, rows: usize) -> StepCtx<'_> {
+        StepCtx {
+            step,
+            rows,
+            d_in: self.d_in,
+            d_sae: self.d_sae,
+            params: &self.fam,
+        }
+    }
+
+    fn check_rows(&self, what: &str, x: &[f32]) -> Result<usize, KernelError> {
+        let rows = x.len() / self.d_in;
+        check_len(what, x.len(), rows, self.d_in)?;
+        Ok(rows)
+    }
+
+    /// `xc = x - b_dec`, `pre = xc · W_enc + b_enc` (dense; `[rows, d_sae]`).
+    fn pre_acts(&self, x: &[f32], xc: &mut Vec<f32>, pre: &mut Vec<f32>) {
+        let (d_in, d_sae) = (self.d_in, self.d_sae);
+        let rows = x.len() / d_in;
+        xc.resize(x.len(), 0.0);
+        xc.par_chunks_mut(d_in * ROW_CHUNK)
+            .zip(x.par_chunks(d_in * ROW_CHUNK))
+            .for_each(|(c, xs)| {
+                for (cr, xr) in c.chunks_exact_mut(d_in).zip(xs.chunks_exact(d_in)) {
+                    for ((o, &v), &b) in cr.iter_mut().zip(xr).zip(&self.b_dec) {
+                        *o = v - b;
+                    }
+                }
+            });
+        pre.resize(rows * d_sae, 0.0);
+        let lhs = MatRef::row_major("x - b_dec", xc, rows, d_in).expect("xc sized above");
+        let rhs = MatRef::row_major("W_enc^T", &self.w_enc_t, d_sae, d_in)
+            .expect("model invariant")
+            .t();
+        matmul(
+            MatMut::row_major("pre", pre, rows, d_sae).expect("pre sized above"),
+            lhs,
+            rhs,
+            false,
+        )
+        .expect("shapes agree by construction");
+        let b_enc = &self.b_enc;
+        pre.par_chunks_mut(d_sae * ROW_CHUNK).for_each(|block| {
+            for row in block.chunks_exact_mut(d_sae) {
+                for (p, &b) in row.iter_mut().zip(b_enc) {
+                    *p += b;
+                }
+            }
+        });
+    }
+
+    /// The codes of `x` (`[rows, d_in]`) under `rule`, computed in blocks of rows (the train rule of a batch-wide
+    /// family is then applied per block of up to 2048 rows).
+    pub fn encode<F: Family + ?Sized>(
+        &self,
+        family: &F,
+        rule: Rule,
+        step: u64,
+        x: &[f32],
+    ) -> Result<SlotCode, KernelError> {
+        let rows = self.check_rows("x", x)?;
+        let mut out = SlotCode::default();
+        out.begin_rows();
+        let (mut xc, mut pre, mut code) = (Vec::new(), Vec::new(), SlotCode::default());
+        for xb in x.chunks(EVAL_BLOCK * self.d_in) {
+            self.pre_acts(xb, &mut xc, &mut pre);
+            family.activate(rule, &self.ctx(step, xb.len() / self.d_in), &pre, &mut code);
+            let base = out.idx.len() as u32;
+            out.offsets
+                .extend(code.offsets[1..].iter().map(|&o| o + base));
+            out.idx.extend_from_slice(&code.idx);
+            out.val.extend_from_slice(&code.val);
+            out.pre.extend_from_slice(&code.pre);
+        }
+        debug_assert_eq!(out.rows(), rows);
+        Ok(out)
+    }
+
+    /// `x_hat = b_dec + Σ_{z ≠ 0} z_j W_dec[j]` per row of `code`.
+    pub fn decode(&self, code: &SlotCode) -> Result<Vec<f32>, KernelError> {
+        if let Some(&j) = code.idx.iter().find(|&&j| j as usize >= self.d_sae) {
+            return Err(KernelError::Mismatch {
+                what: "decode".into(),
+                detail: format!("a slot selects latent {j} but d_sae is {}", self.d_sae),
+            });
+        }
+        let d_in = self.d_in;
+        let mut out = vec![0f32; code.rows() * d_in];
+        out.par_chunks_mut(d_in * ROW_CHUNK)
+            .enumerate()
+            .for_each(|(c, block)| {
+                for (i, row) in block.chunks_exact_mut(d_in).enumerate() {
+                    row.copy_from_slice(&self.b_dec);
+                    let (idx, val) = code.row(c * ROW_CHUNK + i);
+                    for (&j, &v) in idx.iter().zip(val) {
+                        if v != 0.0 {
+                            axpy(
+                                row,
+                                v,
+                                &self.w_dec[j as usize * d_in..(j as usize + 1) * d_in],
+                            );
+                        }
+                    }
+                }
+            });
+        Ok(out)
+    }
+
+    /// Metrics on `x` under the inference rule (MSE, FVU, L0, dead fraction), streamed in blocks; `figures` gets
+    /// the family's figures. When the family's training rule differs (`train_rule_l0`), the L0 of the training
+    /// rule on the same blocks is added as the figure `l0_train_rule`.
+    pub fn evaluate<F: Family + ?Sized>(
+        &self,
+        family: &F,
+        step: u64,
+        x: &[f32],
+        train_rule_l0: bool,
+    ) -> Result<EvalMetrics, KernelError> {
+        let rows = self.check_rows("x", x)?;
+        let mut acc = ReconstructionAccumulator::new(self.d_in);
+        let mut fired = vec![false; self.d_sae];
+        let (mut nnz, mut nnz_train) = (0usize, 0usize);
+        let (mut xc, mut pre, mut code) = (Vec::new(), Vec::new(), SlotCode::default());
+        for xb in x.chunks(EVAL_BLOCK * self.d_in) {
+            self.pre_acts(xb, &mut xc, &mut pre);
+            let ctx = self.ctx(step, xb.len() / self.d_in);
+            if train_rule_l0 {
+                family.activate(Rule::Train, &ctx, &pre, &mut code);
+                nnz_train += code.nnz();
+            }
+            family.activate(Rule::Infer, &ctx, &pre, &mut code);
+            let x_hat = self.decode(&code)?;
+            acc.add(xb, &x_hat)?;
+            for (&j, &v) in code.idx.iter().zip(&code.val) {
+                if v != 0.0 {
+                    fired[j as usize] = true;
+                }
+            }
+            nnz += code.nnz();
+        }
+        let mut figures = Vec::new();
+        if train_rule_l0 {
+            figures.push(("l0_train_rule".to_string(), nnz_train as f64 / rows as f64));
+        }
+        figures.extend(family.figures(&self.fam));
+        Ok(EvalMetrics {
+            rows,
+            reconstruction: acc.finish(),
+            l0: nnz as f64 / rows as f64,
+            dead_fraction: fired.iter().filter(|&&f| !f).count() as f64 / self.d_sae as f64,
+            figures,
+        })
+    }
+}
+
+/// Loss parts of one step, in the engine's units (summed over d_in, mean over rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepLoss {
+    /// Reconstruction loss.
+    pub mse_loss: f64,
+    /// Weighted AuxK loss (0 when off or nothing is dead).
+    pub aux_loss: f64,
+    /// The family's terms.
+    pub family: Vec<(&'static str, f64)>,
+    /// Mean nonzero latents per row under the training rule.
+    pub l0: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+impl StepLoss {
+    /// The optimised objective.
+    pub fn total(&self) -> f64 {
+        self.mse_loss + self.aux_loss + self.family.iter().map(|(_, v)| v).sum::<f64>()
+    }
+}
+
+/// Per-latent lists of the slots that use it (a CSC view of a [`SlotCode`]): `entries[start[j]..start[j+1]]`
+/// are `(slot, row)` pairs in increasing row order.
+#[derive(Debug, Clone, Default)]
+struct Csc {
+    start: Vec<u32>,
+    entries: Vec<(u32, u32)>,
+}
+
+impl Csc {
+    fn build(&mut self, code: &SlotCode, d_sae: usize) {
+        self.start.clear();
+        self.start.resize(d_sae + 1, 0);
+        for &j in &code.idx {
+            self.start[j as usize + 1] += 1;
+        }
+        for j in 0..d_sae {
+            self.start[j + 1] += self.start[j];
+        }
+        self.entries.clear();
+        self.entries.resize(self.start[d_sae] as usize, (0, 0));
+        let mut fill: Vec<u32> = self.start[..d_sae].to_vec();
+        for r in 0..code.rows() {
+            for s in code.range(r) {
+                let f = &mut fill[code.idx[s] as usize];
+                self.entries[*f as usize] = (s as u32, r as u32);
+                *f += 1;
+            }
+        }
+    }
+
+    fn latent(&self, j: usize) -> &[(u32, u32)] {
+        &self.entries[self.start[j] as usize..self.start[j + 1] as usize]
+    }
+}
+
+/// Reusable buffers of one training step.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    xc: Vec<f32>,
+    pre: Vec<f32>,
+    code: SlotCode,
+    aux_code: SlotCode,
+    r_main: Vec<f32>,
+    r_aux: Vec<f32>,
+    dz: Vec<f32>,
+    dpre: Vec<f32>,
+    g_aux: Vec<f32>,
+    row_loss: Vec<f64>,
+    row_aux: Vec<f64>,
+    dec_norms: Vec<f32>,
+    dw_scale: Vec<f32>,
+    csc_main: Csc,
+    csc_aux: Csc,
+    dead_list: Vec<u32>,
+}
+
+impl Workspace {
+    /// The training code of the last step.
+    pub fn code(&self) -> &SlotCode {
+        &self.code
+    }
+}
+
+/// Gradients of every parameter (same layouts as the model, family parameters last).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grads {
+    /// `W_enc^T, b_enc, W_dec, b_dec, family...`.
+    pub tensors: Vec<Vec<f32>>,
+}
+
+impl Grads {
+    fn zeros(m: &Sae) -> Self {
+        let mut tensors = vec![
+            vec![0.0; m.w_enc_t.len()],
+            vec![0.0; m.d_sae],
+            vec![0.0; m.w_dec.len()],
+            vec![0.0; m.d_in],
+        ];
+        tensors.extend(m.fam.iter().map(|p| vec![0.0; p.len()]));
+        Self { tensors }
+    }
+}
+
+/// AuxK's top `k_aux` raw pre-activations among `dead` latents in one row (negative values count; ties keep the
+/// lower index), as in [`crate::sae`].
+fn aux_row(pre_row: &[f32], dead: &[u32], ka: usize, out: &mut crate::family::RowSlots) {
+    let mut best: Vec<(f32, u32)> = Vec::with_capacity(ka + 1);
+    for &j in dead {
+        let v = pre_row[j as usize];
+        if v.is_nan() {
+            continue;
+        }
+        if best.len() == ka {
+            let last = best[ka - 1];
+            if !(v > last.0) {
+                continue;
+            }
+            best.pop();
+        }
+        let pos = best.partition_point(|&(bv, _)| bv >= v);
+        best.insert(pos, (v, j));
+    }
+    for (v, j) in best {
+        out.push(j, v, v);
+    }
+}
+
+/// Splits a per-slot vector of `code` into the slots of consecutive chunks of `rows_per_chunk` rows.
+fn split_by_rows<'a>(
+    v: &'a mut [f32],
+    code: &SlotCode,
+    rows_per_chunk: usize,
+) -> Vec<&'a mut [f32]> {
+    let rows = code.rows();
+    let mut out = Vec::with_capacity(rows.div_ceil(rows_per_chunk));
+    let mut rest = v;
+    let mut prev = 0usize;
+    for ch in 0..rows.div_ceil(rows_per_chunk) {
+        let end = code.offsets[((ch + 1) * rows_per_chunk).min(rows)] as usize;
+        let (a, b) = rest.split_at_mut(end - prev);
+        out.push(a);
+        rest = b;
+        prev = end;
+    }
+    out
+}
+
+/// The forward and backward pass of one batch: fills `grads` (overwriting) and returns the loss parts.
+/// `frozen_target` replaces AuxK's stop-gradient target `x - x_hat` (gradient checks hold it fixed).
+#[allow(clippy::too_many_arguments)]
+pub fn loss_and_grads<F: Family + ?Sized>(
+    model: &Sae,
+    family: &F,
+    step: u64,
+    x: &[f32],
+    dead: Option<(&[bool], AuxKConfig)>,
+    ws: &mut Workspace,
+    grads: &mut Grads,
+    frozen_target: Option<&[f32]>,
+) -> Result<StepLoss, KernelError> {
+    let rows = model.check_rows("batch", x)?;
+    if rows == 0 {
+        return Err(KernelError::Mismatch {
+            what: "loss_and_grads".into(),
+            detail: "the batch has 0 rows; pass at least one row".into(),
+        });
+    }
+    let (d_in, d_sae) = (model.d_in, model.d_sae);
+    let ctx = model.ctx(step, rows);
+    model.pre_acts(x, &mut ws.xc, &mut ws.pre);
+    family.activate(Rule::Train, &ctx, &ws.pre, &mut ws.code);
+    // AuxK code: top k_aux raw pre-activations among the dead latents.
+    ws.dead_list.clear();
+    let aux = dead.filter(|(m, a)| a.coeff > 0.0 && m.iter().any(|&d| d));
+    if let Some((mask, _)) = aux {
+        ws.dead_list.extend(
+            mask.iter()
+                .enumerate()
+                .filter(|(_, d)| **d)
+                .map(|(j, _)| j as u32),
+        );
+    }
+    match aux {
+        Some((_, a)) => {
+            let dl = &ws.dead_list;
+            let ka = a.k_aux.min(dl.len());
+            ws.aux_code
+                .fill_rows(&ws.pre, d_sae, |_, p, out| aux_row(p, dl, ka, out));
+        }
+        None => ws.aux_code.clear(rows),
+    }
+    row_norms(&model.w_dec, d_in, &mut ws.dec_norms);
+    let scale = 2.0 / rows as f32;
+    let aux_scale = aux.map_or(0.0, |(_, a)| 2.0 * a.coeff / rows as f32);
+    ws.r_main.resize(rows * d_in, 0.0);
+    ws.r_aux
+        .resize(if aux.is_some() { rows * d_in } else { 0 }, 0.0);
+    ws.dz.clear();
+    ws.dz.resize(ws.code.slots(), 0.0);
+    ws.g_aux.clear();
+    ws.g_aux.resize(ws.aux_code.slots(), 0.0);
+    ws.row_loss.resize(rows, 0.0);
+    ws.row_aux.resize(rows, 0.0);
+    {
+        let w_dec = &model.w_dec;
+        let dec_row = |j: u32| &w_dec[j as usize * d_in..(j as usize + 1) * d_in];
+        let (code, aux_code) = (&ws.code, &ws.aux_code);
+        let n_chunks = rows.div_ceil(ROW_CHUNK);
+        let dz_chunks = split_by_rows(&mut ws.dz, code, ROW_CHUNK);
+        let ga_chunks = split_by_rows(&mut ws.g_aux, aux_code, ROW_CHUNK);
+        let with_aux = aux.is_some();
+        let ra_chunks: Vec<&mut [f32]> = if with_aux {
+            ws.r_aux.chunks_mut(d_in * ROW_CHUNK).collect()
+        } else {
+            (0..n_chunks).map(|_| &mut [][..]).collect()
+        };
+        ws.r_main
+            .par_chunks_mut(d_in * ROW_CHUNK)
+            .zip(ws.row_loss.par_chunks_mut(ROW_CHUNK))
+            .zip(ws.row_aux.par_chunks_mut(ROW_CHUNK))
+            .zip(dz_chunks.into_par_iter())
+            .zip(ga_chunks.into_par_iter())
+            .zip(ra_chunks.into_par_iter())
+            .enumerate()
+            .for_each(|(c, (((((rm, rl), ral), dz), ga), ra))| {
+                let mut e_hat = vec![0f32; if with_aux { d_in } else { 0 }];
+                let base = code.offsets[c * ROW_CHUNK] as usize;
+                let abase = aux_code.offsets[c * ROW_CHUNK] as usize;
+                for i in 0..rl.len() {
+                    let r = c * ROW_CHUNK + i;
+                    let xr = &x[r * d_in..(r + 1) * d_in];
+                    let res = &mut rm[i * d_in..(i + 1) * d_in];
+                    for ((o, &b), &xv) in res.iter_mut().zip(&model.b_dec).zip(xr) {
+                        *o = b - xv;
+                    }
+                    let (idx, val) = code.row(r);
+                    for (&j, &v) in idx.iter().zip(val) {
+                        if v != 0.0 {
+                            axpy(res, v, dec_row(j));
+                        }
+                    }
+                    rl[i] = res.iter().map(|&e| e as f64 * e as f64).sum();
+                    if with_aux {
+                        e_hat.fill(0.0);
+                        let (aidx, aval) = aux_code.row(r);
+                        for (&j, &v) in aidx.iter().zip(aval) {
+                            axpy(&mut e_hat, v, dec_row(j));
+                        }
+                        let ra_row = &mut ra[i * d_in..(i + 1) * d_in];
+                        let mut s = 0f64;
+                        for t in 0..d_in {
+                            let target = match frozen_target {
+                                Some(ft) => ft[r * d_in + t],
+                                None => -res[t],
+                            };
+                            let d = e_hat[t] - target;
+                            s += d as f64 * d as f64;
+                            ra_row[t] = aux_scale * d;
+                        }
+                        ral[i] = s;
+                        for s in aux_code.range(r) {
+                            ga[s - abase] = dot(ra_row, dec_row(aux_code.idx[s]));
+                        }
+                    } else {
+                        ral[i] = 0.0;
+                    }
+                    for v in res.iter_mut() {
+                        *v *= scale;
+                    }
+                    for s in code.range(r) {
+                        dz[s - base] = dot(res, dec_row(code.idx[s]));
+                    }
+                }
+            });
+    }
+    let n = rows as f64;
+    ws.dw_scale.clear();
+    ws.dw_scale.resize(d_sae, 0.0);
+    let fam_terms = family.loss_terms(
+        &ws.code,
+        &mut LossCtx {
+            step: ctx,
+            dec_norms: &ws.dec_norms,
+            dz: &mut ws.dz,
+            dw_dec_scale: &mut ws.dw_scale,
+        },
+    );
+    ws.dpre.clear();
+    ws.dpre.resize(ws.code.slots(), 0.0);
+    for g in &mut grads.tensors[4..] {
+        g.fill(0.0);
+    }
+    {
+        let (_, fam_grads) = grads.tensors.split_at_mut(4);
+        family.pre_grad(
+            &ws.code,
+            &mut PreGradCtx {
+                step: ctx,
+                dz: &ws.dz,
+                dpre: &mut ws.dpre,
+                param_grads: fam_grads,
+            },
+        );
+    }
+    let loss = StepLoss {
+        mse_loss: ws.row_loss.iter().sum::<f64>() / n,
+        aux_loss: aux.map_or(0.0, |(_, a)| {
+            a.coeff as f64 * ws.row_aux.iter().sum::<f64>() / n
+        }),
+        family: fam_terms,
+        l0: ws.code.nnz() as f64 / n,
+        grad_norm: 0.0,
+    };
+    backward(model, rows, aux.is_some(), ws, grads);
+    Ok(loss)
+}
+
+fn backward(model: &Sae, rows: usize, with_aux: bool, ws: &mut Workspace, grads: &mut Grads) {
+    let (d_in, d_sae) = (model.d_in, model.d_sae);
+    ws.csc_main.build(&ws.code, d_sae);
+    if with_aux {
+        ws.csc_aux.build(&ws.aux_code, d_sae);
+    } else {
+        ws.csc_aux.start.clear();
+        ws.csc_aux.start.resize(d_sae + 1, 0);
+        ws.csc_aux.entries.clear();
+    }
+    let ws = &*ws;
+    let [g_enc, g_benc, g_dec, g_bdec, ..] = &mut grads.tensors[..] else {
+        unreachable!("four shared gradients")
+    };
+    g_dec
+        .par_chunks_mut(d_in * LATENT_CHUNK)
+        .zip(g_enc.par_chunks_mut(d_in * LATENT_CHUNK))
+        .zip(g_benc.par_chunks_mut(LATENT_CHUNK))
+        .enumerate()
+        .for_each(|(c, ((gd, ge), gb))| {
+            gd.fill(0.0);
+            ge.fill(0.0);
+            for (i, gbj) in gb.iter_mut().enumerate() {
+                let j = c * LATENT_CHUNK + i;
+                let gd_row = &mut gd[i * d_in..(i + 1) * d_in];
+                let ge_row = &mut ge[i * d_in..(i + 1) * d_in];
+                let mut bsum = 0f32;
+                for &(s, r) in ws.csc_main.latent(j) {
+                    let (s, r) = (s as usize, r as usize);
+                    let (z, g) = (ws.code.val[s], ws.dpre[s]);
+                    if z == 0.0 && g == 0.0 {
+                        continue;
+                    }
+                    axpy2(
+                        gd_row,
+                        z,
+                        &ws.r_main[r * d_in..(r + 1) * d_in],
+                        ge_row,
+                        g,
+                        &ws.xc[r * d_in..(r + 1) * d_in],
+                    );
+                    bsum += g;
+                }
+                for &(s, r) in ws.csc_aux.latent(j) {
+                    let (s, r) = (s as usize, r as usize);
+                    let g = ws.g_aux[s];
+                    axpy2(
+                        gd_row,
+                        ws.aux_code.val[s],
+                        &ws.r_aux[r * d_in..(r + 1) * d_in],
+                        ge_row,
+                        g,
+                        &ws.xc[r * d_in..(r + 1) * d_in],
+                    );
+                    bsum += g;
+                }
+                let cj = ws.dw_scale[j];
+                if cj != 0.0 {
+                    axpy(gd_row, cj, &model.w_dec[j * d_in..(j + 1) * d_in]);
+                }
+                *gbj = bsum;
+            }
+        });
+    g_bdec.fill(0.0);
+    for r in 0..rows {
+        for (o, &v) in g_bdec.iter_mut().zip(&ws.r_main[r * d_in..(r + 1) * d_in]) {
+            *o += v;
+        }
+    }
+    for j in 0..d_sae {
+        let g = g_benc[j];
+        if g != 0.0 {
+            axpy(g_bdec, -g, &model.w_enc_t[j * d_in..(j + 1) * d_in]);
+        }
+    }
+}
+
+/// Global L2 norm of all gradients, summed in fixed chunks and a fixed order.
+fn grad_norm(grads: &Grads) -> f64 {
+    grads
+        .tensors
+        .iter()
+        .map(|t| {
+            t.par_chunks(NORM_CHUNK)
+                .map(|c| c.iter().map(|&v| v as f64 * v as f64).sum::<f64>())
+                .collect::<Vec<f64>>()
+                .into_iter()
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Optimiser state and estimated family state of a run after some steps: with the model, what continuing bit
+/// for bit needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilySnapshot {
+    /// Optimiser steps taken.
+    pub steps_done: u64,
+    /// Adam moments of `W_enc^T, b_enc, W_dec, b_dec, family...`.
+    pub moments: Vec<Moments>,
+    /// Steps since each latent last fired.
+    pub steps_since_fired: Vec<u64>,
+    /// [`Family::state`].
+    pub family_state: Vec<(String, Vec<f64>)>,
+}
+
+/// A training run of any family on the shared engine. Implements [`crate::trainer::Session`].
+pub struct FamilyTrainer<F: Family> {
+    config: EngineConfig,
+    pool: rayon::ThreadPool,
+    model: Sae,
+    family: F,
+    adam: Adam,
+    moments: Vec<Moments>,
+    grads: Grads,
+    ws: Workspace,
+    dead: DeadTracker,
+    dead_mask: Vec<bool>,
+    fired: Vec<bool>,
+    train_rule_l0: bool,
+    last: Option<StepLoss>,
+}
+
+impl<F: Family> std::fmt::Debug for FamilyTrainer<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FamilyTrainer")
+            .field("family", &self.family.name())
+            .field("config", &self.config)
+            .field("steps_done", &self.adam.step_count())
+            .finish()
+    }
+}
+
+impl<F: Family> FamilyTrainer<F> {
+    /// A fresh run on rows of width `d_in` (b_dec zero until [`FamilyTrainer::init_b_dec`]).
+    /// `train_rule_l0`: evaluations also report the training rule's L0 (families whose rules differ).
+    pub fn new(
+        config: EngineConfig,
+        family: F,
+        d_in: usize,
+        train_rule_l0: bool,
+    ) -> Result<Self, KernelError> {
+        config.validate()?;
+        let model = Sae::init(&family, d_in, config.d_sae, config.seed, config.init)?;
+        Self::with_model(config, family, model, train_rule_l0)
+    }
+
+    fn with_model(
+        config: EngineConfig,
+        family: F,
+        model: Sae,
+        train_rule_l0: bool,
+    ) -> Result<Self, KernelError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .build()
+            .map_err(|e| KernelError::ThreadPool {
+                threads: config.threads,
+                reason: e.to_string(),
+            })?;
+        let adam = Adam::new(config.adam)?;
+        let grads = Grads::zeros(&model);
+        let moments = grads
+            .tensors
+            .iter()
+            .map(|t| Moments::zeros(t.len()))
+            .collect();
+        let d_sae = model.d_sae;
+        Ok(Self {
+            dead: DeadTracker::new(d_sae, config.dead_window),
+            dead_mask: Vec::new(),
+            fired: vec![false; d_sae],
+            ws: Workspace::default(),
+            config,
+            pool,
+            model,
+            family,
+            adam,
+            moments,
+            grads,
+            train_rule_l0,
+            last: None,
+        })
+    }
+
+    /// Continues exactly from `model` and `snapshot` (written by an earlier run of the same config).
+    pub fn from_snapshot(
+        config: EngineConfig,
+        mut family: F,
+        model: Sae,
+        snapshot: FamilySnapshot,
+        train_rule_l0: bool,
+    ) -> Result<Self, KernelError> {
+        config.validate()?;
+        if model.d_sae != config.d_sae {
+            return Err(KernelError::Config {
+                field: "d_sae",
+                value: config.d_sae.to_string(),
+                reason: format!(
+                    "the resumed checkpoint has d_sae {}; train it with that",
+                    model.d_sae
+                ),
+            });
+        }
+        family
+            .restore_state(&snapshot.family_state)
+            .map_err(|detail| KernelError::Mismatch {
+                what: "family state".into(),
+                detail,
+            })?;
+        let mut t = Self::with_model(config, family, model, train_rule_l0)?;
+        if snapshot.moments.len() != t.moments.len() {
+            return Err(KernelError::Mismatch {
+                what: "adam state".into(),
+                detail: format!(
+                    "{} moment tensors but the model has {} parameters",
+                    snapshot.moments.len(),
+                    t.moments.len()
+                ),
+            });
+        }
+        for (i, (m, g)) in snapshot.moments.iter().zip(&t.grads.tensors).enumerate() {
+            check_len(&format!("adam moments {i}"), m.m.len(), 1, g.len())?;
+            check_len(&format!("adam moments {i}"), m.v.len(), 1, g.len())?;
+        }
+        check_len(
+            "dead-latent counters",
+            snapshot.steps_since_fired.len(),
+            1,
+            t.model.d_sae,
+        )?;
+        t.adam = Adam::with_step(t.config.adam, snapshot.steps_done)?;
+        t.moments = snapshot.moments;
+        t.dead = DeadTracker::from_counts(snapshot.steps_since_fired, t.config.dead_window);
+        Ok(t)
+    }
+
+    /// Sets `b_dec` from the training rows by `config.b_dec_init`. Only before the first step.
+    pub fn init_b_dec(&mut self, rows: &[f32]) -> Result<(), KernelError> {
+        if self.adam.step_count() != 0 {
+            return Err(KernelError::Mismatch {
+                what: "init_b_dec".into(),
+                detail: format!(
+                    "the run has taken {} steps; b_dec is initialised before the first",
+                    self.adam.step_count()
+                ),
+            });
+        }
+        let (method, d_in) = (self.config.b_dec_init, self.model.d_in);
+        let b = self.pool.install(|| initial_b_dec(method, rows, d_in))?;
+        self.model.b_dec.copy_from_slice(&b);
+        Ok(())
+    }
+
+    /// The model as it is now.
+    pub fn model(&self) -> &Sae {
+        &self.model
+    }
+    /// The family (with its estimated state).
+    pub fn family(&self) -> &F {
+        &self.family
+    }
+    /// The engine config.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+    /// Optimiser steps taken (the lineage's).
+    pub fn steps_done(&self) -> u64 {
+        self.adam.step_count()
+    }
+    /// The loss parts of the last step.
+    pub fn last_loss(&self) -> Option<&StepLoss> {
+        self.last.as_ref()
+    }
+    /// The training code of the last step.
+    pub fn last_code(&self) -> &SlotCode {
+        self.ws.code()
+    }
+
+    /// The optimiser, dead-latent and family state.
+    pub fn snapshot(&self) -> FamilySnapshot {
+        FamilySnapshot {
+            steps_done: self.adam.step_count(),
+            moments: self.moments.clone(),
+            steps_since_fired: self.dead.steps_since_fired().to_vec(),
+            family_state: self
+                .family
+                .state()
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v))
+                .collect(),
+        }
+    }
+
+    /// One optimiser step on `batch` (`[rows, d_in]`).
+    pub fn step(&mut self, batch: &[f32]) -> Result<StepLoss, KernelError> {
+        let Self {
+            config,
+            pool,
+            model,
+            family,
+            adam,
+            moments,
+            grads,
+            ws,
+            dead,
+            dead_mask,
+            fired,
+            last,
+            ..
+        } = self;
+        pool.install(|| {
+            let step = adam.step_count();
+            let aux = config.aux_k.filter(|a| a.coeff > 0.0).map(|a| {
+                dead.dead_mask(dead_mask);
+                (dead_mask.as_slice(), a)
+            });
+            let mut loss = loss_and_grads(model, &*family, step, batch, aux, ws, grads, None)?;
+            let norm = grad_norm(grads);
+            loss.grad_norm = norm;
+            if let Some(c) = config.grad_clip
+                && norm > c as f64
+            {
+                // As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6).
+                let s = (c as f64 / (norm + 1e-6)) as f32;
+                for t in &mut grads.tensors {
+                    t.par_chunks_mut(NORM_CHUNK)
+                        .for_each(|ch| ch.iter_mut().for_each(|v| *v *= s));
+                }
+            }
+            adam.begin_step();
+            for (p, (g, m)) in model
+                .params_mut()
+                .into_iter()
+                .zip(grads.tensors.iter().zip(moments.iter_mut()))
+            {
+                adam.update(p, g, m)?;
+            }
+            if family.decoder_norm() == DecoderNorm::UnitEachStep {
+                normalize_rows(&mut model.w_dec, model.d_in, 1.0);
+            }
+            fired.fill(false);
+            for (&j, &v) in ws.code.idx.iter().zip(&ws.code.val) {
+                if v != 0.0 {
+                    fired[j as usize] = true;
+                }
+            }
+            dead.record(fired);
+            let ctx = model.ctx(step, batch.len() / model.d_in);
+            family.observe(&ws.code, &ctx);
+            *last = Some(loss.clone());
+            Ok(loss)
+        })
+    }
+
+    /// Metrics of the current model on `x` (inference rule), on this run's pool.
+    pub fn evaluate(&self, x: &[f32]) -> Result<EvalMetrics, KernelError> {
+        self.pool.install(|| {
+            self.model
+                .evaluate(&self.family, self.adam.step_count(), x, self.train_rule_l0)
+        })
+    }
+
+    /// Share of latents not fired in the last `dead_window` steps.
+    pub fn train_dead_fraction(&self) -> f64 {
+        self.dead.dead_fraction()
+    }
+
+    /// The first parameter holding a NaN or infinity, if any.
+    pub fn non_finite_parameter(&self) -> Option<&'static str> {
+        let m = &self.model;
+        let bad = |v: &[f32]| {
+            v.par_chunks(1 << 16)
+                .any(|c| c.iter().any(|x| !x.is_finite()))
+        };
+        self.pool.install(|| {
+            let shared = [
+                ("w_enc", m.w_enc_t.as_slice()),
+                ("b_enc", m.b_enc.as_slice()),
+                ("w_dec", m.w_dec.as_slice()),
+                ("b_dec", m.b_dec.as_slice()),
+            ];
+            shared
+                .into_iter()
+                .chain(
+                    m.fam_names
+                        .iter()
+                        .copied()
+                        .zip(m.fam.iter().map(Vec::as_slice)),
+                )
+                .find(|(_, v)| bad(v))
+                .map(|(n, _)| n)
+        })
+    }
+
+    /// Runs `f` on this run's thread pool (plugins use it for their own parallel work).
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+}
+
+impl<F: Family> crate::trainer::Session for FamilyTrainer<F> {
+    fn step(&mut self, batch: &[f32]) -> Result<crate::trainer::StepStats, KernelError> {
+        let loss = FamilyTrainer::step(self, batch)?;
+        let d = self.model.d_in as f64;
+        let mut terms = vec![("mse", loss.mse_loss / d)];
+        if self.config.aux_k.is_some_and(|a| a.coeff > 0.0) {
+            terms.push(("aux", loss.aux_loss / d));
+        }
+        terms.extend(loss.family.iter().map(|&(n, v)| (n, v / d)));
+        Ok(crate::trainer::StepStats {
+            loss: terms,
+            mse: loss.mse_loss / d,
+            l0: loss.l0,
+        })
+    }
+    fn evaluate(&self, x: &[f32]) -> Result<EvalMetrics, KernelError> {
+        FamilyTrainer::evaluate(self, x)
+    }
+    fn steps_done(&self) -> u64 {
+        FamilyTrainer::steps_done(self)
+    }
+    fn non_finite_parameter(&self) -> Option<&'static str> {
+        FamilyTrainer::non_finite_parameter(self)
+    }
+    fn train_dead_fraction(&self) -> f64 {
+        FamilyTrainer::train_dead_fraction(self)
+    }
+}
+
+/// The reconstruction metrics of `x_hat` against `x` (for tests and families that decode themselves).
+pub fn reconstruction(x: &[f32], x_hat: &[f32], d: usize) -> Result<Reconstruction, KernelError> {
+    crate::metrics::reconstruction(x, x_hat, d)
+}
