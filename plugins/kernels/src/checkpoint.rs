@@ -242,6 +242,163 @@ pub fn from_bytes(
     })
 }
 
+/// The SAELens `cfg.json` object of an engine model of family `family` ([`crate::family::Family`]): the fields
+/// every SAELens SAE config has, then the family's own, then `architecture`.
+pub fn family_config(family: &dyn crate::family::Family, d_in: usize, d_sae: usize) -> Value {
+    let mut cfg = serde_json::Map::new();
+    for (k, v) in [
+        ("d_in", json!(d_in)),
+        ("d_sae", json!(d_sae)),
+        ("dtype", json!("float32")),
+        ("device", json!("cpu")),
+        ("apply_b_dec_to_input", json!(true)),
+        ("normalize_activations", json!("none")),
+        ("reshape_activations", json!("none")),
+        ("metadata", json!({})),
+    ] {
+        cfg.insert(k.into(), v);
+    }
+    family.saelens_config(&mut cfg);
+    cfg.insert("architecture".into(), json!(family.saelens_architecture()));
+    Value::Object(cfg)
+}
+
+/// The bytes of `sae_weights.safetensors` for an engine model: `W_enc, b_enc, W_dec, b_dec` as for TopK, then
+/// the family's [`crate::family::Family::saelens_tensors`].
+pub fn family_safetensors_bytes(
+    family: &dyn crate::family::Family,
+    parts: &crate::engine::ModelParts,
+) -> Result<Vec<u8>, CheckpointError> {
+    let mut encoded = Vec::with_capacity(5);
+    let shared: [(&str, Vec<usize>, &[f32]); 4] = [
+        ("W_enc", vec![parts.d_in, parts.d_sae], &parts.w_enc),
+        ("b_enc", vec![parts.d_sae], &parts.b_enc),
+        ("W_dec", vec![parts.d_sae, parts.d_in], &parts.w_dec),
+        ("b_dec", vec![parts.d_in], &parts.b_dec),
+    ];
+    let params: Vec<Vec<f32>> = parts.family.iter().map(|(_, v)| v.clone()).collect();
+    let extra = family.saelens_tensors(&params, parts.d_sae);
+    let all = shared
+        .iter()
+        .map(|(n, s, d)| (n.to_string(), s.clone(), *d))
+        .chain(
+            extra
+                .iter()
+                .map(|(n, s, d)| (n.clone(), s.clone(), d.as_slice())),
+        );
+    for (name, shape, data) in all {
+        let expected: usize = shape.iter().product();
+        if data.len() != expected {
+            return Err(CheckpointError::Shape(format!(
+                "{name} has {} values but its shape {shape:?} needs {expected}",
+                data.len()
+            )));
+        }
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        encoded.push((name, "F32", shape, bytes));
+    }
+    Ok(encode_safetensors(None, &encoded))
+}
+
+/// Writes `cfg.json` and `sae_weights.safetensors` of an engine model into `dir` (which must exist), in SAELens's
+/// layout for the family's SAELens architecture.
+pub fn write_family(
+    dir: &Path,
+    family: &dyn crate::family::Family,
+    parts: &crate::engine::ModelParts,
+) -> Result<(), CheckpointError> {
+    let weights = family_safetensors_bytes(family, parts)?;
+    let cfg_path = dir.join(CONFIG_FILE);
+    let mut cfg = serde_json::to_vec_pretty(&family_config(family, parts.d_in, parts.d_sae))
+        .map_err(|e| CheckpointError::Shape(format!("cannot serialise cfg.json: {e}")))?;
+    cfg.push(b'\n');
+    std::fs::write(&cfg_path, cfg).map_err(|source| CheckpointError::Io {
+        path: cfg_path,
+        op: "write it",
+        source,
+    })?;
+    let w_path = dir.join(WEIGHTS_FILE);
+    std::fs::write(&w_path, weights).map_err(|source| CheckpointError::Io {
+        path: w_path,
+        op: "write it",
+        source,
+    })
+}
+
+/// Reads the shared tensors of a checkpoint written by [`write_family`] for `family` (its `cfg.json` must name
+/// the family's SAELens architecture). Family parameters are not read from here but from the trainer state,
+/// which holds them exactly as trained; `parts.family` is empty.
+pub fn read_family_bytes(
+    dir: &Path,
+    family: &dyn crate::family::Family,
+    cfg_bytes: &[u8],
+    weights: &[u8],
+) -> Result<crate::engine::ModelParts, CheckpointError> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let invalid = |path: &Path, detail: String| CheckpointError::Invalid {
+        path: path.to_owned(),
+        detail,
+    };
+    let cfg: Value = serde_json::from_slice(cfg_bytes)
+        .map_err(|e| invalid(&cfg_path, format!("is not valid JSON: {e}")))?;
+    let arch = cfg.get("architecture").and_then(Value::as_str);
+    let want = family.saelens_architecture();
+    if arch != Some(want) {
+        return Err(invalid(
+            &cfg_path,
+            format!(
+                "architecture is {arch:?}; the {} family reads only {want:?} checkpoints",
+                family.name()
+            ),
+        ));
+    }
+    let dim = |key: &str| {
+        cfg.get(key)
+            .and_then(Value::as_u64)
+            .filter(|&v| v > 0)
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| {
+                invalid(
+                    &cfg_path,
+                    format!("field {key:?} must be a positive integer"),
+                )
+            })
+    };
+    let (d_in, d_sae) = (dim("d_in")?, dim("d_sae")?);
+    let w_path = dir.join(WEIGHTS_FILE);
+    let st = safetensors::SafeTensors::deserialize(weights)
+        .map_err(|e| invalid(&w_path, format!("is not a valid safetensors file: {e}")))?;
+    let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, CheckpointError> {
+        let view = st
+            .tensor(name)
+            .map_err(|_| invalid(&w_path, format!("has no tensor {name:?}")))?;
+        if view.dtype() != safetensors::Dtype::F32 || view.shape() != shape {
+            return Err(invalid(
+                &w_path,
+                format!(
+                    "tensor {name:?} is {:?} {:?}; cfg.json implies F32 {shape:?}",
+                    view.dtype(),
+                    view.shape()
+                ),
+            ));
+        }
+        Ok(view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    };
+    Ok(crate::engine::ModelParts {
+        d_in,
+        d_sae,
+        w_enc: tensor("W_enc", &[d_in, d_sae])?,
+        b_enc: tensor("b_enc", &[d_sae])?,
+        w_dec: tensor("W_dec", &[d_sae, d_in])?,
+        b_dec: tensor("b_dec", &[d_in])?,
+        family: Vec::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

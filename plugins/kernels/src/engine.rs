@@ -226,9 +226,9 @@ fn normalize_rows(m: &mut [f32], d: usize, target: f32) {
         for row in block.chunks_exact_mut(d) {
             let n = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt() as f32;
             if n > 0.0 {
-                let s = target / n;
+                // v / n first, so a unit target gives exactly the TopK trainer's `v / n`.
                 for v in row.iter_mut() {
-                    *v *= s;
+                    *v = *v / n * target;
                 }
             }
         }
@@ -1306,4 +1306,245 @@ impl<F: Family> crate::trainer::Session for FamilyTrainer<F> {
 /// The reconstruction metrics of `x_hat` against `x` (for tests and families that decode themselves).
 pub fn reconstruction(x: &[f32], x_hat: &[f32], d: usize) -> Result<Reconstruction, KernelError> {
     crate::metrics::reconstruction(x, x_hat, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::families::{BatchTopK, TopK};
+
+    fn data(rows: usize, d_in: usize, seed: u64) -> Vec<f32> {
+        let mut r = SplitMix64::new(seed);
+        (0..rows * d_in)
+            .map(|i| r.normal() as f32 + 0.1 * (i % d_in) as f32)
+            .collect()
+    }
+
+    /// A small model with every parameter nonzero and generic.
+    fn tiny<F: Family>(f: &F, d_in: usize, d_sae: usize) -> Sae {
+        let mut m = Sae::init(f, d_in, d_sae, 3, InitConfig::default()).unwrap();
+        let mut r = SplitMix64::new(99);
+        for v in m.w_enc_t.iter_mut() {
+            *v += 0.3 * (r.uniform_f32() - 0.5);
+        }
+        for v in m.b_enc.iter_mut() {
+            *v = 0.2 * (r.uniform_f32() - 0.3);
+        }
+        for v in m.b_dec.iter_mut() {
+            *v = 0.5 * (r.uniform_f32() - 0.5);
+        }
+        m
+    }
+
+    /// Central differences of the total loss against the analytic gradients of every parameter, with the
+    /// selection (and AuxK's stop-gradient target) held fixed.
+    fn check_gradients<F: Family>(
+        f: &F,
+        model: &Sae,
+        x: &[f32],
+        dead: Option<(&[bool], AuxKConfig)>,
+    ) -> usize {
+        let mut ws = Workspace::default();
+        let mut grads = Grads::zeros(model);
+        let base = loss_and_grads(model, f, 0, x, dead, &mut ws, &mut grads, None).unwrap();
+        assert!(base.mse_loss > 0.0);
+        let (code0, aux0) = (ws.code.clone(), ws.aux_code.clone());
+        let x_hat = model.decode(&code0).unwrap();
+        let target: Vec<f32> = x.iter().zip(&x_hat).map(|(a, b)| a - b).collect();
+        // Per-row latent sets: the order of slots within a row does not change the loss.
+        let sets = |c: &SlotCode| -> Vec<Vec<u32>> {
+            (0..c.rows())
+                .map(|r| {
+                    let mut v = c.row(r).0.to_vec();
+                    v.sort_unstable();
+                    v
+                })
+                .collect()
+        };
+        let eps = 3e-3f32;
+        let mut checked = 0;
+        for (p, grad) in grads.tensors.iter().enumerate() {
+            for (i, &an) in grad.iter().enumerate() {
+                let eval = |delta: f32| {
+                    let mut m = model.clone();
+                    m.params_mut()[p][i] += delta;
+                    let mut w = Workspace::default();
+                    let mut g = Grads::zeros(&m);
+                    let l =
+                        loss_and_grads(&m, f, 0, x, dead, &mut w, &mut g, Some(&target)).unwrap();
+                    assert_eq!(
+                        (sets(&w.code), sets(&w.aux_code)),
+                        (sets(&code0), sets(&aux0)),
+                        "selection changed at parameter {p}[{i}]"
+                    );
+                    l.total()
+                };
+                let fd = ((eval(eps) - eval(-eps)) / (2.0 * eps as f64)) as f32;
+                assert!(
+                    (fd - an).abs() <= 4e-3 + 1e-2 * an.abs(),
+                    "parameter {p}[{i}]: analytic {an} vs finite difference {fd}"
+                );
+                checked += 1;
+            }
+        }
+        checked
+    }
+
+    #[test]
+    fn topk_gradients_with_auxk_match_central_differences() {
+        let f = TopK::new(3, 12);
+        let mut model = tiny(&f, 5, 12);
+        for j in (5..12).step_by(2) {
+            model.b_enc[j] -= 3.0;
+        }
+        let x = data(7, 5, 1);
+        let dead: Vec<bool> = (0..12).map(|j| j >= 4).collect();
+        let aux = AuxKConfig {
+            k_aux: 2,
+            coeff: 0.5,
+        };
+        let n = check_gradients(&f, &model, &x, Some((&dead, aux)));
+        assert_eq!(n, 2 * 5 * 12 + 12 + 5);
+    }
+
+    #[test]
+    fn batchtopk_gradients_match_central_differences() {
+        let f = BatchTopK::new(3, 0.01);
+        let model = tiny(&f, 5, 12);
+        let x = data(7, 5, 2);
+        let mut ws = Workspace::default();
+        let mut g = Grads::zeros(&model);
+        loss_and_grads(&model, &f, 0, &x, None, &mut ws, &mut g, None).unwrap();
+        let l0: Vec<usize> = (0..7).map(|r| ws.code.row_nnz(r)).collect();
+        assert_eq!(l0.iter().sum::<usize>(), 21);
+        assert!(
+            l0.iter().any(|&n| n != 3),
+            "the check must cover rows with L0 != k: {l0:?}"
+        );
+        let dead: Vec<bool> = (0..12).map(|j| j % 3 == 0).collect();
+        check_gradients(
+            &f,
+            &model,
+            &x,
+            Some((
+                &dead,
+                AuxKConfig {
+                    k_aux: 2,
+                    coeff: 0.5,
+                },
+            )),
+        );
+    }
+
+    #[test]
+    fn topk_on_the_engine_trains_bit_identically_to_the_topk_trainer() {
+        let (d_in, d_sae, k, batch) = (16, 48, 4, 64);
+        let x = data(512, d_in, 4);
+        let mut old_cfg = crate::TrainConfig::new(d_sae, k);
+        old_cfg.batch = batch;
+        old_cfg.threads = 2;
+        old_cfg.dead_window = 3;
+        old_cfg.aux_k = Some(AuxKConfig {
+            k_aux: 8,
+            coeff: 1.0 / 32.0,
+        });
+        let mut old = crate::Trainer::new(old_cfg, d_in).unwrap();
+        let mut cfg = EngineConfig::new(d_sae);
+        cfg.batch = batch;
+        cfg.threads = 2;
+        cfg.dead_window = 3;
+        cfg.aux_k = old.config().aux_k;
+        let mut new = FamilyTrainer::new(cfg, TopK::new(k, d_sae), d_in, false).unwrap();
+        for s in 0..20u64 {
+            let i = crate::batch_start(s, batch, 512);
+            let b = &x[i * d_in..(i + batch) * d_in];
+            let a = old.step(b).unwrap();
+            let n = new.step(b).unwrap();
+            assert_eq!(
+                (a.mse_loss, a.aux_loss, a.l0),
+                (n.mse_loss, n.aux_loss, n.l0),
+                "step {s}"
+            );
+        }
+        let p = old.model().to_parts();
+        let q = new.model().to_parts();
+        assert_eq!(
+            (p.w_enc, p.b_enc, p.w_dec, p.b_dec),
+            (q.w_enc, q.b_enc, q.w_dec, q.b_dec)
+        );
+        assert!(new.train_dead_fraction() >= 0.0);
+        assert_eq!(
+            old.evaluate(&x).unwrap().reconstruction,
+            new.evaluate(&x).unwrap().reconstruction
+        );
+    }
+
+    #[test]
+    fn weights_are_bit_identical_for_any_thread_count_and_resume_is_exact() {
+        let (d_in, d_sae, batch) = (16, 64, 96);
+        let x = data(600, d_in, 5);
+        let run = |threads: usize, split: Option<u64>| {
+            let mut cfg = EngineConfig::new(d_sae);
+            cfg.batch = batch;
+            cfg.threads = threads;
+            cfg.dead_window = 2;
+            cfg.grad_clip = Some(0.5);
+            cfg.aux_k = Some(AuxKConfig {
+                k_aux: 8,
+                coeff: 0.1,
+            });
+            let mut t =
+                FamilyTrainer::new(cfg.clone(), BatchTopK::new(4, 0.01), d_in, true).unwrap();
+            for s in 0..12u64 {
+                if split == Some(s) {
+                    let snap = t.snapshot();
+                    let model = t.model().clone();
+                    t = FamilyTrainer::from_snapshot(
+                        cfg.clone(),
+                        BatchTopK::new(4, 0.01),
+                        model,
+                        snap,
+                        true,
+                    )
+                    .unwrap();
+                }
+                let i = crate::batch_start(s, batch, 600);
+                t.step(&x[i * d_in..(i + batch) * d_in]).unwrap();
+            }
+            (t.model().clone(), t.family().threshold())
+        };
+        let one = run(1, None);
+        assert!(one.1 > 0.0);
+        assert_eq!(one, run(2, None));
+        assert_eq!(one, run(3, None));
+        assert_eq!(one, run(2, Some(5)));
+    }
+
+    #[test]
+    fn gradient_clipping_bounds_the_step() {
+        let f = TopK::new(2, 8);
+        let model = tiny(&f, 4, 8);
+        let x: Vec<f32> = data(16, 4, 6).iter().map(|v| v * 50.0).collect();
+        let mut ws = Workspace::default();
+        let mut g = Grads::zeros(&model);
+        loss_and_grads(&model, &f, 0, &x, None, &mut ws, &mut g, None).unwrap();
+        let n = grad_norm(&g);
+        assert!(n > 1.0, "{n}");
+        let mut cfg = EngineConfig::new(8);
+        cfg.batch = 16;
+        cfg.grad_clip = Some(1.0);
+        let mut t = FamilyTrainer::new(cfg, TopK::new(2, 8), 4, false).unwrap();
+        let loss = t.step(&x).unwrap();
+        assert!(loss.grad_norm > 1.0);
+        let e = EngineConfig {
+            grad_clip: Some(0.0),
+            ..EngineConfig::new(8)
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config field `grad_clip` = 0 is invalid: must be a finite number > 0 (or absent: no clipping)"
+        );
+    }
 }

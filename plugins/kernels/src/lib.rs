@@ -9,6 +9,7 @@
 //! - [`topk`]: per-row top-k after ReLU and the sparse code it yields.
 //! - [`adam`]: Adam with PyTorch's update order and bias correction.
 //! - [`family`]: the SAE family interface (activation rule, loss terms, inference rule, family parameters).
+//! - [`families`]: the TopK and BatchTopK activation rules on the engine.
 //! - [`engine`]: the shared SAE engine every family trains on (forward, sparse backward, AuxK, clipping, Adam,
 //!   decoder norms, dead latents, evaluation, resume snapshot).
 //! - [`sae`]: the TopK SAE (init, encode, sparse decode, sparse gradients, AuxK).
@@ -48,6 +49,7 @@ pub mod bdec;
 pub mod checkpoint;
 pub mod engine;
 pub mod error;
+pub mod families;
 pub mod family;
 pub mod gemm;
 pub mod metrics;

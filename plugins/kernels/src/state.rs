@@ -210,6 +210,176 @@ impl TrainerState {
     }
 }
 
+/// The state file of an engine run ([`crate::engine::FamilyTrainer`]), in the same format as [`TrainerState`]:
+/// the same tensors for the four shared parameters (so a family without parameters or estimated state writes the
+/// same file as the TopK trainer did), plus, per family parameter `<name>`, its values `fam.<name>` and moments
+/// `adam.fam.<name>.exp_avg` / `.exp_avg_sq` (F32), and per estimated state entry `<name>` a float64 tensor
+/// `family_state.<name>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilyTrainerState {
+    /// The family that wrote it.
+    pub family: String,
+    /// Optimiser, dead-latent and family state.
+    pub snapshot: crate::engine::FamilySnapshot,
+    /// The family parameters' values (the checkpoint holds SAELens's view of them, this file the trained ones).
+    pub family_params: Vec<(String, Vec<f32>)>,
+    /// First row (0-based, within the training rows) of the batch the next step takes.
+    pub cursor: u64,
+    /// State of the run's generator after its last draw (see [`TrainerState::rng_state`]).
+    pub rng_state: u64,
+    /// The effective config without `steps`, `epochs` and `resume_from` (compact JSON, sorted keys).
+    pub config: String,
+    /// Input width.
+    pub d_in: usize,
+}
+
+impl FamilyTrainerState {
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let d_sae = self.snapshot.steps_since_fired.len();
+        let f32b = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut tensors: Vec<(String, &'static str, Vec<usize>, Vec<u8>)> = Vec::new();
+        for ((name, m), shape) in PARAMS
+            .iter()
+            .zip(&self.snapshot.moments)
+            .zip(shapes(self.d_in, d_sae))
+        {
+            for (suffix, v) in [("exp_avg", &m.m), ("exp_avg_sq", &m.v)] {
+                tensors.push((
+                    format!("adam.{name}.{suffix}"),
+                    "F32",
+                    shape.clone(),
+                    f32b(v),
+                ));
+            }
+        }
+        let dead = self
+            .snapshot
+            .steps_since_fired
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        tensors.push(("dead.steps_since_fired".into(), "U64", vec![d_sae], dead));
+        for ((name, v), m) in self.family_params.iter().zip(&self.snapshot.moments[4..]) {
+            tensors.push((format!("fam.{name}"), "F32", vec![v.len()], f32b(v)));
+            for (suffix, x) in [("exp_avg", &m.m), ("exp_avg_sq", &m.v)] {
+                tensors.push((
+                    format!("adam.fam.{name}.{suffix}"),
+                    "F32",
+                    vec![x.len()],
+                    f32b(x),
+                ));
+            }
+        }
+        for (name, v) in &self.snapshot.family_state {
+            let b = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            tensors.push((format!("family_state.{name}"), "F64", vec![v.len()], b));
+        }
+        let meta: BTreeMap<&str, String> = [
+            ("format", FORMAT.to_string()),
+            ("version", VERSION.to_string()),
+            ("family", self.family.clone()),
+            ("steps_done", self.snapshot.steps_done.to_string()),
+            ("adam_step", self.snapshot.steps_done.to_string()),
+            ("cursor", self.cursor.to_string()),
+            ("rng_state", self.rng_state.to_string()),
+            ("config", self.config.clone()),
+        ]
+        .into_iter()
+        .collect();
+        let meta = serde_json::to_string(&meta).expect("string map serialises");
+        crate::checkpoint::encode_safetensors(Some(&meta), &tensors)
+    }
+
+    /// Parses the bytes of `path` for a model of `d_in`/`d_sae` whose family has the parameters `params`
+    /// (`(name, length)`) and the estimated-state entries `state` (`(name, length)`).
+    pub fn from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        d_in: usize,
+        d_sae: usize,
+        params: &[(&str, usize)],
+        state: &[(&str, usize)],
+    ) -> Result<FamilyTrainerState, StateError> {
+        let base = TrainerState::from_bytes(path, bytes, d_in, d_sae)?;
+        let bad = |detail: String| StateError {
+            path: path.to_owned(),
+            detail,
+        };
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("is not a valid safetensors file: {e}")))?;
+        let tensor = |name: &str, dtype: safetensors::Dtype, len: usize| {
+            let view = st
+                .tensor(name)
+                .map_err(|_| bad(format!("has no tensor {name:?}")))?;
+            if view.dtype() != dtype || view.shape() != [len] {
+                return Err(bad(format!(
+                    "tensor {name:?} is {:?} {:?}; expected {dtype:?} [{len}]",
+                    view.dtype(),
+                    view.shape()
+                )));
+            }
+            Ok(view.data().to_vec())
+        };
+        let f32s = |b: Vec<u8>| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let a = base.snapshot.adam;
+        let mut moments = vec![a.w_enc_t, a.b_enc, a.w_dec, a.b_dec];
+        let mut family_params = Vec::new();
+        for &(name, len) in params {
+            family_params.push((
+                name.to_string(),
+                f32s(tensor(
+                    &format!("fam.{name}"),
+                    safetensors::Dtype::F32,
+                    len,
+                )?),
+            ));
+            let m = f32s(tensor(
+                &format!("adam.fam.{name}.exp_avg"),
+                safetensors::Dtype::F32,
+                len,
+            )?);
+            let v = f32s(tensor(
+                &format!("adam.fam.{name}.exp_avg_sq"),
+                safetensors::Dtype::F32,
+                len,
+            )?);
+            moments.push(Moments { m, v });
+        }
+        let mut family_state = Vec::new();
+        for &(name, len) in state {
+            let b = tensor(
+                &format!("family_state.{name}"),
+                safetensors::Dtype::F64,
+                len,
+            )?;
+            let v = b
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            family_state.push((name.to_string(), v));
+        }
+        Ok(FamilyTrainerState {
+            family: base.family,
+            snapshot: crate::engine::FamilySnapshot {
+                steps_done: base.snapshot.steps_done,
+                moments,
+                steps_since_fired: base.snapshot.steps_since_fired,
+                family_state,
+            },
+            family_params,
+            cursor: base.cursor,
+            rng_state: base.rng_state,
+            config: base.config,
+            d_in,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
