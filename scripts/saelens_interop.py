@@ -24,12 +24,13 @@ def main() -> int:
     ap.add_argument("--ours", required=True, help="husai's encoder output (.npy, [rows, d_sae])")
     ap.add_argument("--rows", type=int, default=100)
     ap.add_argument("--tol", type=float, default=1e-5)
+    ap.add_argument("--arch", default="topk", help="the SAELens architecture the checkpoint must load as")
     args = ap.parse_args()
 
     sae = SAE.load_from_disk(args.checkpoint, device="cpu")
     arch = sae.cfg.architecture()
-    if arch != "topk":
-        print(f"FAIL: SAELens loaded architecture {arch!r}, expected 'topk'", file=sys.stderr)
+    if arch != args.arch:
+        print(f"FAIL: SAELens loaded architecture {arch!r}, expected {args.arch!r}", file=sys.stderr)
         return 1
 
     # A writable copy: torch refuses to wrap a read-only memory map without a warning.
@@ -48,7 +49,7 @@ def main() -> int:
         "architecture": arch,
         "d_in": sae.cfg.d_in,
         "d_sae": sae.cfg.d_sae,
-        "k": sae.cfg.k,
+        "k": getattr(sae.cfg, "k", None),
         "rows": int(x.shape[0]),
         "max_abs_diff": float(diff.max()),
         "max_abs_value": float(np.abs(theirs).max()),

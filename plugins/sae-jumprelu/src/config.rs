@@ -1,12 +1,16 @@
 //! The plugin's config: the common trainer keys (`husai_kernels::trainer::config`) plus JumpReLU's own, their JSON
 //! Schema (what `describe` publishes) and the checked Rust form.
 
+use husai_kernels::adam::AdamConfig;
 use husai_kernels::bdec::BDecInit;
+use husai_kernels::engine::{EngineConfig, InitConfig};
 use husai_kernels::trainer::config::{CommonDefaults, int_key, positive_key, split_family_keys};
 use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value, json};
 
+use crate::family::JumpRelu;
 use crate::jump::Sparsity;
+use crate::target::L0Controller;
 
 /// The plugin's name, as errors and the schema title spell it.
 pub const PLUGIN: &str = "sae-jumprelu";
@@ -190,6 +194,42 @@ impl JumpConfig {
             target_l0_gain,
             decoder_init_norm,
         })
+    }
+
+    /// The family this config trains.
+    pub fn family(&self) -> JumpRelu {
+        JumpRelu {
+            sparsity: self.sparsity,
+            bandwidth: self.bandwidth as f32,
+            init_threshold: self.init_threshold as f32,
+            lambda: self.l0_coeff,
+            warmup_steps: self.l0_warmup_steps,
+            controller: self.target_l0.map(|target| L0Controller {
+                target,
+                gain: self.target_l0_gain,
+                lambda: self.l0_coeff,
+            }),
+        }
+    }
+
+    /// The engine's config: SAELens's initialisation (`W_enc = W_decᵀ`, rows at `decoder_init_norm`, biases zero),
+    /// no AuxK, no gradient clipping; the thread count is set by the run.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            batch: self.common.batch,
+            seed: self.common.seed,
+            adam: AdamConfig {
+                lr: self.common.lr as f32,
+                ..AdamConfig::default()
+            },
+            dead_window: self.common.dead_window,
+            b_dec_init: self.common.b_dec_init,
+            init: InitConfig {
+                dec_norm: self.decoder_init_norm as f32,
+                enc_scale: 1.0,
+            },
+            ..EngineConfig::new(self.common.d_sae)
+        }
     }
 
     /// `c` of the tanh penalty (the default when the penalty is the step).

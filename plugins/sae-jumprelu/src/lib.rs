@@ -1,4 +1,4 @@
-//! husai trainer plugin `sae-jumprelu`: JumpReLU sparse autoencoders (Rajamanoharan et al. 2024).
+//! husai trainer plugin `sae-jumprelu` (the plugin glue lands with the kernels' family run).
 
 pub mod config;
 pub mod family;

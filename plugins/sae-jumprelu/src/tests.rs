@@ -180,12 +180,16 @@ fn the_threshold_gradient_is_the_closed_form_straight_through_estimate() {
 }
 
 fn engine(d_sae: usize, batch: usize, seed: u64, threads: usize, lr: f32) -> EngineConfig {
+    engine_with_norm(d_sae, batch, seed, threads, lr, 0.1)
+}
+
+fn engine_with_norm(d_sae: usize, batch: usize, seed: u64, threads: usize, lr: f32, dec_norm: f32) -> EngineConfig {
     EngineConfig {
         batch,
         seed,
         threads,
         adam: AdamConfig { lr, ..AdamConfig::default() },
-        init: InitConfig { dec_norm: 0.1, enc_scale: 1.0 },
+        init: InitConfig { dec_norm, enc_scale: 1.0 },
         ..EngineConfig::new(d_sae)
     }
 }
@@ -245,8 +249,11 @@ fn the_thresholds_move_during_training() {
 }
 
 /// Synthetic recovery: 512 features in superposition in 128 dimensions, 4 active per row (the TopK test's data).
-/// Config that achieves it: d_sae 1024, batch 1024, 300 steps, Adam lr 4e-3, step penalty with λ =
-/// RECOVERY_L0, ε 0.05, θ initialised at 0.01, decoder rows at norm 0.1, seed 0.
+/// Config that achieves it: d_sae 1024, batch 1024, 300 steps, Adam lr 4e-3, the tanh penalty (c = 4) with λ =
+/// RECOVERY_L0, ε 0.05, θ initialised at 0.01, decoder rows at norm 0.1, seed 0 (measured: all 512 recovered,
+/// FVU 0.060, L0 5.55 on the first 8192 rows). With the step penalty the thresholds climb too slowly at Adam's
+/// bounded pace (≤ lr per step in log θ): at θ₀ 0.01 the L0 stayed near 590; at θ₀ 0.2 (decoder norm 1, ε 0.1,
+/// λ 0.1) it reached L0 8.3 but recovered only 59 %.
 #[test]
 fn recovers_90_percent_of_512_superposed_features() {
     let data = generate(&SynthConfig {
@@ -257,7 +264,7 @@ fn recovers_90_percent_of_512_superposed_features() {
         lambda: RECOVERY_L0,
         init_threshold: 0.01,
         bandwidth: 0.05,
-        ..family(Sparsity::Step)
+        ..family(Sparsity::Tanh { scale: 4.0 })
     };
     let t = train(engine(1024, 1024, 0, 2, 4e-3), f, &data.x, 128, 300);
     let rec = recovery(&data.dictionary, t.model().w_dec(), 128, 0.9).unwrap();
@@ -270,4 +277,4 @@ fn recovers_90_percent_of_512_superposed_features() {
 }
 
 /// λ of the recovery test.
-const RECOVERY_L0: f64 = 0.05;
+const RECOVERY_L0: f64 = 0.1;

@@ -2,11 +2,14 @@
 //! (`l1_coeff`, `l1_warmup_steps`, `penalty`, `decoder_init_norm`), their JSON Schema (what `describe` publishes) and
 //! the checked Rust form.
 
+use husai_kernels::adam::AdamConfig;
 use husai_kernels::bdec::BDecInit;
+use husai_kernels::engine::{EngineConfig, InitConfig};
 use husai_kernels::trainer::config::{CommonDefaults, int_key, split_family_keys};
 use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value, json};
 
+use crate::family::Relu;
 use crate::penalty::Weighting;
 
 /// The plugin's name, as errors and the schema title spell it.
@@ -148,6 +151,35 @@ impl ReluConfig {
         m.insert("penalty".into(), json!(self.penalty.as_str()));
         m.insert("decoder_init_norm".into(), json!(self.decoder_init_norm));
         m
+    }
+
+    /// The family this config trains.
+    pub fn family(&self) -> Relu {
+        Relu {
+            lambda: self.l1_coeff,
+            warmup_steps: self.l1_warmup_steps,
+            weighting: self.penalty,
+        }
+    }
+
+    /// The engine's config: SAELens's initialisation (`W_enc = W_decᵀ`, rows at [`ReluConfig::initial_row_norm`],
+    /// biases zero), no AuxK, no gradient clipping; the thread count is set by the run.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            batch: self.common.batch,
+            seed: self.common.seed,
+            adam: AdamConfig {
+                lr: self.common.lr as f32,
+                ..AdamConfig::default()
+            },
+            dead_window: self.common.dead_window,
+            b_dec_init: self.common.b_dec_init,
+            init: InitConfig {
+                dec_norm: self.initial_row_norm(),
+                enc_scale: 1.0,
+            },
+            ..EngineConfig::new(self.common.d_sae)
+        }
     }
 
     /// The decoder row norm the SAE starts with.

@@ -1,4 +1,4 @@
-//! husai trainer plugin `sae-relu`: SAELens's "standard" sparse autoencoder (ReLU, decoder-norm-weighted L1).
+//! husai trainer plugin `sae-relu` (the plugin glue lands with the kernels' family run).
 
 pub mod config;
 pub mod family;
