@@ -9,11 +9,13 @@
 
 pub mod config;
 pub mod data;
+pub mod family_run;
 pub mod run;
 pub mod stream;
 
 pub use config::{CommonConfig, CommonDefaults, EvalSpec, Length, RowRange};
 pub use data::{Dataset, Digests, read_input};
+pub use family_run::{FamilyRun, run_family};
 pub use run::{Detail, DriveOutcome, Hooks, Plan, Session, Silent, Status, StepStats, drive};
 pub use stream::MetricStream;
 

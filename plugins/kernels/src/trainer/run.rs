@@ -318,7 +318,13 @@ fn block(m: &EvalMetrics) -> serde_json::Map<String, Value> {
         "dead_fraction": num(m.dead_fraction),
     });
     match v {
-        Value::Object(o) => o,
+        Value::Object(mut o) => {
+            // Family figures (`l0_train_rule`, `threshold`, ...) after the shared four.
+            for (name, value) in &m.figures {
+                o.insert(name.clone(), num(*value));
+            }
+            o
+        }
         _ => unreachable!(),
     }
 }

@@ -1,0 +1,251 @@
+//! The plugin's `run`, in process: synthetic recovery, held-out inference L0 with the saved threshold on the
+//! MiniLM bank, the SAELens JumpReLU checkpoint, same-seed byte identity, exact resume, and config errors.
+//! (The batch-level selection, its tie rule and the gradient check are unit tests of
+//! `husai_kernels::families` and `husai_kernels::engine`.)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use husai_kernels::activations::write_npy_f32;
+use husai_kernels::synth::{SynthConfig, generate, recovery};
+use husai_plugin_api::{ErrorKind, Progress, RunRequest};
+use serde_json::{Value, json};
+
+use super::{OUTPUTS, run};
+
+const MINILM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/data/minilm_l3_resid_dev.npy"
+);
+
+fn request(config: Value, inputs: &[(&str, &Path)], out: &Path) -> RunRequest {
+    RunRequest {
+        config,
+        inputs: inputs
+            .iter()
+            .map(|(r, p)| (r.to_string(), p.to_path_buf()))
+            .collect::<BTreeMap<_, _>>(),
+        output_dir: out.to_path_buf(),
+    }
+}
+
+fn go(config: Value, inputs: &[(&str, &Path)], out: &Path) -> Value {
+    run(&request(config, inputs, out), &mut Progress::discard()).unwrap()
+}
+
+fn metrics(out: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap()
+}
+
+fn tensor(out: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(out.join("sae_weights.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (t.shape().to_vec(), v)
+}
+
+fn subdir(root: &Path, name: &str) -> PathBuf {
+    let p = root.join(name);
+    std::fs::create_dir(&p).unwrap();
+    p
+}
+
+#[test]
+fn recovers_90_percent_of_512_planted_features() {
+    // The config that achieves it: 512 features in superposition in 128 dimensions, exactly 4 active per row,
+    // 32768 rows; a 2x over-complete BatchTopK SAE with k = 8 (2 x L0), batch 1024, 300 steps, lr 4e-3, AuxK
+    // (k_aux 64, weight 1/32, dead after 20 steps), seed 0; the last 10 % of the rows held out.
+    let data = generate(&SynthConfig {
+        rows: 32_768,
+        d_in: 128,
+        n_features: 512,
+        l0: 4,
+        coef_min: 0.5,
+        coef_max: 1.5,
+        seed: 1,
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bank = dir.path().join("synth.npy");
+    write_npy_f32(&bank, 32_768, 128, &data.x).unwrap();
+    let out = subdir(dir.path(), "run");
+    go(
+        json!({"d_sae": 1024, "k": 8, "seed": 0, "steps": 300, "batch": 1024, "lr": 4e-3, "k_aux": 64,
+               "dead_window": 20}),
+        &[("activations", &bank)],
+        &out,
+    );
+    let (_, w_dec) = tensor(&out, "W_dec");
+    let rec = recovery(&data.dictionary, &w_dec, 128, 0.9).unwrap();
+    assert!(
+        rec.recovered_fraction >= 0.9,
+        "recovered {:.3} of the planted features at cosine > 0.9",
+        rec.recovered_fraction
+    );
+    let m = metrics(&out);
+    assert!(m["eval"]["fvu"].as_f64().unwrap() < 0.1, "{m}");
+    assert_eq!(m["train"]["l0_train_rule"].as_f64().unwrap(), 8.0, "{m}");
+}
+
+#[test]
+fn held_out_inference_l0_with_the_saved_threshold_is_within_15_percent_of_k_on_minilm() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = subdir(dir.path(), "run");
+    let result = go(
+        json!({"d_sae": 1536, "k": 32, "seed": 3, "steps": 300, "batch": 1024}),
+        &[("activations", Path::new(MINILM))],
+        &out,
+    );
+    assert_eq!(result["status"], "ok");
+    let m = metrics(&out);
+    let l0 = m["eval"]["l0"].as_f64().unwrap();
+    assert!(
+        (l0 - 32.0).abs() <= 0.15 * 32.0,
+        "held-out inference L0 {l0}: {m}"
+    );
+    // The training rule keeps exactly batch * k per batch; on the held-out rows (blocks of up to 2048 rows) the
+    // mean is k as well.
+    let train_rule = m["eval"]["l0_train_rule"].as_f64().unwrap();
+    assert!((train_rule - 32.0).abs() < 1e-9, "{train_rule}");
+    // The saved checkpoint is SAELens's JumpReLU layout with θ for every latent.
+    let theta = m["eval"]["threshold"].as_f64().unwrap();
+    assert!(theta > 0.0);
+    let (shape, thr) = tensor(&out, "threshold");
+    assert_eq!(shape, vec![1536]);
+    assert!(thr.iter().all(|&t| t == theta as f32));
+    let cfg: Value = serde_json::from_slice(&std::fs::read(out.join("cfg.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architecture"], "jumprelu");
+    assert_eq!(
+        (cfg["d_in"].as_u64(), cfg["d_sae"].as_u64()),
+        (Some(384), Some(1536))
+    );
+    assert_eq!(
+        result["outputs"],
+        json!(OUTPUTS),
+        "the result lists every output"
+    );
+}
+
+#[test]
+fn same_seed_gives_byte_identical_outputs_and_resume_continues_exactly() {
+    let data = generate(&SynthConfig {
+        rows: 4096,
+        d_in: 32,
+        n_features: 96,
+        l0: 3,
+        coef_min: 0.5,
+        coef_max: 1.5,
+        seed: 9,
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bank = dir.path().join("b.npy");
+    write_npy_f32(&bank, 4096, 32, &data.x).unwrap();
+    let cfg = |steps: u64| json!({"d_sae": 128, "k": 4, "seed": 5, "steps": steps, "batch": 256, "dead_window": 3});
+    let files = |out: &Path| -> Vec<Vec<u8>> {
+        [
+            "cfg.json",
+            "sae_weights.safetensors",
+            "trainer_state.safetensors",
+        ]
+        .iter()
+        .map(|f| std::fs::read(out.join(f)).unwrap())
+        .collect()
+    };
+    let a = subdir(dir.path(), "a");
+    let b = subdir(dir.path(), "b");
+    go(cfg(20), &[("activations", &bank)], &a);
+    go(cfg(20), &[("activations", &bank)], &b);
+    assert_eq!(files(&a), files(&b));
+    let half = subdir(dir.path(), "half");
+    go(cfg(8), &[("activations", &bank)], &half);
+    let resumed = subdir(dir.path(), "resumed");
+    go(
+        cfg(20),
+        &[("activations", &bank), ("resume", &half)],
+        &resumed,
+    );
+    assert_eq!(
+        files(&a),
+        files(&resumed),
+        "resuming at step 8 gives the uninterrupted run's bytes"
+    );
+    let other = subdir(dir.path(), "other");
+    go(
+        json!({"d_sae": 128, "k": 4, "seed": 6, "steps": 20, "batch": 256, "dead_window": 3}),
+        &[("activations", &bank)],
+        &other,
+    );
+    assert_ne!(files(&a)[1], files(&other)[1]);
+}
+
+#[test]
+fn bad_config_is_a_clear_error_naming_the_key_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let bank = dir.path().join("b.npy");
+    write_npy_f32(&bank, 64, 4, &vec![1.0; 256]).unwrap();
+    let fail = |config: Value| {
+        let out = subdir(dir.path(), &format!("o{}", rand_name()));
+        let e = run(
+            &request(config, &[("activations", &bank)], &out),
+            &mut Progress::discard(),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidConfig, "{e:?}");
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            0,
+            "no output is written"
+        );
+        e.message
+    };
+    assert_eq!(
+        fail(json!({"d_sae": 16, "k": 17, "seed": 0, "steps": 1})),
+        "sae-batchtopk config key `k` = 17 is invalid: must be <= d_sae (16)"
+    );
+    let e = fail(json!({"d_sae": 16, "k": 2, "seed": 0, "steps": 1, "topk": 3}));
+    assert!(
+        e.starts_with("sae-batchtopk config key `topk` is not a sae-batchtopk config key; the keys are: d_sae,"),
+        "{e}"
+    );
+    assert_eq!(
+        fail(json!({"d_sae": 16, "k": 2, "seed": 0, "steps": 1, "threshold_lr": 0})),
+        "sae-batchtopk config key `threshold_lr` = 0 is invalid: must be a number in (0, 1]"
+    );
+    assert_eq!(
+        fail(json!({"d_sae": 16, "k": 2, "seed": 0, "steps": 1, "grad_clip": -1})),
+        "sae-batchtopk config key `grad_clip` = -1 is invalid: must be a finite number > 0, or null for no clipping"
+    );
+    assert!(fail(json!({"d_sae": 16, "seed": 0, "steps": 1})).contains("`k` is required"));
+}
+
+/// The published schema is what `husai-audit plugins show sae-batchtopk` prints. `HUSAI_UPDATE_GOLDEN=1` rewrites
+/// the golden file.
+#[test]
+fn the_schema_matches_its_golden_file() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/config_schema.json"
+    );
+    let mut text = serde_json::to_string_pretty(&super::config_schema()).unwrap();
+    text.push('\n');
+    if std::env::var_os("HUSAI_UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &text).unwrap();
+    }
+    let golden = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        golden == text,
+        "{path} differs from config_schema(); rerun with HUSAI_UPDATE_GOLDEN=1 after review"
+    );
+}
+
+fn rand_name() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
