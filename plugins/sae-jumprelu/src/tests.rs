@@ -65,7 +65,12 @@ fn loss_and_grad(f: &JumpRelu, parts: &ModelParts, x: &[f32]) -> (f64, Grads, Ve
     };
     let loss = loss_and_grads(&model, f, 0, x, None, &mut ws, &mut grads, None).unwrap();
     let c = ws.code();
-    let pattern = c.idx.iter().zip(&c.val).map(|(&j, &v)| (j, v != 0.0)).collect();
+    let pattern = c
+        .idx
+        .iter()
+        .zip(&c.val)
+        .map(|(&j, &v)| (j, v != 0.0))
+        .collect();
     (loss.total(), grads, pattern)
 }
 
@@ -78,7 +83,10 @@ fn the_whole_loss_gradient_matches_finite_differences() {
         let f = family(sparsity);
         let (parts, x) = (tiny_parts(), tiny_x());
         let (_, g, pattern) = loss_and_grad(&f, &parts, &x);
-        assert!(pattern.iter().any(|p| p.1) && pattern.iter().any(|p| !p.1), "{pattern:?}");
+        assert!(
+            pattern.iter().any(|p| p.1) && pattern.iter().any(|p| !p.1),
+            "{pattern:?}"
+        );
         let h = 1e-3f32;
         let (mut checked, mut total) = (0, 0);
         for tensor in 0..4 {
@@ -112,7 +120,10 @@ fn the_whole_loss_gradient_matches_finite_differences() {
                 );
             }
         }
-        assert!(checked * 10 >= total * 8, "{sparsity:?}: only {checked} of {total} checked");
+        assert!(
+            checked * 10 >= total * 8,
+            "{sparsity:?}: only {checked} of {total} checked"
+        );
     }
 }
 
@@ -126,26 +137,42 @@ fn the_threshold_gradient_is_the_closed_form_straight_through_estimate() {
         let f = family(sparsity);
         let (p, x) = (tiny_parts(), tiny_x());
         let (_, g, _) = loss_and_grad(&f, &p, &x);
-        let theta: Vec<f64> = thresholds(&p.family[0].1).iter().map(|&t| f64::from(t)).collect();
+        let theta: Vec<f64> = thresholds(&p.family[0].1)
+            .iter()
+            .map(|&t| f64::from(t))
+            .collect();
         let (eps, lambda, b) = (f64::from(f.bandwidth), f.lambda, ROWS as f64);
         let norm: Vec<f64> = (0..D_SAE)
-            .map(|j| (0..D_IN).map(|i| f64::from(p.w_dec[j * D_IN + i]).powi(2)).sum::<f64>().sqrt())
+            .map(|j| {
+                (0..D_IN)
+                    .map(|i| f64::from(p.w_dec[j * D_IN + i]).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
             .collect();
         let mut want = vec![0f64; D_SAE];
         let mut in_band = 0;
         for r in 0..ROWS {
-            let xc: Vec<f64> = (0..D_IN).map(|i| f64::from(x[r * D_IN + i] - p.b_dec[i])).collect();
+            let xc: Vec<f64> = (0..D_IN)
+                .map(|i| f64::from(x[r * D_IN + i] - p.b_dec[i]))
+                .collect();
             let h: Vec<f64> = (0..D_SAE)
                 .map(|j| {
                     f64::from(p.b_enc[j])
-                        + (0..D_IN).map(|i| xc[i] * f64::from(p.w_enc[i * D_SAE + j])).sum::<f64>()
+                        + (0..D_IN)
+                            .map(|i| xc[i] * f64::from(p.w_enc[i * D_SAE + j]))
+                            .sum::<f64>()
                 })
                 .collect();
-            let z: Vec<f64> = (0..D_SAE).map(|j| if h[j] > theta[j] { h[j] } else { 0.0 }).collect();
+            let z: Vec<f64> = (0..D_SAE)
+                .map(|j| if h[j] > theta[j] { h[j] } else { 0.0 })
+                .collect();
             let e: Vec<f64> = (0..D_IN)
                 .map(|i| {
                     f64::from(p.b_dec[i]) - f64::from(x[r * D_IN + i])
-                        + (0..D_SAE).map(|j| z[j] * f64::from(p.w_dec[j * D_IN + i])).sum::<f64>()
+                        + (0..D_SAE)
+                            .map(|j| z[j] * f64::from(p.w_dec[j * D_IN + i]))
+                            .sum::<f64>()
                 })
                 .collect();
             for j in 0..D_SAE {
@@ -153,8 +180,10 @@ fn the_threshold_gradient_is_the_closed_form_straight_through_estimate() {
                     continue;
                 }
                 in_band += 1;
-                let mut g_z =
-                    2.0 / b * (0..D_IN).map(|i| e[i] * f64::from(p.w_dec[j * D_IN + i])).sum::<f64>();
+                let mut g_z = 2.0 / b
+                    * (0..D_IN)
+                        .map(|i| e[i] * f64::from(p.w_dec[j * D_IN + i]))
+                        .sum::<f64>();
                 let mut direct = 0.0;
                 match sparsity {
                     Sparsity::Step => direct = -(lambda / b) / eps,
@@ -166,7 +195,10 @@ fn the_threshold_gradient_is_the_closed_form_straight_through_estimate() {
                 want[j] += theta[j] * (g_z * (-theta[j] / eps) + direct);
             }
         }
-        assert!(in_band >= 3, "the tiny case must exercise the kernel ({in_band} entries in the band)");
+        assert!(
+            in_band >= 3,
+            "the tiny case must exercise the kernel ({in_band} entries in the band)"
+        );
         for j in 0..D_SAE {
             let got = f64::from(g.tensors[4][j]);
             assert!(
@@ -183,23 +215,43 @@ fn engine(d_sae: usize, batch: usize, seed: u64, threads: usize, lr: f32) -> Eng
     engine_with_norm(d_sae, batch, seed, threads, lr, 0.1)
 }
 
-fn engine_with_norm(d_sae: usize, batch: usize, seed: u64, threads: usize, lr: f32, dec_norm: f32) -> EngineConfig {
+fn engine_with_norm(
+    d_sae: usize,
+    batch: usize,
+    seed: u64,
+    threads: usize,
+    lr: f32,
+    dec_norm: f32,
+) -> EngineConfig {
     EngineConfig {
         batch,
         seed,
         threads,
-        adam: AdamConfig { lr, ..AdamConfig::default() },
-        init: InitConfig { dec_norm, enc_scale: 1.0 },
+        adam: AdamConfig {
+            lr,
+            ..AdamConfig::default()
+        },
+        init: InitConfig {
+            dec_norm,
+            enc_scale: 1.0,
+        },
         ..EngineConfig::new(d_sae)
     }
 }
 
-fn train(cfg: EngineConfig, f: JumpRelu, x: &[f32], d_in: usize, steps: usize) -> FamilyTrainer<JumpRelu> {
+fn train(
+    cfg: EngineConfig,
+    f: JumpRelu,
+    x: &[f32],
+    d_in: usize,
+    steps: usize,
+) -> FamilyTrainer<JumpRelu> {
     let mut t = FamilyTrainer::new(cfg.clone(), f, d_in, false).unwrap();
     let rows = x.len() / d_in;
     for s in 0..steps {
         let start = husai_kernels::batch_start(s as u64, cfg.batch, rows);
-        t.step(&x[start * d_in..(start + cfg.batch) * d_in]).unwrap();
+        t.step(&x[start * d_in..(start + cfg.batch) * d_in])
+            .unwrap();
     }
     t
 }
@@ -215,7 +267,13 @@ fn weight_bytes(t: &FamilyTrainer<JumpRelu>) -> Vec<u8> {
 
 fn small_data() -> Vec<f32> {
     generate(&SynthConfig {
-        rows: 2048, d_in: 32, n_features: 96, l0: 3, coef_min: 0.5, coef_max: 1.5, seed: 4,
+        rows: 2048,
+        d_in: 32,
+        n_features: 96,
+        l0: 3,
+        coef_min: 0.5,
+        coef_max: 1.5,
+        seed: 4,
     })
     .unwrap()
     .x
@@ -224,12 +282,21 @@ fn small_data() -> Vec<f32> {
 #[test]
 fn the_same_seed_gives_byte_identical_weights_for_any_thread_count() {
     let x = small_data();
-    let f = JumpRelu { lambda: 0.01, init_threshold: 0.01, bandwidth: 0.05, ..family(Sparsity::Step) };
+    let f = JumpRelu {
+        lambda: 0.01,
+        init_threshold: 0.01,
+        bandwidth: 0.05,
+        ..family(Sparsity::Step)
+    };
     let a = train(engine(128, 256, 9, 1, 1e-3), f, &x, 32, 20);
     let b = train(engine(128, 256, 9, 2, 1e-3), f, &x, 32, 20);
     let c = train(engine(128, 256, 10, 2, 1e-3), f, &x, 32, 20);
     assert_eq!(weight_bytes(&a), weight_bytes(&b));
-    assert_ne!(weight_bytes(&a), weight_bytes(&c), "another seed, other weights");
+    assert_ne!(
+        weight_bytes(&a),
+        weight_bytes(&c),
+        "another seed, other weights"
+    );
 }
 
 /// The thresholds receive a gradient and move away from their initial value (upstream HUSAI's JumpReLU never
@@ -238,12 +305,21 @@ fn the_same_seed_gives_byte_identical_weights_for_any_thread_count() {
 fn the_thresholds_move_during_training() {
     let x = small_data();
     for sparsity in [Sparsity::Step, Sparsity::Tanh { scale: 4.0 }] {
-        let f = JumpRelu { lambda: 0.05, init_threshold: 0.01, bandwidth: 0.05, ..family(sparsity) };
+        let f = JumpRelu {
+            lambda: 0.05,
+            init_threshold: 0.01,
+            bandwidth: 0.05,
+            ..family(sparsity)
+        };
         let t = train(engine(128, 256, 3, 2, 1e-3), f, &x, 32, 60);
         let theta = thresholds(&t.model().family_params()[0]);
         let moved = theta.iter().filter(|&&v| (v - 0.01).abs() > 1e-4).count();
         let max = theta.iter().cloned().fold(0f32, f32::max);
-        assert!(moved * 2 > theta.len(), "{sparsity:?}: only {moved} of {} thresholds moved", theta.len());
+        assert!(
+            moved * 2 > theta.len(),
+            "{sparsity:?}: only {moved} of {} thresholds moved",
+            theta.len()
+        );
         assert!(max > 0.0105, "{sparsity:?}: the largest threshold is {max}");
     }
 }
@@ -257,7 +333,13 @@ fn the_thresholds_move_during_training() {
 #[test]
 fn recovers_90_percent_of_512_superposed_features() {
     let data = generate(&SynthConfig {
-        rows: 32_768, d_in: 128, n_features: 512, l0: 4, coef_min: 0.5, coef_max: 1.5, seed: 1,
+        rows: 32_768,
+        d_in: 128,
+        n_features: 512,
+        l0: 4,
+        coef_min: 0.5,
+        coef_max: 1.5,
+        seed: 1,
     })
     .unwrap();
     let f = JumpRelu {
@@ -273,7 +355,11 @@ fn recovers_90_percent_of_512_superposed_features() {
         "jumprelu recovery: {:.3} at cosine > 0.9, fvu {:.4}, l0 {:.2}",
         rec.recovered_fraction, m.reconstruction.fvu, m.l0
     );
-    assert!(rec.recovered_fraction >= 0.9, "recovered {:.3}", rec.recovered_fraction);
+    assert!(
+        rec.recovered_fraction >= 0.9,
+        "recovered {:.3}",
+        rec.recovered_fraction
+    );
 }
 
 /// λ of the recovery test.

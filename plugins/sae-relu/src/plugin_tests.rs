@@ -62,10 +62,14 @@ fn metrics(out: &Path) -> Value {
 
 /// The bytes a same-seed or resumed run must reproduce: SAELens config, weights and the trainer state.
 fn state_bytes(out: &Path) -> Vec<Vec<u8>> {
-    ["cfg.json", "sae_weights.safetensors", "trainer_state.safetensors"]
-        .iter()
-        .map(|f| std::fs::read(out.join(f)).unwrap())
-        .collect()
+    [
+        "cfg.json",
+        "sae_weights.safetensors",
+        "trainer_state.safetensors",
+    ]
+    .iter()
+    .map(|f| std::fs::read(out.join(f)).unwrap())
+    .collect()
 }
 
 /// The tensor names and shapes of a safetensors file, in header order.
@@ -76,7 +80,13 @@ fn tensor_shapes(path: &Path) -> Vec<(String, Value)> {
     let mut v: Vec<(u64, String, Value)> = header
         .iter()
         .filter(|(k, _)| *k != "__metadata__")
-        .map(|(k, t)| (t["data_offsets"][0].as_u64().unwrap(), k.clone(), t["shape"].clone()))
+        .map(|(k, t)| {
+            (
+                t["data_offsets"][0].as_u64().unwrap(),
+                k.clone(),
+                t["shape"].clone(),
+            )
+        })
         .collect();
     v.sort_by_key(|t| t.0);
     v.into_iter().map(|(_, k, s)| (k, s)).collect()
@@ -84,9 +94,17 @@ fn tensor_shapes(path: &Path) -> Vec<(String, Value)> {
 
 fn bad_config(w: &Work, config: Value) -> husai_plugin_api::PluginError {
     let out = w.out(&format!("bad{}", rand_name()));
-    let e = run(&request(config, &[("activations", &w.bank)], &out), &mut Progress::discard()).unwrap_err();
+    let e = run(
+        &request(config, &[("activations", &w.bank)], &out),
+        &mut Progress::discard(),
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidConfig, "{e}");
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "no run: nothing written for {e}");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "no run: nothing written for {e}"
+    );
     e
 }
 
@@ -97,7 +115,9 @@ fn rand_name() -> u64 {
 }
 
 fn json_keys(v: &Value) -> Vec<String> {
-    v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn small(steps: u64) -> Value {
@@ -112,12 +132,18 @@ fn a_run_writes_a_standard_checkpoint_with_the_same_bytes_for_the_same_seed() {
     let r = go(small(20), &[("activations", &w.bank)], &a);
     go(small(20), &[("activations", &w.bank)], &b);
     assert_eq!(state_bytes(&a), state_bytes(&b));
-    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["status"], "ok", "{r}");
     let cfg: Value = serde_json::from_slice(&std::fs::read(a.join("cfg.json")).unwrap()).unwrap();
     assert_eq!(cfg["architecture"], "standard");
-    assert_eq!((cfg["d_in"].clone(), cfg["d_sae"].clone()), (json!(32), json!(64)));
+    assert_eq!(
+        (cfg["d_in"].clone(), cfg["d_sae"].clone()),
+        (json!(32), json!(64))
+    );
     assert_eq!(cfg["apply_b_dec_to_input"], true);
-    let names: Vec<String> = tensor_shapes(&a.join("sae_weights.safetensors")).into_iter().map(|t| t.0).collect();
+    let names: Vec<String> = tensor_shapes(&a.join("sae_weights.safetensors"))
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
     assert_eq!(names, ["W_enc", "b_enc", "W_dec", "b_dec"]);
     let m = metrics(&a);
     assert!(m["eval"]["l0"].as_f64().unwrap() > 0.0, "{m}");
@@ -126,7 +152,11 @@ fn a_run_writes_a_standard_checkpoint_with_the_same_bytes_for_the_same_seed() {
     c["seed"] = json!(6);
     let other = w.out("c");
     go(c, &[("activations", &w.bank)], &other);
-    assert_ne!(state_bytes(&a)[1], state_bytes(&other)[1], "another seed, other weights");
+    assert_ne!(
+        state_bytes(&a)[1],
+        state_bytes(&other)[1],
+        "another seed, other weights"
+    );
 }
 
 #[test]
@@ -135,7 +165,11 @@ fn a_resumed_run_gives_the_bytes_of_one_uninterrupted_run() {
     let (whole, first, second) = (w.out("whole"), w.out("first"), w.out("second"));
     go(small(30), &[("activations", &w.bank)], &whole);
     go(small(12), &[("activations", &w.bank)], &first);
-    go(small(30), &[("activations", &w.bank), ("resume", &first)], &second);
+    go(
+        small(30),
+        &[("activations", &w.bank), ("resume", &first)],
+        &second,
+    );
     assert_eq!(state_bytes(&whole), state_bytes(&second));
 }
 
@@ -150,10 +184,18 @@ fn bad_configs_name_the_key_and_write_nothing() {
     );
     let mut c = small(5);
     c["k"] = json!(4);
-    assert!(bad_config(&w, c).message.starts_with("sae-relu config key `k` is not a sae-relu config key"));
+    assert!(
+        bad_config(&w, c)
+            .message
+            .starts_with("sae-relu config key `k` is not a sae-relu config key")
+    );
     let mut c = small(5);
     c["penalty"] = json!("l0");
-    assert!(bad_config(&w, c).message.starts_with("sae-relu config key `penalty` = \"l0\" is invalid"));
+    assert!(
+        bad_config(&w, c)
+            .message
+            .starts_with("sae-relu config key `penalty` = \"l0\" is invalid")
+    );
 }
 
 #[test]
@@ -165,13 +207,21 @@ fn the_unit_norm_variant_keeps_decoder_rows_at_unit_norm() {
     go(c, &[("activations", &w.bank)], &out);
     let parts = husai_kernels::checkpoint::read_family_bytes(
         &out,
-        &crate::Relu { lambda: 0.3, warmup_steps: 5, weighting: crate::penalty::Weighting::UnitNorm },
+        &crate::Relu {
+            lambda: 0.3,
+            warmup_steps: 5,
+            weighting: crate::penalty::Weighting::UnitNorm,
+        },
         &std::fs::read(out.join("cfg.json")).unwrap(),
         &std::fs::read(out.join("sae_weights.safetensors")).unwrap(),
     )
     .unwrap();
     for row in parts.w_dec.chunks_exact(32) {
-        let n: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
+        let n: f64 = row
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            .sqrt();
         assert!((n - 1.0).abs() < 1e-5, "row norm {n}");
     }
 }
