@@ -115,12 +115,6 @@ fn rand_name() -> u64 {
     N.fetch_add(1, Ordering::SeqCst)
 }
 
-fn json_keys(v: &Value) -> Vec<String> {
-    v.as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
 const MINILM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/data/minilm_l3_resid_dev.npy"
