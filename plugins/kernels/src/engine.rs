@@ -1279,7 +1279,8 @@ impl<F: Family> crate::trainer::Session for FamilyTrainer<F> {
         let loss = FamilyTrainer::step(self, batch)?;
         let d = self.model.d_in as f64;
         let mut terms = vec![("mse", loss.mse_loss / d)];
-        if self.config.aux_k.is_some_and(|a| a.coeff > 0.0) {
+        // Reported whenever AuxK is configured, weight 0 (off) included, so the stream's terms do not depend on it.
+        if self.config.aux_k.is_some() {
             terms.push(("aux", loss.aux_loss / d));
         }
         terms.extend(loss.family.iter().map(|&(n, v)| (n, v / d)));
