@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Check that a husai TopK checkpoint loads in SAELens and encodes exactly like husai.
+"""Check that a husai checkpoint (TopK, or BatchTopK saved as JumpReLU) loads in SAELens and encodes exactly like husai.
 
 Loads the checkpoint directory (cfg.json + sae_weights.safetensors, e.g. a signed train run) with
 sae_lens.SAE.load_from_disk, encodes the first --rows rows of the activation bank with SAELens, and compares the
@@ -24,7 +24,7 @@ def main() -> int:
     ap.add_argument("--ours", required=True, help="husai's encoder output (.npy, [rows, d_sae])")
     ap.add_argument("--rows", type=int, default=100)
     ap.add_argument("--tol", type=float, default=1e-5)
-    ap.add_argument("--arch", default="topk", help="the SAELens architecture the checkpoint must load as")
+    ap.add_argument("--arch", default="topk", help="the architecture SAELens must load the checkpoint as")
     args = ap.parse_args()
 
     sae = SAE.load_from_disk(args.checkpoint, device="cpu")
@@ -50,6 +50,7 @@ def main() -> int:
         "d_in": sae.cfg.d_in,
         "d_sae": sae.cfg.d_sae,
         "k": getattr(sae.cfg, "k", None),
+        "threshold": float(sae.threshold.flatten()[0]) if hasattr(sae, "threshold") else None,
         "rows": int(x.shape[0]),
         "max_abs_diff": float(diff.max()),
         "max_abs_value": float(np.abs(theirs).max()),

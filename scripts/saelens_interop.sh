@@ -5,15 +5,19 @@
 # persists to run it cheaply.
 #
 # 1. creates .venv-saelens at the repository root (once) and installs sae-lens from PyPI into it;
-# 2. builds husai-audit, the sae-topk plugin and the data plugin (release);
-# 3. in a scratch directory, trains a TopK SAE with `husai-audit train` as a signed run, on DATA (default: the
-#    MiniLM activation bank in ../shared/data, else a synthetic bank made with `husai-audit data synth`);
-# 4. writes husai's encoder output for the first 100 rows with `husai-audit data encode` (a plain file, not a run);
-# 5. loads the run directory with sae_lens.SAE.load_from_disk and checks that SAELens's encoder output on those
-#    rows matches husai's within 1e-5 (scripts/saelens_interop.py).
+# 2. builds husai-audit, the family plugins, the data plugin and the family_encode example (release);
+# 3. in a scratch directory, for each family in FAMILIES, trains an SAE with `husai-audit train` as a signed run,
+#    on DATA (default: the MiniLM activation bank in ../shared/data, else a synthetic bank made with
+#    `husai-audit data synth`);
+# 4. writes husai's encoder output for the first 100 rows (TopK: `husai-audit data encode`, a plain file, not a
+#    run; the other families: husai_kernels' `family_encode` example, the engine's inference rule);
+# 5. loads the run directory with sae_lens.SAE.load_from_disk, checks the architecture SAELens loads it as
+#    (topk -> topk, batchtopk -> jumprelu with the estimated threshold) and that SAELens's encoder output on
+#    those rows matches husai's within 1e-5 (scripts/saelens_interop.py).
 #
 # Usage: scripts/saelens_interop.sh [DATA.npy]
-# Env:   HUSAI_SAELENS_VENV (default .venv-saelens), INTEROP_D_SAE (1536), INTEROP_K (32), INTEROP_STEPS (200)
+# Env:   HUSAI_SAELENS_VENV (default .venv-saelens), FAMILIES ("topk batchtopk"), INTEROP_D_SAE (1536),
+#        INTEROP_K (32), INTEROP_STEPS (200)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +29,8 @@ if ! "$venv/bin/python" -c "import sae_lens" 2>/dev/null; then
     "$venv/bin/pip" install --progress-bar off sae-lens
 fi
 
-(cd "$root" && cargo build --release -p husai-audit -p husai-sae-topk -p husai-data)
+(cd "$root" && cargo build --release -p husai-audit -p husai-sae-topk -p husai-sae-batchtopk -p husai-data \
+    && cargo build --release -p husai-kernels --example family_encode)
 bin=$root/target/release/husai-audit
 
 work=$(mktemp -d)
@@ -41,17 +46,25 @@ if [ ! -f "$data" ]; then
     data=$work/$("$venv/bin/python" -c 'import json; print(json.load(open("synth.json"))["dir"])')/activations.npy
 fi
 
-"$bin" train --plugin sae-topk --data "$data" --set d_sae="${INTEROP_D_SAE:-1536}" --set k="${INTEROP_K:-32}" --seed 0 \
-    --set steps="${INTEROP_STEPS:-200}" --set batch=1024 --campaign interop --key interop.pem \
-    --plugin-dir "$root/target/release" --json >train.json
-run=$work/$("$venv/bin/python" -c 'import json; print(json.load(open("train.json"))["dir"])')
-echo "trained: $(cat train.json | tr -d '\n' | tr -s ' ')" >&2
-
-"$bin" data encode --checkpoint "$run" --data "$data" --rows 100 --out ours.npy >&2
-"$venv/bin/python" "$root/scripts/saelens_interop.py" --checkpoint "$run" --data "$data" --ours ours.npy \
-    --rows 100 --tol 1e-5
-
-
+# family -> (plugin, the architecture SAELens must load it as)
+declare -A PLUGIN=([topk]=sae-topk [batchtopk]=sae-batchtopk)
+declare -A ARCH=([topk]=topk [batchtopk]=jumprelu)
+status=0
+for family in ${FAMILIES:-topk batchtopk}; do
+    "$bin" train --plugin "${PLUGIN[$family]}" --data "$data" --set d_sae="${INTEROP_D_SAE:-1536}" \
+        --set k="${INTEROP_K:-32}" --seed 0 --set steps="${INTEROP_STEPS:-200}" --set batch=1024 \
+        --campaign "interop-$family" --key interop.pem --plugin-dir "$root/target/release" --json >"train-$family.json"
+    run=$work/$("$venv/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["dir"])' "train-$family.json")
+    echo "trained $family: $(tr -d '\n' <"train-$family.json" | tr -s ' ')" >&2
+    if [ "$family" = topk ]; then
+        "$bin" data encode --checkpoint "$run" --data "$data" --rows 100 --out "ours-$family.npy" >&2
+    else
+        "$root/target/release/examples/family_encode" --checkpoint "$run" --data "$data" --rows 100 \
+            --out "ours-$family.npy"
+    fi
+    "$venv/bin/python" "$root/scripts/saelens_interop.py" --checkpoint "$run" --data "$data" \
+        --ours "ours-$family.npy" --arch "${ARCH[$family]}" --rows 100 --tol 1e-5 || status=1
+done
 # --- sae-relu (SAELens `standard`) and sae-jumprelu (SAELens `jumprelu`) ---
 # Each trains with `husai-audit train --plugin PLUGIN` on the same data, encodes the first 100 rows with the plugin
 # crate's `encode` example (the family's inference rule on the trained weights; `data encode` reads TopK
@@ -74,5 +87,7 @@ interop_family() {
         --rows 100 --tol 1e-5 --arch "$arch"
 }
 
-interop_family sae-relu standard husai-sae-relu l1_coeff="${INTEROP_RELU_L1:-0.02}"
-interop_family sae-jumprelu jumprelu husai-sae-jumprelu target_l0="${INTEROP_JUMPRELU_TARGET_L0:-32}"
+interop_family sae-relu standard husai-sae-relu l1_coeff="${INTEROP_RELU_L1:-0.02}" || status=1
+interop_family sae-jumprelu jumprelu husai-sae-jumprelu target_l0="${INTEROP_JUMPRELU_TARGET_L0:-32}" || status=1
+
+exit $status

@@ -669,7 +669,8 @@ fn aux_row(pre_row: &[f32], dead: &[u32], ka: usize, out: &mut crate::family::Ro
         }
         if best.len() == ka {
             let last = best[ka - 1];
-            if !(v > last.0) {
+            // NaN was skipped above, so `<=` is "does not beat the last kept value".
+            if v <= last.0 {
                 continue;
             }
             best.pop();
@@ -941,10 +942,9 @@ fn backward(model: &Sae, rows: usize, with_aux: bool, ws: &mut Workspace, grads:
             *o += v;
         }
     }
-    for j in 0..d_sae {
-        let g = g_benc[j];
+    for (&g, enc_row) in g_benc.iter().zip(model.w_enc_t.chunks_exact(d_in)) {
         if g != 0.0 {
-            axpy(g_bdec, -g, &model.w_enc_t[j * d_in..(j + 1) * d_in]);
+            axpy(g_bdec, -g, enc_row);
         }
     }
 }
@@ -1279,7 +1279,8 @@ impl<F: Family> crate::trainer::Session for FamilyTrainer<F> {
         let loss = FamilyTrainer::step(self, batch)?;
         let d = self.model.d_in as f64;
         let mut terms = vec![("mse", loss.mse_loss / d)];
-        if self.config.aux_k.is_some_and(|a| a.coeff > 0.0) {
+        // Reported whenever AuxK is configured, weight 0 (off) included, so the stream's terms do not depend on it.
+        if self.config.aux_k.is_some() {
             terms.push(("aux", loss.aux_loss / d));
         }
         terms.extend(loss.family.iter().map(|&(n, v)| (n, v / d)));

@@ -143,7 +143,8 @@ impl BatchTopK {
         code.fill_rows(pre, d_sae, |r, p, out| {
             let mut ties_left = take[r];
             for (j, &v) in p.iter().enumerate() {
-                if !(v > 0.0) {
+                // `v > 0.0` is false for NaN too: only positive values are ever kept.
+                if v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                     continue;
                 }
                 let b = v.to_bits();

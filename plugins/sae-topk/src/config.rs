@@ -136,6 +136,25 @@ impl TopKConfig {
         self.k_aux.unwrap_or(d_in / 2).clamp(1, self.common.d_sae)
     }
 
+    /// The shared engine's config for `d_in`-wide rows (the same run as [`TopKConfig::train_config`]; the thread
+    /// count is set by the run).
+    pub fn engine_config(&self, d_in: usize) -> husai_kernels::engine::EngineConfig {
+        let t = self.train_config(d_in, 1);
+        let mut e = husai_kernels::engine::EngineConfig::new(self.common.d_sae);
+        e.batch = t.batch;
+        e.seed = t.seed;
+        e.adam = t.adam;
+        // AuxK is always configured, with weight 0 when off, so the stream keeps reporting `loss.aux` (0) as the
+        // TopK trainer always did; the engine skips the term's work at weight 0.
+        e.aux_k = Some(AuxKConfig {
+            k_aux: self.k_aux_for(d_in),
+            coeff: self.aux_coeff as f32,
+        });
+        e.dead_window = t.dead_window;
+        e.b_dec_init = t.b_dec_init;
+        e
+    }
+
     /// The kernels' training config for `d_in`-wide rows and `steps` total steps, with the thread count of this
     /// machine.
     pub fn train_config(&self, d_in: usize, steps: u64) -> TrainConfig {
