@@ -150,7 +150,7 @@ fn the_threshold_gradient_is_the_closed_form_straight_through_estimate() {
                     .sqrt()
             })
             .collect();
-        let mut want = vec![0f64; D_SAE];
+        let mut want = [0f64; D_SAE];
         let mut in_band = 0;
         for r in 0..ROWS {
             let xc: Vec<f64> = (0..D_IN)
@@ -199,12 +199,11 @@ fn the_threshold_gradient_is_the_closed_form_straight_through_estimate() {
             in_band >= 3,
             "the tiny case must exercise the kernel ({in_band} entries in the band)"
         );
-        for j in 0..D_SAE {
-            let got = f64::from(g.tensors[4][j]);
+        for (j, (&got, &w)) in g.tensors[4].iter().zip(&want).enumerate() {
+            let got = f64::from(got);
             assert!(
-                (got - want[j]).abs() < 1e-4 * want[j].abs().max(1.0),
-                "{sparsity:?} latent {j}: engine {got}, closed form {}",
-                want[j]
+                (got - w).abs() < 1e-4 * w.abs().max(1.0),
+                "{sparsity:?} latent {j}: engine {got}, closed form {w}"
             );
         }
         assert!(want.iter().any(|&w| w != 0.0));
