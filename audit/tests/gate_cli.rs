@@ -427,7 +427,8 @@ fn strict_refuses_evidence_from_runs_that_did_not_end_ok() {
     };
     let input = run.join("ood_stress_summary.json");
     let out = env.gate(&["--ood", input.to_str().unwrap(), "--json"]);
-    assert_eq!(out.status.code(), Some(2));
+    // Evidence from a run that did not end ok is refused as a verification failure (exit 1), as select does.
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let run_id = run.file_name().unwrap().to_string_lossy();
     assert!(
