@@ -33,6 +33,16 @@ def main() -> int:
         print(f"FAIL: SAELens loaded architecture {arch!r}, expected {args.arch!r}", file=sys.stderr)
         return 1
 
+    # SAELens keeps cfg.json's metadata only when it carries sae_lens_version (v6 layout); check it survived the load.
+    with open(f"{args.checkpoint}/cfg.json") as f:
+        written = json.load(f)["metadata"]
+    kept = sae.cfg.metadata.to_dict() if hasattr(sae.cfg.metadata, "to_dict") else dict(vars(sae.cfg.metadata))
+    for key, value in written.items():
+        if key not in kept or kept[key] != value:
+            print(f"FAIL: SAELens dropped or changed cfg.json metadata.{key} ({value!r} -> {kept.get(key, '<missing>')!r})",
+                  file=sys.stderr)
+            return 1
+
     # A writable copy: torch refuses to wrap a read-only memory map without a warning.
     x = np.array(np.load(args.data, mmap_mode="r")[: args.rows], dtype=np.float32)
     with torch.no_grad():
@@ -52,6 +62,7 @@ def main() -> int:
         "k": getattr(sae.cfg, "k", None),
         "threshold": float(sae.threshold.flatten()[0]) if hasattr(sae, "threshold") else None,
         "rows": int(x.shape[0]),
+        "metadata_kept": sorted(written),
         "max_abs_diff": float(diff.max()),
         "max_abs_value": float(np.abs(theirs).max()),
         "rows_with_different_active_latents": support_mismatch_rows,

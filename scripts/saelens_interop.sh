@@ -36,7 +36,8 @@ bin=$root/target/release/husai-audit
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-"$bin" keygen interop >/dev/null
+# shellcheck source=scripts/interop_keys.sh
+. "$root/scripts/interop_keys.sh"
 
 data=${1:-$root/../shared/data/minilm_l3_resid_dev.npy}
 if [ ! -f "$data" ]; then

@@ -116,10 +116,112 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `--rows` of `data encode` and `train`, one meaning for both: `START:END` (rows START up to END, END excluded) or
+/// a count `N`, the same as `0:N`. Returns (start, end).
+pub fn parse_rows(s: &str) -> Result<(usize, usize), String> {
+    let bad = || {
+        format!(
+            "--rows {s:?}: use START:END (rows START up to END, END excluded, for example 0:1000) or a count N (the \
+             first N rows, the same as 0:N)"
+        )
+    };
+    let (start, end) = match s.split_once(':') {
+        Some((a, b)) => (
+            a.trim().parse::<usize>().map_err(|_| bad())?,
+            b.trim().parse::<usize>().map_err(|_| bad())?,
+        ),
+        None => (0, s.trim().parse::<usize>().map_err(|_| bad())?),
+    };
+    if start >= end {
+        return Err(format!(
+            "{}: the range is empty (START must be below END)",
+            bad()
+        ));
+    }
+    Ok((start, end))
+}
+
 /// `path` relative to the current directory when it is below it, for shorter messages.
 pub fn display_path(path: &Path) -> PathBuf {
     std::env::current_dir()
         .ok()
         .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
         .unwrap_or_else(|| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every (sub)command, hidden ones excepted, with no help text: "command --name" strings.
+    fn blank_helps(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if arg.is_hide_set() || matches!(arg.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            let has_help = arg
+                .get_help()
+                .or(arg.get_long_help())
+                .is_some_and(|h| !h.to_string().trim().is_empty());
+            if !has_help {
+                let name = arg
+                    .get_long()
+                    .map(|l| format!("--{l}"))
+                    .unwrap_or_else(|| arg.get_id().to_string());
+                out.push(format!("{path} {name}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.is_hide_set() || sub.get_name() == "help" {
+                continue;
+            }
+            let sub_path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                out.push(format!("{sub_path} (the subcommand itself)"));
+            }
+            blank_helps(sub, &sub_path, out);
+        }
+    }
+
+    #[test]
+    fn rows_is_a_range_or_a_leading_count() {
+        assert_eq!(super::parse_rows("0:10"), Ok((0, 10)));
+        assert_eq!(super::parse_rows("5:7"), Ok((5, 7)));
+        assert_eq!(super::parse_rows("100"), Ok((0, 100)));
+        for bad in ["", "a:b", "3:", ":3", "1:2:3", "-1:4", "x"] {
+            let e = super::parse_rows(bad).unwrap_err();
+            assert!(
+                e.contains("use START:END") && e.contains("a count N"),
+                "{bad}: {e}"
+            );
+        }
+        for empty in ["4:4", "5:2", "0"] {
+            let e = super::parse_rows(empty).unwrap_err();
+            assert!(e.contains("the range is empty"), "{empty}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_option_of_every_subcommand_has_help_text() {
+        let cmd = crate::Cli::command();
+        let mut blank = Vec::new();
+        blank_helps(&cmd, "husai-audit", &mut blank);
+        assert!(
+            blank.is_empty(),
+            "options without help text:\n  {}",
+            blank.join("\n  ")
+        );
+    }
+
+    #[test]
+    fn the_exit_code_contract_is_in_the_top_level_help() {
+        let help = crate::Cli::command().render_long_help().to_string();
+        for line in [
+            "0 everything checked passed",
+            "1 a verification, gate or claim failure",
+            "2 a usage or I/O error",
+        ] {
+            assert!(help.contains(line), "{line:?} missing from --help:\n{help}");
+        }
+    }
 }

@@ -23,9 +23,13 @@ Every output husai (or any tool, through `attest`) produces becomes a run under 
 results/<campaign>/<run_id>/: the files, plus husai.dsse.json, a DSSE envelope that signs an \
 in-toto Statement listing each file's sha256 and the run's manifest (what ran, on what data, \
 with which code and inputs). `verify` re-checks signatures against the trust policy in keys/, \
-every digest, the schema of every manifest and the chain of inputs between runs.\n\n\
-Exit codes: 0 all good, 1 a verification or gate failure, 2 a usage or I/O error.",
-    after_help = "Typical use:\n  \
+every digest, the schema of every manifest and the chain of inputs between runs.",
+    after_help = "Exit codes, the same for every subcommand:\n  \
+0 everything checked passed\n  \
+1 a verification, gate or claim failure: a bad signature or digest, an unsigned or unverified input, a failed \
+gate or claim, a train run that diverged or was interrupted, an attested command that failed\n  \
+2 a usage or I/O error: bad arguments, a missing or unreadable file (nothing could be checked)\n\n\
+Typical use:\n  \
 husai-audit keygen ~/.husai/dev             # a key pair; add the public half to keys/trust-policy.json\n  \
 husai-audit attest out/ --campaign exp1 --kind external --key ~/.husai/dev.pem -- python eval.py --out out/\n  \
 husai-audit verify                          # every run under results/, policy from ./keys\n  \
@@ -54,6 +58,7 @@ enum Command {
     Pin(cmd::pin::Args),
     Train(cmd::train::Args),
     Data(cmd::data::Args),
+    Export(cmd::export::Args),
     /// Internal: husai-audit re-executes itself under this name to load and run one plugin.
     #[command(name = "__plugin-child", hide = true)]
     PluginChild(cmd::plugins::ChildArgs),
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
         Command::Pin(args) => cmd::pin::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Data(args) => cmd::data::run(args),
+        Command::Export(args) => cmd::export::run(args),
         Command::PluginChild(args) => Ok(cmd::plugins::run_child(args)),
     };
     match result {

@@ -127,7 +127,7 @@ fn a_failing_command_attests_nothing() {
         "-c",
         "echo partial > gen/out.json; exit 3",
     ]);
-    assert_fails_with(&o, 2, &["failed", "nothing was attested"]);
+    assert_fails_with(&o, 1, &["failed", "nothing was attested"]);
     assert!(!p.path("results/c").exists());
 }
 

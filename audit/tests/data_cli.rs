@@ -83,24 +83,46 @@ fn synth_signs_a_data_run_through_the_plugin_and_encode_writes_a_plain_file() {
     husai_kernels::checkpoint::write(&ckpt, &sae.to_parts()).unwrap();
     let dir = plugin_dir().display().to_string();
     let data = run.join("activations.npy");
-    let o = p.run(&[
-        "data",
-        "encode",
-        "--checkpoint",
-        "ckpt",
-        "--data",
-        data.to_str().unwrap(),
-        "--rows",
-        "10",
-        "--out",
-        "enc.npy",
-        "--plugin-dir",
-        &dir,
-    ]);
+    let encode = |extra: &[&str]| {
+        let mut a = vec![
+            "data",
+            "encode",
+            "--checkpoint",
+            "ckpt",
+            "--data",
+            data.to_str().unwrap(),
+            "--rows",
+            "10",
+            "--out",
+            "enc.npy",
+            "--plugin-dir",
+            &dir,
+        ];
+        a.extend_from_slice(extra);
+        p.run(&a)
+    };
+    // A checkpoint outside any signed run is refused unless --allow-unsigned says so.
+    assert_fails_with(
+        &encode(&[]),
+        1,
+        &[
+            "checkpoint ckpt is not inside a signed run (no husai.dsse.json above it)",
+            "--allow-unsigned",
+            "data encode: FAILED",
+        ],
+    );
+    assert!(!p.path("enc.npy").exists());
+    let o = encode(&["--allow-unsigned"]);
     assert_success(&o);
     assert!(
         common::stdout(&o)
-            .contains("wrote enc.npy ([10,16] feature activations, not a signed run)")
+            .contains("wrote enc.npy ([10,16] feature activations of rows 0:10, not a signed run)"),
+        "{}",
+        common::stdout(&o)
+    );
+    assert!(
+        common::stdout(&o)
+            .contains("checkpoint ckpt is not inside a signed run (--allow-unsigned)")
     );
     let enc = husai_kernels::activations::open(&p.path("enc.npy"), &Default::default()).unwrap();
     assert_eq!((enc.info().rows, enc.info().d_in), (10, 16));
@@ -127,6 +149,7 @@ fn synth_signs_a_data_run_through_the_plugin_and_encode_writes_a_plain_file() {
         "bad.npy",
         "--plugin-dir",
         &dir,
+        "--allow-unsigned",
     ]);
     assert_fails_with(
         &o,

@@ -201,3 +201,63 @@ fn bad_trees_are_refused_before_anything_is_written() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no files to import"));
 }
+
+#[test]
+fn importing_the_same_directory_twice_says_so_and_does_nothing_unless_again() {
+    let (dir, _trust) = setup();
+    let only = ["--only", "_root", "--json"];
+    let first = import(dir.path(), &evidence(), &only);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let runs = || {
+        std::fs::read_dir(dir.path().join("results/husai-evidence"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(runs(), 1);
+
+    let again = import(dir.path(), &evidence(), &["--only", "_root"]);
+    assert_eq!(again.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        text.contains(&format!(
+            "already imported as run husai-evidence/{}; nothing done (--again imports it anyway)",
+            first["run_id"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+    assert_eq!(runs(), 1, "a second import of the same files writes no run");
+    let json = import(dir.path(), &evidence(), &only);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["already_imported"], first["run_id"]);
+
+    let forced = import(dir.path(), &evidence(), &["--only", "_root", "--again"]);
+    assert_eq!(forced.status.code(), Some(0));
+    assert_eq!(runs(), 2, "--again imports it anyway");
+
+    // A changed tree is a new import: copy the root's files, change one, and import the copy.
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for e in std::fs::read_dir(evidence()).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    assert_eq!(
+        import(dir.path(), &copy, &["--only", "_root"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(runs(), 3, "another source root is not the same import");
+    std::fs::write(copy.join("extra-note.md"), "changed\n").unwrap();
+    let changed = import(dir.path(), &copy, &["--only", "_root"]);
+    assert!(!String::from_utf8_lossy(&changed.stdout).contains("already imported"));
+    assert_eq!(runs(), 4, "changed files are a new import");
+}

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use common::{Project, assert_success, stderr};
+use common::{Project, assert_fails_with, assert_success, stderr};
 use husai_core::digest::sha256_hex;
 use husai_kernels::activations::write_npy_f32;
 use serde_json::Value;
@@ -273,6 +273,96 @@ fn synth_then_train_signs_runs_that_verify_with_identical_weights_per_seed() {
         assert!(row.iter().filter(|v| **v != 0.0).count() <= 4);
         assert!(row.iter().all(|v| *v >= 0.0));
     }
+
+    // `show` prints a train run's metrics (the trainer's summary figures, signed in the manifest).
+    let o = p.run(&["show", a.to_str().unwrap()]);
+    assert_success(&o);
+    let shown = common::stdout(&o);
+    assert!(shown.contains("\nmetrics\n"), "{shown}");
+    for key in ["train.rows.start", "train.fvu", "train.l0"] {
+        assert!(
+            shown.lines().any(|l| l.trim_start().starts_with(key)),
+            "{key} missing:\n{shown}"
+        );
+    }
+
+    // --rows has one meaning in `data encode` and `train`: START:END, or N for 0:N.
+    let o = p.run(&[
+        "data",
+        "encode",
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
+        "--checkpoint",
+        a.to_str().unwrap(),
+        "--data",
+        data_s,
+        "--rows",
+        "5:15",
+        "--out",
+        "enc-5-15.npy",
+    ]);
+    assert_success(&o);
+    assert!(
+        common::stdout(&o).contains("of rows 5:15"),
+        "{}",
+        common::stdout(&o)
+    );
+    assert!(
+        common::stdout(&o).contains("checkpoint from verified run sweep/"),
+        "{}",
+        common::stdout(&o)
+    );
+    let part =
+        husai_kernels::activations::open(&p.path("enc-5-15.npy"), &Default::default()).unwrap();
+    assert_eq!(part.info().rows, 10);
+    assert_eq!(
+        part.data(),
+        &enc.data()[5 * 32..15 * 32],
+        "rows 5:15 are the same rows of 0:100"
+    );
+    let ranged = run_dir(&p, &json_out(&train(&p, data_s, "3", &["--rows", "0:200"])));
+    assert_eq!(
+        manifest(&ranged)["config"]["rows"],
+        serde_json::json!({"start": 0, "end": 200})
+    );
+    let counted = run_dir(&p, &json_out(&train(&p, data_s, "3", &["--rows", "200"])));
+    assert_eq!(
+        manifest(&counted)["config"]["rows"],
+        serde_json::json!({"start": 0, "end": 200})
+    );
+    let o = train(
+        &p,
+        data_s,
+        "3",
+        &["--rows", "10", "--set", "rows={\"start\": 0, \"end\": 9}"],
+    );
+    assert_fails_with(
+        &o,
+        2,
+        &["--rows and --set rows=... both set the rows; give one of them"],
+    );
+    let o = train(&p, data_s, "3", &["--rows", "0:x"]);
+    assert_fails_with(&o, 2, &["use START:END", "a count N"]);
+
+    // data encode verifies the checkpoint's run first: a checkpoint changed after signing is refused (exit 1).
+    let cfg = a.join("cfg.json");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push(' ');
+    std::fs::write(&cfg, text).unwrap();
+    let o = p.run(&[
+        "data",
+        "encode",
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
+        "--checkpoint",
+        a.to_str().unwrap(),
+        "--data",
+        data_s,
+        "--out",
+        "tampered.npy",
+    ]);
+    assert_fails_with(&o, 1, &["does not verify", "data encode: FAILED"]);
+    assert!(!p.path("tampered.npy").exists());
 }
 
 /// Every entry under results/<campaign>/.

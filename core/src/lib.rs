@@ -12,6 +12,7 @@ pub mod canonical;
 pub mod claims;
 pub mod digest;
 pub mod dsse;
+pub mod export;
 pub mod gate;
 pub mod inputs;
 pub mod keys;

@@ -76,7 +76,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bar.inc(n)
     });
     bar.finish_and_clear();
-    let committed = committed?;
+    let committed = match committed {
+        // The attested work failed: exit 1 like any other failed check, not 2 (usage or I/O).
+        Err(e @ husai_core::pipeline::PipelineError::CommandFailed { .. }) => {
+            eprintln!("error: {e}");
+            return Ok(cli::exit_fail());
+        }
+        other => other?,
+    };
 
     if args.json {
         println!(

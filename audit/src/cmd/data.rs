@@ -69,6 +69,7 @@ pub struct SynthArgs {
     /// Generator seed (0 to 2^53-1, so that the signed manifest records it exactly).
     #[arg(long, value_parser = clap::value_parser!(u64).range(..=husai_core::manifest::MAX_SEED))]
     seed: u64,
+    /// Campaign the data run belongs to (results/<campaign>/<run_id>/).
     #[arg(long)]
     campaign: String,
     /// Signing key (ed25519 PKCS#8 PEM).
@@ -100,15 +101,22 @@ pub struct EncodeArgs {
     /// Tensor to read from a .safetensors file.
     #[arg(long)]
     tensor: Option<String>,
-    /// How many leading rows to encode.
-    #[arg(long, default_value_t = 100)]
-    rows: usize,
+    /// Rows to encode: START:END (END excluded), or a count N for the first N rows (0:N); the same meaning as
+    /// `train --rows`.
+    #[arg(long, default_value = "100", value_name = "START:END|N", value_parser = cli::parse_rows)]
+    rows: (usize, usize),
     /// Output .npy file, [rows, d_sae] float32.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Directory to search for the data plugin first (repeatable).
     #[arg(long = "plugin-dir", value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
+    /// Keys directory with trust-policy.json, used to verify the checkpoint's run.
+    #[arg(long, default_value = "keys", value_name = "DIR")]
+    keys: PathBuf,
+    /// Encode a checkpoint that is not inside a signed run (a third-party SAE, say); the output says so.
+    #[arg(long)]
+    allow_unsigned: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -161,10 +169,23 @@ fn synth_run(args: SynthArgs) -> anyhow::Result<ExitCode> {
 
 fn encode(args: EncodeArgs) -> anyhow::Result<ExitCode> {
     super::plugins::check_plugin_dirs(&args.plugin_dirs)?;
+    // The checkpoint's run is verified before a byte of it is used: a checkpoint changed after signing is refused.
+    let provenance = match checkpoint_provenance(&args) {
+        Ok(p) => p,
+        Err(message) => {
+            eprintln!("error: {message}");
+            eprintln!(
+                "data encode: FAILED (the checkpoint's run does not verify; nothing was written)"
+            );
+            return Ok(cli::exit_fail());
+        }
+    };
     let host = PluginHost::for_current_exe(&args.plugin_dirs)?;
+    let (start, end) = args.rows;
     let mut flags = Map::new();
     flags.insert("operation".into(), json!("encode"));
-    flags.insert("rows".into(), json!(args.rows));
+    flags.insert("rows".into(), json!(end - start));
+    flags.insert("start".into(), json!(start));
     flags.insert("tensor".into(), json!(args.tensor));
     let request = ProduceRequest {
         plugin: DATA_PLUGIN.to_owned(),
@@ -190,13 +211,45 @@ fn encode(args: EncodeArgs) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&scratch);
     let result = outcome?;
     println!(
-        "wrote {} ({} feature activations, not a signed run)",
+        "wrote {} ({} feature activations of rows {start}:{end}, not a signed run)",
         args.out.display(),
         result
             .get("shape")
             .map_or("[rows, d_sae]".to_owned(), Value::to_string)
     );
+    println!("checkpoint {provenance}");
     Ok(cli::EXIT_OK)
+}
+
+/// Verifies the run holding `--checkpoint` and says which it is; a checkpoint outside any run is refused unless
+/// `--allow-unsigned`. Err: why it cannot be used (a verification failure, exit 1).
+fn checkpoint_provenance(args: &EncodeArgs) -> Result<String, String> {
+    let Some((dir, _)) = husai_core::verify::enclosing_run(&args.checkpoint) else {
+        return if args.allow_unsigned {
+            Ok(format!(
+                "{} is not inside a signed run (--allow-unsigned)",
+                args.checkpoint.display()
+            ))
+        } else {
+            Err(format!(
+                "checkpoint {} is not inside a signed run (no husai.dsse.json above it); encode a train run's \
+                 directory, or pass --allow-unsigned for a checkpoint without provenance",
+                args.checkpoint.display()
+            ))
+        };
+    };
+    let policy = cli::trust_policy(&args.keys).map_err(|e| format!("{e:#}"))?;
+    let run = husai_core::verify::load_verified_run(&dir, &policy).map_err(|e| {
+        format!(
+            "checkpoint {}: its run {} does not verify: {e}",
+            args.checkpoint.display(),
+            cli::display_path(&dir).display()
+        )
+    })?;
+    Ok(format!(
+        "from verified run {}/{}",
+        run.manifest.campaign, run.manifest.run_id
+    ))
 }
 
 fn move_into_place(from: &Path, to: &Path) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use husai_core::gate::parity::{
     self, UpstreamInputs, UpstreamMode, UpstreamRunInfo, UpstreamThresholds,
 };
 use husai_core::gate::report::{REPORT_JSON, REPORT_MD};
-use husai_core::gate::source::read_verified;
+use husai_core::gate::source::{SourceError, read_verified};
 use husai_core::gate::strict::{self, StrictInputs};
 use husai_core::gate::{Basis, ExternalMode, GateName, PROFILES, Policy};
 use husai_core::legacy::pyrepr::json_dumps;
@@ -27,10 +27,12 @@ use crate::cli;
 /// Evaluate the release gate (random_model, transcoder, ood, external, pass_all) and sign the verdict.
 ///
 /// Strict mode: every input is a file inside a verified signed run; a missing input is `not_evaluated` and fails its
-/// gate unless --allow-missing names it. Exit 0 pass, 1 fail, 2 error.
+/// gate unless --allow-missing names it. Exit 0 pass; 1 a gate fails or an input is not a verified signed file
+/// (unsigned, failing verification, not a subject, changed after signing); 2 usage or I/O (a missing or unreadable
+/// file, a bad option).
 ///
-/// --parity: upstream's flags, defaults and quirks, reading plain files; writes release_policy.json/.md. Exit 2 iff
-/// --fail-on-gate-fail and pass_all is false, else 0 (upstream's codes).
+/// --parity: upstream's flags, defaults and quirks, reading plain files; writes release_policy.json/.md. Exit 1 iff
+/// --fail-on-gate-fail and pass_all is false, else 0 (upstream exits 2 there; its code is recorded in the run).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
 husai-audit gate --phase4a results/ev/<run>/phase4a.json --transcoder results/ev/<run>/results.json \\\n    \
@@ -72,20 +74,28 @@ pub struct Args {
     /// External mode: saebench, cebench or joint (parity also accepts auto, its default).
     #[arg(long, value_name = "MODE")]
     external_mode: Option<String>,
+    /// Random-model gate: smallest trained-minus-random delta that passes (overrides the profile; parity: upstream's default).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     min_trained_random_delta: Option<f64>,
+    /// Random-model gate: smallest lower confidence bound of that delta that passes.
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     min_trained_random_lcb: Option<f64>,
+    /// Transcoder gate: smallest transcoder delta (vs its baseline) that passes.
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     min_transcoder_delta: Option<f64>,
+    /// OOD gate: largest out-of-distribution drop that passes.
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     max_ood_drop: Option<f64>,
+    /// External gate: smallest SAEBench delta that passes (point basis).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     min_saebench_delta: Option<f64>,
+    /// External gate: smallest CE-Bench delta that passes (point basis).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     min_cebench_delta: Option<f64>,
+    /// External gate: smallest lower confidence bound of the SAEBench delta that passes (lcb basis).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     min_saebench_delta_lcb: Option<f64>,
+    /// External gate: smallest lower confidence bound of the CE-Bench delta that passes (lcb basis).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     min_cebench_delta_lcb: Option<f64>,
 
@@ -93,14 +103,19 @@ pub struct Args {
     /// Upstream default: <project root>/results/experiments/phase4a_trained_vs_random/results.json.
     #[arg(long, value_name = "FILE", requires = "parity")]
     phase4a_results: Option<PathBuf>,
+    /// Upstream's transcoder stress results (a plain file; missing: the gate is not evaluated).
     #[arg(long, value_name = "FILE", requires = "parity")]
     transcoder_results: Option<PathBuf>,
+    /// Upstream's OOD stress results (a plain file; missing: the gate is not evaluated).
     #[arg(long, value_name = "FILE", requires = "parity")]
     ood_results: Option<PathBuf>,
+    /// Upstream's external benchmark summary (used when --external-candidate-json is not given).
     #[arg(long, value_name = "FILE", requires = "parity")]
     external_summary: Option<PathBuf>,
+    /// Upstream's selected candidate JSON (preferred over --external-summary when both are given).
     #[arg(long, value_name = "FILE", requires = "parity")]
     external_candidate_json: Option<PathBuf>,
+    /// Legacy external gate: smallest external delta that passes.
     #[arg(
         long,
         value_name = "X",
@@ -108,14 +123,20 @@ pub struct Args {
         requires = "parity"
     )]
     min_external_delta: Option<f64>,
+    /// Judge the external gate on lower confidence bounds instead of point estimates.
     #[arg(long, requires = "parity")]
     use_external_lcb: bool,
+    /// Fail the transcoder gate when its input is missing (upstream: a missing input passes unless required).
     #[arg(long, requires = "parity")]
     require_transcoder: bool,
+    /// Fail the OOD gate when its input is missing.
     #[arg(long, requires = "parity")]
     require_ood: bool,
+    /// Fail the external gate when its input is missing.
     #[arg(long, requires = "parity")]
     require_external: bool,
+    /// Exit 1 when pass_all is false (upstream exits 2 here; husai keeps one exit-code contract and records upstream's
+    /// code as `upstream_exit_code` in the run). Without it parity mode exits 0 either way, as upstream does.
     #[arg(long, requires = "parity")]
     fail_on_gate_fail: bool,
     /// Reproduce the legacy policy (upstream <=511c56c): one external metric from --external-summary, four gates,
@@ -226,15 +247,26 @@ fn run_strict(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
     let policy = strict_policy(args)?;
     let trust = cli::trust_policy(&args.keys)?;
     let read = |p: &Option<PathBuf>| p.as_deref().map(|p| read_verified(p, &trust)).transpose();
-    let inputs = StrictInputs {
-        phase4a: read(&args.phase4a)?,
-        transcoder: read(&args.transcoder)?,
-        ood: read(&args.ood)?,
-        external: args
-            .external
-            .iter()
-            .map(|p| read_verified(p, &trust))
-            .collect::<Result<_, _>>()?,
+    let read_all = || -> Result<StrictInputs, SourceError> {
+        Ok(StrictInputs {
+            phase4a: read(&args.phase4a)?,
+            transcoder: read(&args.transcoder)?,
+            ood: read(&args.ood)?,
+            external: args
+                .external
+                .iter()
+                .map(|p| read_verified(p, &trust))
+                .collect::<Result<_, _>>()?,
+        })
+    };
+    let inputs = match read_all() {
+        Ok(inputs) => inputs,
+        Err(e) if is_verification_failure(&e) => {
+            eprintln!("error: {e}");
+            eprintln!("gate: FAILED (an input is not a verified signed file; nothing was signed)");
+            return Ok(cli::exit_fail());
+        }
+        Err(e) => return Err(e.into()),
     };
     let report = strict::evaluate(&policy, &inputs)?;
     report
@@ -293,6 +325,19 @@ fn run_strict(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
     } else {
         cli::exit_fail()
     })
+}
+
+/// Whether a strict input was refused for its provenance (exit 1), as opposed to a missing or unreadable file (2).
+fn is_verification_failure(e: &SourceError) -> bool {
+    match e {
+        SourceError::Unsigned { .. }
+        | SourceError::Unverified { .. }
+        | SourceError::NotOk { .. }
+        | SourceError::NotASubject { .. }
+        | SourceError::NoSha256 { .. }
+        | SourceError::DigestMismatch { .. } => true,
+        SourceError::NotFound { .. } | SourceError::Io { .. } | SourceError::Json(_) => false,
+    }
 }
 
 /// Upstream's PROJECT_ROOT: the nearest ancestor of the working directory holding `.git`, else the working directory.
@@ -463,7 +508,12 @@ fn run_parity(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
         println!("Run dir: {}", cli::display_path(&committed).display());
         println!("pass_all: {}", if pass_all { "True" } else { "False" });
     }
-    Ok(ExitCode::from(exit_code as u8))
+    // Upstream's non-zero code (2, with --fail-on-gate-fail) is a gate failure; husai's contract says 1 for that.
+    Ok(if exit_code == 0 {
+        cli::EXIT_OK
+    } else {
+        cli::exit_fail()
+    })
 }
 
 /// Writes `files` into a staged run of kind `gate` and commits it; returns the run directory.

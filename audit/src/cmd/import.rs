@@ -46,6 +46,10 @@ struct EvidenceArgs {
     /// Print one JSON line per run (group, run id, directory, file and parse-error counts).
     #[arg(long)]
     json: bool,
+    /// Import a directory again even when a run in the campaign already holds it unchanged (same source, same files
+    /// and digests); without it such a directory is reported and skipped.
+    #[arg(long)]
+    again: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -54,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     husai_core::store::check_campaign(&args.campaign)?;
     let store = RunStore::open(&args.results)?;
     let argv: Vec<String> = std::env::args().collect();
-    let runs = import::import_tree(
+    let outcome = import::import_tree_once(
         &store,
         &args.campaign,
         &args.dir,
@@ -62,8 +66,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &key,
         &cli::tool_info(),
         &argv,
+        args.again,
     )?;
-    for (group, run) in &runs {
+    for (group, run_id) in &outcome.already_imported {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"group": group.name, "already_imported": run_id, "files": group.files.len()})
+            );
+        } else {
+            println!(
+                "{:<55} already imported as run {}/{run_id}; nothing done (--again imports it anyway)",
+                group.name, args.campaign
+            );
+        }
+    }
+    for (group, run) in &outcome.imported {
         let parse_errors: Vec<&import::ImportFile> = group
             .files
             .iter()

@@ -134,6 +134,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|c| format!(", {c}"))
             .unwrap_or_default()
     );
+    // A train run's summary figures (the trainer's `metrics`, signed in the manifest's extra), one per line.
+    if m.kind == husai_core::manifest::RunKind::Train {
+        match m.extra.get("metrics") {
+            Some(metrics) if metrics.is_object() => {
+                say!("metrics");
+                for (key, value) in super::train::flatten(metrics) {
+                    say!("  {key:<38} {value}");
+                }
+            }
+            _ => say!("metrics    none recorded"),
+        }
+    }
     say!("outputs    ({} files)", run.subjects.len());
     for s in &run.subjects {
         let size = m.output_sizes.get(&s.name).copied().unwrap_or(0);

@@ -47,6 +47,10 @@ pub struct Args {
     /// read as JSON when it parses as JSON, else as a string.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Rows of the bank used at all (training and the default held-out rows): START:END (END excluded), or a count
+    /// N for the first N rows (0:N); the same meaning as `data encode --rows`. Sets the option `rows`.
+    #[arg(long, value_name = "START:END|N", value_parser = cli::parse_rows)]
+    rows: Option<(usize, usize)>,
     /// Initialisation seed (0 to 2^53-1, so that the signed manifest records it exactly). Required unless
     /// --resume gives it.
     #[arg(long, required_unless_present = "resume",
@@ -104,11 +108,20 @@ impl Args {
             resume: self.resume.clone(),
             config: ConfigSources {
                 file: self.config.clone(),
-                sets: self.sets.clone(),
+                sets: self.sets_with_rows(),
             },
             seed: self.seed,
             campaign: self.campaign.clone(),
         }
+    }
+
+    /// The --set list, with --rows as the last entry (`rows={"start": S, "end": E}`, the trainer contract's form).
+    fn sets_with_rows(&self) -> Vec<String> {
+        let mut sets = self.sets.clone();
+        if let Some((start, end)) = self.rows {
+            sets.push(format!("rows={}", json!({"start": start, "end": end})));
+        }
+        sets
     }
 
     /// The command that continues `run_dir`: this one's inputs and places, with --resume and without config.
@@ -222,6 +235,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let key = cli::signing_key(args.key.as_deref())?;
     husai_core::store::check_campaign(&args.campaign)?;
     super::plugins::check_plugin_dirs(&args.plugin_dirs)?;
+    if args.rows.is_some()
+        && args
+            .sets
+            .iter()
+            .any(|s| s.trim_start().starts_with("rows="))
+    {
+        anyhow::bail!("--rows and --set rows=... both set the rows; give one of them");
+    }
     let host = PluginHost::for_current_exe(&args.plugin_dirs)?.with_timeout(args.timeout);
     let pipeline = cli::pipeline(key, &args.results, &args.keys)?;
 
@@ -298,7 +319,8 @@ fn detail_text(d: Option<&Value>) -> String {
 }
 
 /// Every figure of a (nested) metrics object, as `dotted.key -> text`; null reads as n/a (a non-finite value).
-fn flatten(v: &Value) -> Vec<(String, String)> {
+/// `show` prints a train run's metrics the same way.
+pub(crate) fn flatten(v: &Value) -> Vec<(String, String)> {
     fn go(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
         match v {
             Value::Object(m) => {

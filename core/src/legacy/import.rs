@@ -257,6 +257,111 @@ pub fn commit_group(
     staged.commit(draft, key, &|_| {}).map_err(store_err)
 }
 
+/// What `import_tree_once` did: the groups it committed, and the groups an earlier import already holds (with that
+/// run's id), which it left alone.
+#[derive(Debug)]
+pub struct ImportOutcome {
+    pub imported: Vec<(ImportGroup, CommittedRun)>,
+    pub already_imported: Vec<(ImportGroup, String)>,
+}
+
+/// The id of a run in `campaign` that already imports `group` of the tree at `source_root` with exactly these files
+/// (same subject names, same sha256): the group is then already imported. Reads the statements without verifying
+/// them: this decides only whether to skip work, never what is trusted (`verify` checks every run on its own).
+pub fn previous_import(
+    store: &RunStore,
+    campaign: &str,
+    source_root: &Path,
+    group: &ImportGroup,
+) -> Option<String> {
+    let planned: std::collections::BTreeMap<&str, &str> = group
+        .files
+        .iter()
+        .map(|f| (f.subject.as_str(), f.sha256.as_str()))
+        .collect();
+    let root_text = source_root.display().to_string();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(store.root().join(campaign))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    dirs.sort();
+    dirs.into_iter().find_map(|dir| {
+        let bytes = std::fs::read(dir.join(crate::store::ENVELOPE_FILE)).ok()?;
+        let envelope: crate::dsse::Envelope = serde_json::from_slice(&bytes).ok()?;
+        let statement: Value = serde_json::from_slice(&envelope.decode_payload().ok()?).ok()?;
+        let predicate = statement.get("predicate")?;
+        let import = predicate.pointer("/extra/import")?;
+        let same_source = predicate.get("kind")? == "import"
+            && import.get("source")? == SOURCE_HUSAI_EVIDENCE
+            && import.get("source_root")?.as_str()? == root_text
+            && import.get("group")?.as_str()? == group.name;
+        if !same_source {
+            return None;
+        }
+        let signed: std::collections::BTreeMap<&str, &str> = statement
+            .get("subject")?
+            .as_array()?
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    s.get("name")?.as_str()?,
+                    s.pointer("/digest/sha256")?.as_str()?,
+                ))
+            })
+            .collect();
+        (signed == planned).then(|| predicate.get("run_id")?.as_str().map(str::to_owned))?
+    })
+}
+
+/// `import_tree`, except that a group an earlier import in `campaign` already holds unchanged (same source root,
+/// group, file names and digests) is skipped and reported, unless `again`.
+#[allow(clippy::too_many_arguments)]
+pub fn import_tree_once(
+    store: &RunStore,
+    campaign: &str,
+    root: &Path,
+    only: &[String],
+    key: &SigningKey,
+    tool: &ToolInfo,
+    argv: &[String],
+    again: bool,
+) -> Result<ImportOutcome, ImportError> {
+    let groups = selected_groups(root, only)?;
+    let source_root = std::fs::canonicalize(root).map_err(io(root))?;
+    let mut outcome = ImportOutcome {
+        imported: Vec::new(),
+        already_imported: Vec::new(),
+    };
+    for group in groups {
+        if !again {
+            if let Some(run_id) = previous_import(store, campaign, &source_root, &group) {
+                outcome.already_imported.push((group, run_id));
+                continue;
+            }
+        }
+        let mut draft = ManifestDraft::new(tool.clone());
+        draft.argv = argv.to_vec();
+        let run = commit_group(store, campaign, &source_root, &group, draft, key)?;
+        outcome.imported.push((group, run));
+    }
+    Ok(outcome)
+}
+
+/// The planned groups, narrowed to `only` when it is not empty (an unknown name is an error).
+fn selected_groups(root: &Path, only: &[String]) -> Result<Vec<ImportGroup>, ImportError> {
+    let mut groups = plan(root)?;
+    if let Some(name) = only.iter().find(|n| !groups.iter().any(|g| &g.name == *n)) {
+        return Err(ImportError::UnknownGroup {
+            root: root.to_path_buf(),
+            name: name.clone(),
+        });
+    }
+    if !only.is_empty() {
+        groups.retain(|g| only.contains(&g.name));
+    }
+    Ok(groups)
+}
+
 /// Plans and commits every group (or only the groups named in `only`, when it is not empty); returns the committed
 /// runs in plan order. Unknown names in `only` are an error before anything is written.
 pub fn import_tree(
@@ -268,23 +373,5 @@ pub fn import_tree(
     tool: &ToolInfo,
     argv: &[String],
 ) -> Result<Vec<(ImportGroup, CommittedRun)>, ImportError> {
-    let mut groups = plan(root)?;
-    if let Some(name) = only.iter().find(|n| !groups.iter().any(|g| &g.name == *n)) {
-        return Err(ImportError::UnknownGroup {
-            root: root.to_path_buf(),
-            name: name.clone(),
-        });
-    }
-    if !only.is_empty() {
-        groups.retain(|g| only.contains(&g.name));
-    }
-    let source_root = std::fs::canonicalize(root).map_err(io(root))?;
-    let mut out = Vec::with_capacity(groups.len());
-    for group in groups {
-        let mut draft = ManifestDraft::new(tool.clone());
-        draft.argv = argv.to_vec();
-        let run = commit_group(store, campaign, &source_root, &group, draft, key)?;
-        out.push((group, run));
-    }
-    Ok(out)
+    Ok(import_tree_once(store, campaign, root, only, key, tool, argv, true)?.imported)
 }

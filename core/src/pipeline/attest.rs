@@ -57,10 +57,10 @@ impl Pipeline {
                     .status()
                     .map_err(|e| PipelineError::Attest(format!("cannot run {program:?}: {e}")))?;
                 if !status.success() {
-                    return Err(PipelineError::Attest(format!(
-                        "command {:?} failed ({status}); nothing was attested",
-                        req.command.join(" ")
-                    )));
+                    return Err(PipelineError::CommandFailed {
+                        command: req.command.join(" "),
+                        status: status.to_string(),
+                    });
                 }
                 Some(CommandInfo {
                     argv: req.command.clone(),

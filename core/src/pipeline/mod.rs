@@ -40,6 +40,9 @@ pub use train::{TrainRequest, TrainedRun};
 pub enum PipelineError {
     #[error(transparent)]
     Store(Box<StoreError>),
+    /// `attest -- COMMAND` ran the command and it failed: a failure of the work attested, not of the tool.
+    #[error("command {command:?} failed ({status}); nothing was attested")]
+    CommandFailed { command: String, status: String },
     #[error(transparent)]
     Host(Box<PluginHostError>),
     #[error(transparent)]

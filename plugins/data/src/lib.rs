@@ -45,7 +45,8 @@ fn config_schema() -> Value {
             "coef_min": {"type": "number", "default": 0.5, "description": "synth: smallest coefficient of an active feature"},
             "coef_max": {"type": "number", "default": 1.5, "description": "synth: coefficients are uniform in [coef_min, coef_max)"},
             "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "description": "synth: generator seed"},
-            "tensor": {"type": ["string", "null"], "default": null, "description": "encode: tensor of a .safetensors bank"}
+            "tensor": {"type": ["string", "null"], "default": null, "description": "encode: tensor of a .safetensors bank"},
+            "start": {"type": "integer", "minimum": 0, "description": "encode: first row encoded, rows start..start+rows (absent: 0)"}
         },
         "allOf": [
             {"if": {"properties": {"operation": {"const": "synth"}}},
@@ -159,6 +160,7 @@ fn synth_run(request: &RunRequest, progress: &mut Progress) -> Result<Value, Plu
 fn encode(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
     let c = &request.config;
     let rows = usize_of(c, "rows")?;
+    let start = c.get("start").and_then(Value::as_u64).unwrap_or(0) as usize;
     let input = |role: &str| {
         request
             .inputs
@@ -174,7 +176,7 @@ fn encode(request: &RunRequest, progress: &mut Progress) -> Result<Value, Plugin
         tensor: c.get("tensor").and_then(Value::as_str).map(str::to_owned),
         min_rows: 1,
         expected_d_in: Some(d_in),
-        rows: Some((0, rows)),
+        rows: Some((start, start + rows)),
     };
     let acts =
         activations::open(data, &opts).map_err(|e| PluginError::invalid_input(e.to_string()))?;

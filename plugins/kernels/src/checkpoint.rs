@@ -62,10 +62,26 @@ pub fn saelens_config(d_in: usize, d_sae: usize, k: usize) -> Value {
         "apply_b_dec_to_input": true,
         "normalize_activations": "none",
         "reshape_activations": "none",
-        "metadata": {},
+        "metadata": saelens_metadata(),
         "k": k,
         "rescale_acts_by_decoder_norm": false,
         "architecture": ARCHITECTURE,
+    })
+}
+
+/// The SAELens version whose `cfg.json` layout this file writes (the v6 layout: `architecture` plus a `metadata`
+/// object). SAELens reads `metadata.sae_lens_version` to tell a v6 config from an older one; without it, it treats
+/// the file as pre-6.0 and drops everything under `metadata`.
+pub const SAELENS_LAYOUT_VERSION: &str = "6.0.0";
+
+/// `cfg.json`'s `metadata`: the layout version, and the provenance fields SAELens keeps there. No data run husai
+/// makes knows a model or hook (a synthetic bank, or an activation bank from outside), so `model_name` and
+/// `hook_name` are null rather than guessed; SAELens accepts null for both.
+pub fn saelens_metadata() -> Value {
+    json!({
+        "sae_lens_version": SAELENS_LAYOUT_VERSION,
+        "model_name": null,
+        "hook_name": null,
     })
 }
 
@@ -449,6 +465,7 @@ mod tests {
         let cfg = saelens_config(6, 10, 3);
         assert_eq!(cfg["architecture"], "topk");
         assert_eq!(cfg["k"], 3);
+        assert_eq!(cfg["metadata"]["sae_lens_version"], SAELENS_LAYOUT_VERSION);
     }
 
     #[test]
