@@ -54,6 +54,7 @@ enum Command {
     Pin(cmd::pin::Args),
     Train(cmd::train::Args),
     Data(cmd::data::Args),
+    Eval(cmd::eval::Args),
     /// Internal: husai-audit re-executes itself under this name to load and run one plugin.
     #[command(name = "__plugin-child", hide = true)]
     PluginChild(cmd::plugins::ChildArgs),
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
         Command::Pin(args) => cmd::pin::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Data(args) => cmd::data::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
         Command::PluginChild(args) => Ok(cmd::plugins::run_child(args)),
     };
     match result {

@@ -3,6 +3,7 @@
 pub mod attest;
 pub mod claims;
 pub mod data;
+pub mod eval;
 pub mod gate;
 pub mod import;
 pub mod keygen;

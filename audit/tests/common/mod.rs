@@ -238,6 +238,7 @@ pub fn plugin_dir() -> PathBuf {
             ("examples", "husai_plugin_faulty"),
             ("examples", "husai_plugin_faulty_skew"),
             ("examples", "husai_test_trainer"),
+            ("examples", "husai_test_eval"),
         ];
         for (sub, name) in libs {
             let file = format!("lib{name}{so}");
