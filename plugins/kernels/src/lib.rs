@@ -44,6 +44,7 @@ pub mod adam;
 pub mod bdec;
 pub mod checkpoint;
 pub mod error;
+pub mod fourier;
 pub mod gemm;
 pub mod metrics;
 pub mod rng;
