@@ -235,6 +235,8 @@ pub fn plugin_dir() -> PathBuf {
         let libs = [
             ("deps", "husai_sae_topk"),
             ("deps", "husai_data"),
+            ("deps", "husai_toy_modadd"),
+            ("deps", "husai_eval_known_circuit"),
             ("examples", "husai_plugin_faulty"),
             ("examples", "husai_plugin_faulty_skew"),
             ("examples", "husai_test_trainer"),
