@@ -49,7 +49,7 @@ fn schema() -> Value {
             "width": {"type": "integer", "minimum": 1, "maximum": 16384, "default": 512, "description": "MLP hidden width"},
             "train_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.3,
                                "description": "share of the p² pairs trained on; the rest are held out"},
-            "steps": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1500, "description": "full-batch steps"},
+            "steps": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 2000, "description": "full-batch steps"},
             "lr": {"type": "number", "exclusiveMinimum": 0, "default": 0.003, "description": "AdamW learning rate"},
             "weight_decay": {"type": "number", "minimum": 0, "default": 1.0, "description": "decoupled weight decay"},
             "beta1": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.9},

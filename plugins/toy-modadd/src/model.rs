@@ -43,7 +43,7 @@ impl ToyConfig {
             d_model: 128,
             width: 512,
             train_fraction: 0.3,
-            steps: 1500,
+            steps: 2000,
             lr: 3e-3,
             weight_decay: 1.0,
             beta1: 0.9,
