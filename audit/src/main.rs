@@ -59,6 +59,7 @@ enum Command {
     Train(cmd::train::Args),
     Data(cmd::data::Args),
     Export(cmd::export::Args),
+    Eval(cmd::eval::Args),
     /// Internal: husai-audit re-executes itself under this name to load and run one plugin.
     #[command(name = "__plugin-child", hide = true)]
     PluginChild(cmd::plugins::ChildArgs),
@@ -82,6 +83,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::run(args),
         Command::Data(args) => cmd::data::run(args),
         Command::Export(args) => cmd::export::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
         Command::PluginChild(args) => Ok(cmd::plugins::run_child(args)),
     };
     match result {

@@ -39,6 +39,14 @@ pub const SCHEMAS: &[(&str, &str)] = &[
         "metrics-line.v1",
         include_str!("../../schemas/metrics-line.v1.json"),
     ),
+    (
+        "eval-summary.v1",
+        include_str!("../../schemas/eval-summary.v1.json"),
+    ),
+    (
+        "closure-summary.v1",
+        include_str!("../../schemas/closure-summary.v1.json"),
+    ),
 ];
 
 /// A document that does not satisfy its schema. Holds every violation, not only the first.

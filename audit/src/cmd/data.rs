@@ -39,6 +39,44 @@ pub struct Args {
 enum DataCommand {
     Synth(SynthArgs),
     Encode(EncodeArgs),
+    Generate(GenerateArgs),
+}
+
+/// Run any data plugin that generates a data set (for example `toy-modadd`) and sign its outputs as a `data` run.
+///
+/// The plugin's options come from its schema (`husai-audit plugins show NAME`): defaults, overlaid by --config FILE,
+/// then each --set KEY=VALUE.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  husai-audit data generate --plugin toy-modadd --set seed=0 --campaign toy"
+)]
+pub struct GenerateArgs {
+    /// Data plugin, by the name it describes itself with.
+    #[arg(long)]
+    plugin: String,
+    /// Config file, .toml or .json, holding one table of the plugin's options.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Set one option (repeatable, applied in order after --config).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    #[arg(long)]
+    campaign: String,
+    /// Signing key (ed25519 PKCS#8 PEM).
+    #[arg(long, env = "HUSAI_SIGNING_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Root of the run store.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    results: PathBuf,
+    /// Keys directory with trust-policy.json.
+    #[arg(long, default_value = "keys", value_name = "DIR")]
+    keys: PathBuf,
+    /// Directory to search for the plugin first (repeatable).
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Generate activations from a known sparse dictionary and sign them as a `data` run.
@@ -123,7 +161,46 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         DataCommand::Synth(a) => synth_run(a),
         DataCommand::Encode(a) => encode(a),
+        DataCommand::Generate(a) => generate(a),
     }
+}
+
+fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let key = cli::signing_key(args.key.as_deref())?;
+    husai_core::store::check_campaign(&args.campaign)?;
+    super::plugins::check_plugin_dirs(&args.plugin_dirs)?;
+    let host = PluginHost::for_current_exe(&args.plugin_dirs)?;
+    let pipeline = cli::pipeline(key, &args.results, &args.keys)?;
+    let request = ProduceRequest {
+        plugin: args.plugin.clone(),
+        config: husai_core::pipeline::ConfigSources {
+            file: args.config.clone(),
+            sets: args.sets.clone(),
+        },
+        flags: Map::new(),
+        inputs: BTreeMap::new(),
+        campaign: args.campaign.clone(),
+    };
+    let (committed, result) = pipeline.produce(&host, &request, &mut |e| {
+        eprintln!("{}: {}/{} {}", args.plugin, e.done, e.total, e.message);
+    })?;
+    let summary = result.get("summary").cloned().unwrap_or(Value::Null);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"run_id": committed.run_id, "dir": cli::display_path(&committed.dir), "summary": summary})
+            )?
+        );
+    } else {
+        println!(
+            "signed data run {} ({})",
+            cli::display_path(&committed.dir).display(),
+            args.plugin
+        );
+        println!("  {summary}");
+    }
+    Ok(cli::EXIT_OK)
 }
 
 fn synth_run(args: SynthArgs) -> anyhow::Result<ExitCode> {

@@ -4,6 +4,7 @@ pub mod attest;
 pub mod claims;
 pub mod data;
 pub mod export;
+pub mod eval;
 pub mod gate;
 pub mod import;
 pub mod keygen;

@@ -235,9 +235,12 @@ pub fn plugin_dir() -> PathBuf {
         let libs = [
             ("deps", "husai_sae_topk"),
             ("deps", "husai_data"),
+            ("deps", "husai_toy_modadd"),
+            ("deps", "husai_eval_known_circuit"),
             ("examples", "husai_plugin_faulty"),
             ("examples", "husai_plugin_faulty_skew"),
             ("examples", "husai_test_trainer"),
+            ("examples", "husai_test_eval"),
         ];
         for (sub, name) in libs {
             let file = format!("lib{name}{so}");

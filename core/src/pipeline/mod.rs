@@ -8,6 +8,8 @@
 //!   the plugin's own schema ([`config`]), the plugin's reported read digests checked against the host's, and the
 //!   run's status (`ok`, `diverged`, `interrupted`) signed into the manifest (docs/trainer-contract.md).
 //! - [`Pipeline::produce`] ([`produce`]): a data plugin (a generator) whose outputs become a signed `data` run.
+//! - [`Pipeline::eval`] ([`eval`]): an eval plugin on verified runs, whose schema'd summary is signed as an `eval`
+//!   run (docs/eval-contract.md).
 //! - [`Pipeline::attest`] ([`attest`]): files any tool produced, optionally by a command the pipeline runs.
 //!
 //! Every one of them stages its outputs in the run store and commits through [`Pipeline::sign`]; a failure at any
@@ -15,6 +17,7 @@
 
 pub mod attest;
 pub mod config;
+pub mod eval;
 pub mod produce;
 pub mod train;
 
@@ -33,6 +36,7 @@ use crate::verify;
 
 pub use attest::AttestRequest;
 pub use config::{ConfigError, ConfigSources};
+pub use eval::{EvalRequest, EvaluatedRun};
 pub use produce::ProduceRequest;
 pub use train::{TrainRequest, TrainedRun};
 
@@ -110,6 +114,9 @@ pub enum PipelineError {
     },
     #[error("{0}")]
     Attest(String),
+    /// An eval's inputs or summary broke the eval contract (docs/eval-contract.md); nothing was signed.
+    #[error("{0}")]
+    Eval(String),
 }
 
 impl From<StoreError> for PipelineError {

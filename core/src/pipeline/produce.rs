@@ -39,11 +39,16 @@ pub fn find_data_plugin(host: &PluginHost, name: &str) -> Result<DescribedPlugin
     Ok(plugin)
 }
 
-/// The effective config: user values and flags overlaid, defaults filled in, validated.
-fn effective(plugin: &DescribedPlugin, req: &ProduceRequest) -> Result<Value, PipelineError> {
+/// The effective config: user values and flags overlaid, defaults filled in, validated. Data and eval plugins share
+/// it (a trainer's adds resume and the length keys, see [`super::train`]).
+pub(super) fn effective(
+    plugin: &DescribedPlugin,
+    sources: &ConfigSources,
+    flags: &serde_json::Map<String, Value>,
+) -> Result<Value, PipelineError> {
     let schema = &plugin.description.config_schema;
-    let mut cfg = config::user_values(&req.config)?;
-    for (k, v) in &req.flags {
+    let mut cfg = config::user_values(sources)?;
+    for (k, v) in flags {
         cfg.insert(k.clone(), v.clone());
     }
     config::fill_defaults(&mut cfg, schema);
@@ -79,7 +84,7 @@ impl Pipeline {
         crate::store::check_campaign(&req.campaign)?;
         let plugin = find_data_plugin(host, &req.plugin)?;
         self.check_pinned(&plugin)?;
-        let cfg = effective(&plugin, req)?;
+        let cfg = effective(&plugin, &req.config, &req.flags)?;
         let mut inputs = Vec::new();
         for path in req.inputs.values() {
             inputs.push(self.record_input(path, "input")?.0);
@@ -115,7 +120,7 @@ pub fn run_unsigned(
     on_progress: &mut dyn FnMut(&ProgressEvent),
 ) -> Result<Value, PipelineError> {
     let plugin = find_data_plugin(host, &req.plugin)?;
-    let cfg = effective(&plugin, req)?;
+    let cfg = effective(&plugin, &req.config, &req.flags)?;
     let result = host.run(&plugin, &request(cfg, &req.inputs, out_dir), on_progress)?;
     check_outputs(&plugin.description.name, out_dir, &result)?;
     Ok(result)

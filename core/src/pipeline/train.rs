@@ -330,7 +330,7 @@ fn effective_config(
 }
 
 /// A plugin's own refusal of the config (a rule its schema cannot state) is a config error, not a crash.
-fn rejected_config(plugin: &DescribedPlugin, e: PluginHostError) -> PipelineError {
+pub(super) fn rejected_config(plugin: &DescribedPlugin, e: PluginHostError) -> PipelineError {
     match e {
         PluginHostError::Failed { error, .. } if error.kind == ErrorKind::InvalidConfig => {
             PipelineError::PluginRejectedConfig {

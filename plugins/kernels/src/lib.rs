@@ -51,6 +51,7 @@ pub mod engine;
 pub mod error;
 pub mod families;
 pub mod family;
+pub mod fourier;
 pub mod gemm;
 pub mod metrics;
 pub mod rng;

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Time to grok: husai's toy model (plugins/toy-modadd, Rust) vs the same model in PyTorch eager
+# (bench/toy_grok_torch.py), REPEATS runs each, 2 threads, under the bench lock. Prints the JSON lines.
+# Build first: cargo build --release -p husai-toy-modadd --examples
+set -euo pipefail
+repeats=${REPEATS:-3}
+py=${PYTHON:-/work/venv-peer/bin/python}
+args=(--stop-at-grok --threads 2 "$@")
+for i in $(seq "$repeats"); do
+  flock /tmp/husai-bench.lock target/release/examples/grok_time --seed 0 "${args[@]}"
+  flock /tmp/husai-bench.lock "$py" bench/toy_grok_torch.py --seed 0 "${args[@]}"
+done
