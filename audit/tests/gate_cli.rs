@@ -317,15 +317,24 @@ fn strict_gate_signs_a_report_and_fails_with_code_1() {
         "selected_candidate.json",
         &std::fs::read(evidence(CANDIDATE)).unwrap(),
     );
+    // Strict mode refuses upstream's phase-4a file (a difference of two bounds): an error, nothing written.
+    let out = env.gate(&["--phase4a", phase4a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("which only --parity accepts"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.runs().is_empty());
     let out = env.gate(&[
-        "--phase4a",
-        phase4a.to_str().unwrap(),
         "--transcoder",
         transcoder.to_str().unwrap(),
         "--ood",
         ood.to_str().unwrap(),
         "--external",
         candidate.to_str().unwrap(),
+        "--allow-missing",
+        "random_model",
         "--json",
     ]);
     assert_eq!(
@@ -351,8 +360,8 @@ fn strict_gate_signs_a_report_and_fails_with_code_1() {
 
     // A missing input fails as not_evaluated, unless allowed.
     let out = env.gate(&[
-        "--phase4a",
-        phase4a.to_str().unwrap(),
+        "--ood",
+        ood.to_str().unwrap(),
         "--json",
         "--allow-missing",
         "ood",

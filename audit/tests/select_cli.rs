@@ -316,6 +316,8 @@ fn manifest_records_the_decision_and_its_inputs() {
         "release-2026",
         "--lcb-method",
         "bootstrap",
+        "--min-seeds-per-group",
+        "5",
         "--bootstrap-resamples",
         "2000",
         "--bootstrap-seed",
@@ -431,4 +433,56 @@ fn runs_that_did_not_end_ok_are_never_candidates() {
         "--input",
         input.to_str().unwrap(),
     ]));
+}
+
+#[test]
+fn bootstrap_with_its_default_seed_signs_and_records_that_seed() {
+    // The old default seed (0x4855534149425354) was above 2^53 - 1, so signing the manifest failed.
+    let p = Project::new();
+    let (_, f, s) = signed_inputs(&p);
+    let o = p.run(&[
+        "select",
+        "--key",
+        "dev.pem",
+        "--lcb-method",
+        "bootstrap",
+        "--min-seeds-per-group",
+        "5",
+        "--bootstrap-resamples",
+        "500",
+        "--input",
+        f.to_str().unwrap(),
+        "--input",
+        s.to_str().unwrap(),
+    ]);
+    assert_success(&o);
+    let run = only_run(&p);
+    let envelope: husai_core::dsse::Envelope =
+        serde_json::from_slice(&std::fs::read(run.join("husai.dsse.json")).unwrap()).unwrap();
+    let statement: serde_json::Value =
+        serde_json::from_slice(&envelope.decode_payload().unwrap()).unwrap();
+    let seed = husai_core::stats::BootstrapSpec::default().seed;
+    assert!(seed <= husai_core::manifest::MAX_SEED);
+    assert_eq!(statement["predicate"]["seeds"], serde_json::json!([seed]));
+    // Below five seeds per group the bootstrap is refused before anything is written.
+    let p = Project::new();
+    let (_, f, s) = signed_inputs(&p);
+    let o = p.run(&[
+        "select",
+        "--key",
+        "dev.pem",
+        "--lcb-method",
+        "bootstrap",
+        "--input",
+        f.to_str().unwrap(),
+        "--input",
+        s.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--lcb-method bootstrap needs at least 5 seeds per group"),
+        "{err}"
+    );
+    assert!(decision_runs(&p).is_empty());
 }

@@ -24,7 +24,8 @@ pub mod plugin;
 pub mod schema;
 pub mod select;
 pub mod statement;
-pub mod stats;
+/// The statistics (crate `husai-stats`), under their historical path `husai_core::stats`.
+pub use husai_stats as stats;
 pub mod store;
 pub mod svg;
 pub mod trust;

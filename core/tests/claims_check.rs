@@ -4,7 +4,7 @@ mod gate_support;
 
 use std::path::{Path, PathBuf};
 
-use gate_support::{PHASE4A, Signer};
+use gate_support::Signer;
 use husai_core::claims::check::Outcome;
 use husai_core::claims::check_registry;
 use husai_core::gate::Policy;
@@ -247,7 +247,6 @@ fn passing_gate_run(s: &Signer) -> (String, String, String) {
                   "saebench_delta_mean": 0.02, "cebench_interp_delta_vs_baseline_mean": 0.9}}"#;
     let candidate_path = s.sign_json("selected_candidate.json", candidate);
     let inputs = StrictInputs {
-        phase4a: Some(read_verified(&s.sign_json("phase4a.json", PHASE4A), &s.trust).unwrap()),
         transcoder: Some(
             read_verified(
                 &s.sign_json(
@@ -269,6 +268,7 @@ fn passing_gate_run(s: &Signer) -> (String, String, String) {
             .unwrap(),
         ),
         external: vec![read_verified(&candidate_path, &s.trust).unwrap()],
+        ..gate_support::passing_random_model(s)
     };
     let report = evaluate(&Policy::strict(), &inputs).unwrap();
     assert!(report.pass_all);
@@ -373,7 +373,6 @@ fn release_claims_need_a_passing_gate_that_judged_the_cited_candidate() {
 fn release_claim_with_a_failing_gate_fails() {
     let s = Signer::new();
     let inputs = StrictInputs {
-        phase4a: Some(read_verified(&s.sign_json("phase4a.json", PHASE4A), &s.trust).unwrap()),
         transcoder: None,
         ood: None,
         external: vec![
@@ -385,6 +384,7 @@ fn release_claim_with_a_failing_gate_fails() {
             )
             .unwrap(),
         ],
+        ..gate_support::passing_random_model(&s)
     };
     let report = evaluate(&Policy::cycle4(), &inputs).unwrap();
     let cand = &report

@@ -14,10 +14,10 @@ const SWEEP: &str = "cycle4_followups_run_20260215T190004Z/transcoder_sweep/resu
 
 fn full_inputs(s: &Signer) -> StrictInputs {
     StrictInputs {
-        phase4a: Some(read_verified(&s.sign_json("phase4a.json", PHASE4A), &s.trust).unwrap()),
         transcoder: Some(read_verified(&s.sign_fixture(SWEEP), &s.trust).unwrap()),
         ood: Some(read_verified(&s.sign_fixture(OOD), &s.trust).unwrap()),
         external: vec![read_verified(&s.sign_fixture(CANDIDATE), &s.trust).unwrap()],
+        ..gate_support::passing_random_model(s)
     }
 }
 
@@ -48,15 +48,30 @@ fn fixture1_inputs_under_cycle4_give_upstreams_verdicts_with_provenance() {
         report.candidate.as_ref().unwrap().condition_id.as_deref(),
         Some("topk")
     );
-    // The strict profile adds the significance check, which this phase-4a file passes.
+    // random_model reads husai's seed-level summary: seeds, the bound of the difference, the practical effect, and
+    // the candidate's configuration. (Intended change: strict used to read upstream's difference of two bounds and
+    // a Mann-Whitney p-value; both are parity-only now.)
     let report = evaluate(&Policy::strict(), &full_inputs(&s)).unwrap();
     let random = report.gate(GateName::RandomModel).unwrap();
-    assert_eq!(random.checks.len(), 3);
+    let metrics: Vec<&str> = random.checks.iter().map(|c| c.metric.as_str()).collect();
     assert_eq!(
-        random.checks[2].comparator,
-        husai_core::gate::report::Comparator::Below
+        metrics,
+        [
+            "trained_seeds",
+            "trained_random_difference_lcb",
+            "chance_normalised_effect",
+            "evidence_is_candidate_configuration"
+        ]
     );
+    assert_eq!(
+        random.checks[1].comparator,
+        husai_core::gate::report::Comparator::Above
+    );
+    assert_eq!(random.checks[2].threshold, 0.05);
     assert!(random.passed);
+    let evidence = random.evidence.as_ref().unwrap();
+    assert_eq!(evidence.sae_runs.len(), 8);
+    assert_eq!(evidence.candidate.as_ref().unwrap().run_id, "sae-0");
     let md = report.to_markdown();
     assert!(
         md.contains(
@@ -193,17 +208,109 @@ fn missing_field_and_boolean_metric_are_errors() {
 }
 
 #[test]
-fn strict_profile_needs_a_p_value() {
+fn upstream_phase4a_is_parity_only_in_strict_mode() {
     let s = Signer::new();
     let mut inputs = full_inputs(&s);
-    let no_p = r#"{"comparison": {"difference": 0.01}, "trained": {"mean": 0.3, "ci95_low": 0.2, "ci95_high": 0.4},
-        "random": {"mean": 0.2, "ci95_low": 0.0, "ci95_high": 0.1}}"#;
-    inputs.phase4a = Some(read_verified(&s.sign_json("phase4a.json", no_p), &s.trust).unwrap());
-    assert!(evaluate(&Policy::cycle4(), &inputs).is_ok());
+    inputs.phase4a = Some(read_verified(&s.sign_json("phase4a.json", PHASE4A), &s.trust).unwrap());
+    for policy in [Policy::strict(), Policy::cycle4()] {
+        let msg = evaluate(&policy, &inputs).unwrap_err().to_string();
+        assert!(
+            msg.contains("strict mode's random_model gate reads husai's trained-vs-random summary")
+                && msg.contains("which only --parity accepts"),
+            "{msg}"
+        );
+    }
+}
+
+/// Upstream's canonical Run 30: trained 0.300059 against random 0.298829 over 5 seeds.
+fn run30(s: &Signer, seeds: usize, ci_low: Option<f64>) -> StrictInputs {
+    let effect = husai_core::stats::chance_normalised(0.300059, 0.298829).unwrap();
+    let text = gate_support::trained_vs_random(seeds, 0.300059, 0.298829, ci_low, effect);
+    StrictInputs {
+        phase4a: Some(
+            read_verified(&s.sign_json("trained_vs_random.json", &text), &s.trust).unwrap(),
+        ),
+        random_model_runs: (0..seeds)
+            .map(|i| gate_support::sae_run(i, "sae-topk", 32))
+            .collect(),
+        candidate_run: Some(gate_support::sae_run(0, "sae-topk", 32)),
+        ..full_inputs(s)
+    }
+}
+
+#[test]
+fn upstream_run_30_fails_the_strict_random_model_gate() {
+    let s = Signer::new();
+    // Even with upstream's own optimistic bound (6.18e-5 > 0) and 8 seeds, a 0.18 % chance-normalised effect is
+    // below the practical threshold of 5 %.
+    let report = evaluate(
+        &Policy::strict(),
+        &run30(&s, 8, Some(6.183199584486321e-05)),
+    )
+    .unwrap();
+    let random = report.gate(GateName::RandomModel).unwrap();
+    assert!(!random.passed);
+    assert_eq!(random.status, Status::Fail);
+    let effect = &random.checks[2];
+    assert_eq!(effect.metric, "chance_normalised_effect");
+    assert_eq!(effect.status, Status::Fail);
+    assert!((effect.value.unwrap() - 0.0017542).abs() < 1e-6);
+    assert_eq!(random.checks[1].status, Status::Pass);
+    // As upstream ran it (5 seeds) it also fails the seed count, and has no seed-level bound at all.
+    let report = evaluate(&Policy::strict(), &run30(&s, 5, None)).unwrap();
+    let random = report.gate(GateName::RandomModel).unwrap();
+    assert!(!random.passed);
+    assert_eq!(random.checks[0].status, Status::Fail);
+    assert_eq!(random.checks[1].status, Status::NotEvaluated);
+    // A lower bound exactly at zero is not above it.
+    let report = evaluate(
+        &Policy {
+            min_chance_normalised_effect: 0.0,
+            ..Policy::strict()
+        },
+        &run30(&s, 8, Some(0.0)),
+    )
+    .unwrap();
+    let random = report.gate(GateName::RandomModel).unwrap();
+    assert_eq!(random.checks[1].status, Status::Fail);
+    assert!(!random.passed);
+}
+
+#[test]
+fn random_model_evidence_must_be_the_candidates_family_and_configuration() {
+    let s = Signer::new();
+    let mut inputs = full_inputs(&s);
+    inputs.candidate_run = Some(gate_support::sae_run(0, "sae-topk", 64));
     let msg = evaluate(&Policy::strict(), &inputs)
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("no `statistical_test.p_value`"), "{msg}");
+    assert!(
+        msg.contains("covers run saes/sae-0 (sae-topk, configuration {\"d_sae\":1024,\"k\":32})")
+            && msg.contains("but the candidate is run saes/sae-0 (sae-topk, configuration {\"d_sae\":1024,\"k\":64})"),
+        "{msg}"
+    );
+    inputs.candidate_run = Some(gate_support::sae_run(0, "sae-relu", 32));
+    let msg = evaluate(&Policy::strict(), &inputs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("(sae-topk,") && msg.contains("(sae-relu,"),
+        "{msg}"
+    );
+    // No candidate: the scope check is not evaluated and the gate fails.
+    inputs.candidate_run = None;
+    let report = evaluate(&Policy::strict(), &inputs).unwrap();
+    let random = report.gate(GateName::RandomModel).unwrap();
+    assert_eq!(
+        (random.status, random.passed),
+        (Status::NotEvaluated, false)
+    );
+    // The runs read must be the runs the summary lists.
+    inputs.random_model_runs.pop();
+    let msg = evaluate(&Policy::strict(), &inputs)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("the summary covers SAE runs"), "{msg}");
 }
 
 #[test]

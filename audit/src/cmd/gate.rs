@@ -13,7 +13,7 @@ use husai_core::gate::parity::{
     self, UpstreamInputs, UpstreamMode, UpstreamRunInfo, UpstreamThresholds,
 };
 use husai_core::gate::report::{REPORT_JSON, REPORT_MD};
-use husai_core::gate::source::{SourceError, read_verified};
+use husai_core::gate::source::{SourceError, SourcedFile, TrainRunError, read_train_run, read_verified};
 use husai_core::gate::strict::{self, StrictInputs};
 use husai_core::gate::{Basis, ExternalMode, GateName, PROFILES, Policy};
 use husai_core::legacy::pyrepr::json_dumps;
@@ -45,9 +45,25 @@ pub struct Args {
     parity: bool,
 
     // ---- strict inputs ----
-    /// Phase-4a trained-vs-random results (inside a signed run).
-    #[arg(long, value_name = "FILE", conflicts_with = "parity")]
+    /// The trained-vs-random summary (trained_vs_random.json of a signed eval run of plugin trained-vs-random).
+    #[arg(
+        long,
+        alias = "trained-vs-random",
+        value_name = "FILE",
+        conflicts_with = "parity"
+    )]
     phase4a: Option<PathBuf>,
+    /// The release candidate's SAE train run: the random_model evidence must cover its family and configuration.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "parity")]
+    candidate: Option<PathBuf>,
+    /// Smallest chance-normalised PWMCC effect (x - rand)/(1 - rand) for random_model (profile default 0.05).
+    #[arg(
+        long,
+        value_name = "X",
+        allow_negative_numbers = true,
+        conflicts_with = "parity"
+    )]
+    min_chance_normalised_effect: Option<f64>,
     /// Transcoder stress summary or sweep results (inside a signed run).
     #[arg(long, value_name = "FILE", conflicts_with = "parity")]
     transcoder: Option<PathBuf>,
@@ -204,6 +220,10 @@ fn strict_policy(args: &Args) -> anyhow::Result<Policy> {
             args.min_trained_random_lcb,
         ),
         (&mut policy.min_transcoder_delta, args.min_transcoder_delta),
+        (
+            &mut policy.min_chance_normalised_effect,
+            args.min_chance_normalised_effect,
+        ),
         (&mut policy.max_ood_drop, args.max_ood_drop),
         (&mut policy.min_saebench_delta, args.min_saebench_delta),
         (&mut policy.min_cebench_delta, args.min_cebench_delta),
@@ -247,26 +267,64 @@ fn run_strict(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
     let policy = strict_policy(args)?;
     let trust = cli::trust_policy(&args.keys)?;
     let read = |p: &Option<PathBuf>| p.as_deref().map(|p| read_verified(p, &trust)).transpose();
-    let read_all = || -> Result<StrictInputs, SourceError> {
-        Ok(StrictInputs {
-            phase4a: read(&args.phase4a)?,
-            transcoder: read(&args.transcoder)?,
-            ood: read(&args.ood)?,
-            external: args
-                .external
-                .iter()
-                .map(|p| read_verified(p, &trust))
-                .collect::<Result<_, _>>()?,
-        })
+    let read_all = || -> Result<(Option<SourcedFile>, StrictRest), SourceError> {
+        Ok((
+            read(&args.phase4a)?,
+            StrictRest {
+                transcoder: read(&args.transcoder)?,
+                ood: read(&args.ood)?,
+                external: args
+                    .external
+                    .iter()
+                    .map(|p| read_verified(p, &trust))
+                    .collect::<Result<_, _>>()?,
+            },
+        ))
     };
-    let inputs = match read_all() {
-        Ok(inputs) => inputs,
+    let (phase4a, rest) = match read_all() {
+        Ok(read) => read,
         Err(e) if is_verification_failure(&e) => {
             eprintln!("error: {e}");
             eprintln!("gate: FAILED (an input is not a verified signed file; nothing was signed)");
             return Ok(cli::exit_fail());
         }
         Err(e) => return Err(e.into()),
+    };
+    // The SAE runs a trained-vs-random summary covers, read from their signed manifests in the results tree,
+    // and the candidate run; a run that does not verify is a verification failure (exit 1).
+    let covered = match &phase4a {
+        Some(file)
+            if file.value.get("schema").and_then(|v| v.as_str())
+                == Some(strict::TRAINED_VS_RANDOM_SCHEMA) =>
+        {
+            strict::covered_runs(file)?
+        }
+        _ => Vec::new(),
+    };
+    let read_runs = || -> Result<_, TrainRunError> {
+        let runs = covered
+            .iter()
+            .map(|(campaign, run_id)| read_train_run(&args.results.join(campaign).join(run_id), &trust))
+            .collect::<Result<Vec<_>, _>>()?;
+        let candidate = args.candidate.as_deref().map(|d| read_train_run(d, &trust)).transpose()?;
+        Ok((runs, candidate))
+    };
+    let (random_model_runs, candidate_run) = match read_runs() {
+        Ok(runs) => runs,
+        Err(e @ TrainRunError::Unverified { .. }) => {
+            eprintln!("error: {e}");
+            eprintln!("gate: FAILED (a train run the evidence names does not verify; nothing was signed)");
+            return Ok(cli::exit_fail());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let inputs = StrictInputs {
+        phase4a,
+        transcoder: rest.transcoder,
+        ood: rest.ood,
+        external: rest.external,
+        random_model_runs,
+        candidate_run,
     };
     let report = strict::evaluate(&policy, &inputs)?;
     report
@@ -328,6 +386,13 @@ fn run_strict(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
 }
 
 /// Whether a strict input was refused for its provenance (exit 1), as opposed to a missing or unreadable file (2).
+/// The strict inputs read (and verified) together with the phase-4a summary.
+struct StrictRest {
+    transcoder: Option<SourcedFile>,
+    ood: Option<SourcedFile>,
+    external: Vec<SourcedFile>,
+}
+
 fn is_verification_failure(e: &SourceError) -> bool {
     match e {
         SourceError::Unsigned { .. }

@@ -55,6 +55,8 @@ pub enum Comparator {
     AtMost,
     #[serde(rename = "<")]
     Below,
+    #[serde(rename = ">")]
+    Above,
 }
 
 impl Comparator {
@@ -63,6 +65,7 @@ impl Comparator {
             Comparator::AtLeast => ">=",
             Comparator::AtMost => "<=",
             Comparator::Below => "<",
+            Comparator::Above => ">",
         }
     }
 
@@ -72,6 +75,7 @@ impl Comparator {
             Comparator::AtLeast => value >= threshold,
             Comparator::AtMost => value <= threshold,
             Comparator::Below => value < threshold,
+            Comparator::Above => value > threshold,
         }
     }
 }
@@ -84,7 +88,7 @@ pub struct Check {
     pub value: Option<f64>,
     pub threshold: f64,
     pub comparator: Comparator,
-    /// `point`, `lcb` or `p_value`.
+    /// `point`, `lcb`, `p_value`, `count` or `provenance`.
     pub basis: String,
     pub status: Status,
     /// The field of the input file the value was read from (`metrics.saebench_delta_ci95_low`).
@@ -101,6 +105,28 @@ pub struct GateResult {
     /// The files the gate read (the external gate may read a SAEBench and a CE-Bench summary); empty if none given.
     pub inputs: Vec<InputCitation>,
     pub checks: Vec<Check>,
+    /// random_model only: the SAE runs its evidence covers and the candidate they were matched against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceCoverage>,
+}
+
+/// One signed SAE train run, identified the way the random_model gate matches evidence to a candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainRunIdentity {
+    pub campaign: String,
+    pub run_id: String,
+    /// The trainer plugin's name (the SAE family).
+    pub family: String,
+    /// The run's recorded config without its seed (and resume link): what seeds of one configuration share.
+    pub configuration: serde_json::Value,
+    pub seed: Option<u64>,
+}
+
+/// Which SAE runs a random_model summary covers, and the candidate they were checked against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceCoverage {
+    pub sae_runs: Vec<TrainRunIdentity>,
+    pub candidate: Option<TrainRunIdentity>,
 }
 
 /// The release candidate the external gate judged, so claims can match a gate report to their evidence.

@@ -15,7 +15,7 @@ use crate::legacy::{DetectedKind, detect_kind};
 use crate::trust::TrustPolicy;
 use crate::verify::{self, RunVerifyError};
 
-use super::report::InputCitation;
+use super::report::{InputCitation, TrainRunIdentity};
 
 /// A parsed input file with its provenance.
 #[derive(Debug, Clone)]
@@ -144,5 +144,61 @@ pub fn read_verified(path: &Path, trust: &TrustPolicy) -> Result<SourcedFile, So
         path: path.to_path_buf(),
         value,
         detected,
+    })
+}
+
+/// Why an SAE train run could not serve as the random_model gate's candidate or covered run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainRunError {
+    #[error("{}: {source}", dir.display())]
+    Unverified {
+        dir: PathBuf,
+        #[source]
+        source: Box<RunVerifyError>,
+    },
+    #[error("{}: run {run_id} is a {kind} run; the random_model gate matches SAE train runs", dir.display())]
+    NotTrain {
+        dir: PathBuf,
+        run_id: String,
+        kind: String,
+    },
+    #[error("{}: train run {run_id} records no plugin or no config object", dir.display())]
+    Incomplete { dir: PathBuf, run_id: String },
+}
+
+/// Reads the identity of the signed train run in `dir` (verified against `trust`): its trainer plugin (the
+/// family), its config without `seed` and `resume_from` (the configuration seeds share), and its seed.
+pub fn read_train_run(dir: &Path, trust: &TrustPolicy) -> Result<TrainRunIdentity, TrainRunError> {
+    let run = verify::load_verified_run(dir, trust).map_err(|e| TrainRunError::Unverified {
+        dir: dir.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    let m = &run.manifest;
+    if m.kind != crate::manifest::RunKind::Train {
+        return Err(TrainRunError::NotTrain {
+            dir: dir.to_path_buf(),
+            run_id: m.run_id.clone(),
+            kind: m.kind.as_str().to_string(),
+        });
+    }
+    let incomplete = || TrainRunError::Incomplete {
+        dir: dir.to_path_buf(),
+        run_id: m.run_id.clone(),
+    };
+    let family = m.plugin.as_ref().ok_or_else(incomplete)?.name.clone();
+    let mut config = m
+        .config
+        .as_ref()
+        .and_then(|c| c.as_object())
+        .cloned()
+        .ok_or_else(incomplete)?;
+    let seed = config.remove("seed").and_then(|s| s.as_u64());
+    config.remove("resume_from");
+    Ok(TrainRunIdentity {
+        campaign: m.campaign.clone(),
+        run_id: m.run_id.clone(),
+        family,
+        configuration: serde_json::Value::Object(config),
+        seed: seed.or_else(|| m.seeds.first().copied()),
     })
 }

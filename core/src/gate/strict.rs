@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use crate::legacy::json::LegacyValue;
-use crate::legacy::{ArtifactKind, Fields, ReadError, ood, phase4a, transcoder};
+use crate::legacy::{ArtifactKind, Fields, ReadError, ood, transcoder};
 
 use super::report::{
-    Candidate, Check, Comparator, GATE_REPORT_SCHEMA_VERSION, GateReport, GateResult,
-    InputCitation, Status,
+    Candidate, Check, Comparator, EvidenceCoverage, GATE_REPORT_SCHEMA_VERSION, GateReport,
+    GateResult, InputCitation, Status, TrainRunIdentity,
 };
 use super::source::SourcedFile;
 use super::{Basis, ExternalMode, GateName, Policy};
@@ -22,6 +22,51 @@ pub struct StrictInputs {
     pub ood: Option<SourcedFile>,
     /// A selected candidate or selection summary, or up to one SAEBench and one CE-Bench summary.
     pub external: Vec<SourcedFile>,
+    /// The SAE train runs the trained-vs-random summary covers ([`covered_runs`]), read from their signed
+    /// manifests.
+    pub random_model_runs: Vec<TrainRunIdentity>,
+    /// The release candidate's own train run: the covered runs must be its family and configuration.
+    pub candidate_run: Option<TrainRunIdentity>,
+}
+
+/// The `schema` value of husai's trained-vs-random summary (`schemas/trained-vs-random.v1.json`).
+pub const TRAINED_VS_RANDOM_SCHEMA: &str = "trained-vs-random.v1";
+
+fn is_trained_vs_random(file: &SourcedFile) -> bool {
+    file.value.get("schema").and_then(LegacyValue::as_str) == Some(TRAINED_VS_RANDOM_SCHEMA)
+}
+
+/// The `(campaign, run_id)` of every SAE run a trained-vs-random summary covers (`sae_runs`), for the caller to
+/// read from the results tree.
+pub fn covered_runs(file: &SourcedFile) -> Result<Vec<(String, String)>, GateError> {
+    let f = Fields::new(&file.path, &file.value, "trained_vs_random");
+    let runs = f.require(&["sae_runs"])?;
+    let Some(items) = runs.as_array() else {
+        return Err(ReadError::WrongType {
+            path: file.path.clone(),
+            field: "sae_runs".into(),
+            expected: "an array",
+            found: crate::legacy::describe(runs),
+        }
+        .into());
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, run)| {
+            let g = Fields::new(&file.path, run, "trained_vs_random");
+            let text = |key: &str| -> Result<String, GateError> {
+                Ok(g.opt_str(&[key])?
+                    .ok_or_else(|| ReadError::MissingField {
+                        path: file.path.clone(),
+                        kind: "trained_vs_random",
+                        field: format!("sae_runs[{i}].{key}"),
+                    })?
+                    .to_string())
+            };
+            Ok((text("campaign")?, text("run_id")?))
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +111,33 @@ pub enum GateError {
         path.display()
     )]
     NoPValue { path: PathBuf, max: f64 },
+    #[error(
+        "{}: strict mode's random_model gate reads husai's trained-vs-random summary (plugin trained-vs-random, schema {TRAINED_VS_RANDOM_SCHEMA}); an upstream phase-4a file bounds the difference only by a difference of two bounds over pairs that share seeds, which only --parity accepts",
+        path.display()
+    )]
+    DifferenceOfBounds { path: PathBuf },
+    #[error(
+        "{}: the summary covers SAE runs {listed:?}, but the runs given to the gate are {given:?}",
+        path.display()
+    )]
+    CoveredRunsDiffer {
+        path: PathBuf,
+        listed: Vec<String>,
+        given: Vec<String>,
+    },
+    #[error(
+        "{}: the random_model evidence covers run {run} ({family}, configuration {configuration}), but the candidate is run {candidate_run} ({candidate_family}, configuration {candidate_configuration}); evaluate trained-vs-random on SAE seeds of the candidate's own family and configuration",
+        path.display()
+    )]
+    EvidenceNotCandidate {
+        path: PathBuf,
+        run: String,
+        family: String,
+        configuration: String,
+        candidate_run: String,
+        candidate_family: String,
+        candidate_configuration: String,
+    },
 }
 
 /// A value with the field it came from.
@@ -130,6 +202,7 @@ fn gate_result(
         allowed_missing: allowed,
         inputs,
         checks,
+        evidence: None,
     }
 }
 
@@ -142,8 +215,8 @@ fn wrong_kind(file: &SourcedFile, gate: &'static str, expected: &'static str) ->
     }
 }
 
-fn random_model(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateResult, GateError> {
-    let Some(file) = file else {
+fn random_model(policy: &Policy, inputs: &StrictInputs) -> Result<GateResult, GateError> {
+    let Some(file) = inputs.phase4a.as_ref() else {
         return Ok(gate_result(
             policy,
             GateName::RandomModel,
@@ -151,58 +224,134 @@ fn random_model(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateResul
             Vec::new(),
         ));
     };
-    if file.detected.kind != ArtifactKind::Phase4aTrainedVsRandom {
+    if !is_trained_vs_random(file) {
+        if file.detected.kind == ArtifactKind::Phase4aTrainedVsRandom {
+            return Err(GateError::DifferenceOfBounds {
+                path: file.path.clone(),
+            });
+        }
         return Err(wrong_kind(
             file,
             "random_model",
-            "a phase-4a trained-vs-random results file",
+            "a husai trained-vs-random summary",
         ));
     }
-    let r = phase4a::read(&file.path, &file.value)?;
+    let f = Fields::new(&file.path, &file.value, "trained_vs_random");
+    // The runs the caller read must be exactly the ones the summary lists.
+    let listed: Vec<String> = covered_runs(file)?
+        .into_iter()
+        .map(|(c, r)| format!("{c}/{r}"))
+        .collect();
+    let given: Vec<String> = inputs
+        .random_model_runs
+        .iter()
+        .map(|r| format!("{}/{}", r.campaign, r.run_id))
+        .collect();
+    let (mut l, mut g) = (listed.clone(), given.clone());
+    l.sort();
+    g.sort();
+    if l != g {
+        return Err(GateError::CoveredRunsDiffer {
+            path: file.path.clone(),
+            listed,
+            given,
+        });
+    }
+    let seeds = f.finite_f64(&["trained", "n_seeds"])?;
+    let lcb = f.opt_f64(&["difference", "ci_low"])?;
+    if let Some(v) = lcb.filter(|v| !v.is_finite()) {
+        return Err(ReadError::WrongType {
+            path: file.path.clone(),
+            field: "difference.ci_low".into(),
+            expected: "a finite number or null",
+            found: format!("float {v}"),
+        }
+        .into());
+    }
+    let effect = f.finite_f64(&["chance_normalised_effect"])?;
+    let sourced = |value: f64, field: &str| {
+        Some(Sourced {
+            value,
+            field: field.into(),
+        })
+    };
     let mut checks = vec![
         check(
-            "trained_random_delta",
-            Some(Sourced {
-                value: r.difference,
-                field: "comparison.difference".into(),
-            }),
+            "trained_seeds",
+            sourced(seeds, "trained.n_seeds"),
             Comparator::AtLeast,
-            policy.min_trained_random_delta,
-            "point",
+            policy.min_random_model_seeds as f64,
+            "count",
         ),
+        // A null bound (fewer seeds than the interval needs) leaves this check not evaluated.
         check(
-            "trained_random_delta_lcb",
-            Some(Sourced {
-                value: r.difference_of_bounds(),
-                field: "trained.ci95_low - random.ci95_high".into(),
-            }),
-            Comparator::AtLeast,
+            "trained_random_difference_lcb",
+            lcb.and_then(|v| sourced(v, "difference.ci_low")),
+            Comparator::Above,
             policy.min_trained_random_lcb,
             "lcb",
         ),
+        check(
+            "chance_normalised_effect",
+            sourced(effect, "chance_normalised_effect"),
+            Comparator::AtLeast,
+            policy.min_chance_normalised_effect,
+            "point",
+        ),
     ];
     if let Some(max) = policy.max_random_p_value {
-        let p = r.p_value.ok_or(GateError::NoPValue {
-            path: file.path.clone(),
-            max,
-        })?;
+        let p = f
+            .opt_f64(&["mann_whitney", "p_value"])?
+            .ok_or(GateError::NoPValue {
+                path: file.path.clone(),
+                max,
+            })?;
         checks.push(check(
             "trained_vs_random_p_value",
-            Some(Sourced {
-                value: p,
-                field: "statistical_test.p_value".into(),
-            }),
+            sourced(p, "mann_whitney.p_value"),
             Comparator::Below,
             max,
             "p_value",
         ));
     }
-    Ok(gate_result(
+    // Scope: every covered run must be the candidate's family and configuration.
+    let matches = match &inputs.candidate_run {
+        None => None,
+        Some(c) => {
+            for run in &inputs.random_model_runs {
+                if run.family != c.family || run.configuration != c.configuration {
+                    return Err(GateError::EvidenceNotCandidate {
+                        path: file.path.clone(),
+                        run: format!("{}/{}", run.campaign, run.run_id),
+                        family: run.family.clone(),
+                        configuration: run.configuration.to_string(),
+                        candidate_run: format!("{}/{}", c.campaign, c.run_id),
+                        candidate_family: c.family.clone(),
+                        candidate_configuration: c.configuration.to_string(),
+                    });
+                }
+            }
+            Some(1.0)
+        }
+    };
+    checks.push(check(
+        "evidence_is_candidate_configuration",
+        matches.and_then(|v| sourced(v, "sae_runs")),
+        Comparator::AtLeast,
+        1.0,
+        "provenance",
+    ));
+    let mut result = gate_result(
         policy,
         GateName::RandomModel,
         vec![file.citation.clone()],
         checks,
-    ))
+    );
+    result.evidence = Some(EvidenceCoverage {
+        sae_runs: inputs.random_model_runs.clone(),
+        candidate: inputs.candidate_run.clone(),
+    });
+    Ok(result)
 }
 
 fn transcoder_gate(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateResult, GateError> {
@@ -559,7 +708,7 @@ fn external_gate(
 /// Evaluates every gate under `policy`. Errors (wrong input kind, missing or mistyped field) abort the whole
 /// evaluation so that no report is written from bad inputs.
 pub fn evaluate(policy: &Policy, inputs: &StrictInputs) -> Result<GateReport, GateError> {
-    let random = random_model(policy, inputs.phase4a.as_ref())?;
+    let random = random_model(policy, inputs)?;
     let transcoder = transcoder_gate(policy, inputs.transcoder.as_ref())?;
     let ood = ood_gate(policy, inputs.ood.as_ref())?;
     let (external, candidate) = external_gate(policy, &inputs.external)?;

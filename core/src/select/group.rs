@@ -392,7 +392,7 @@ fn bootstrap(
     confidence: f64,
     spec: BootstrapSpec,
 ) -> Result<stats::Interval, SelectError> {
-    Ok(stats::seed_bootstrap_mean(values, confidence, spec)?)
+    Ok(stats::seed_bootstrap_t_mean(values, confidence, spec)?)
 }
 
 #[cfg(test)]

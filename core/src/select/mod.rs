@@ -91,7 +91,9 @@ impl UncertaintyMode {
 pub enum LcbMethod {
     /// `mean ± t_{(1+c)/2, n−1} · sd / √n`.
     StudentT,
-    /// Percentile bootstrap over seeds ([`crate::stats::seed_bootstrap_mean`]).
+    /// Studentized (bootstrap-t) interval over seeds ([`crate::stats::seed_bootstrap_t_mean`]), from
+    /// [`crate::stats::MIN_BOOTSTRAP_T_SEEDS`] seeds per group up. (The percentile bootstrap is not offered: it
+    /// undercovers at small n, `stats/tests/coverage.rs`.)
     Bootstrap(BootstrapSpec),
 }
 
@@ -100,7 +102,7 @@ impl LcbMethod {
         match self {
             LcbMethod::StudentT => "student-t".to_string(),
             LcbMethod::Bootstrap(spec) => format!(
-                "seed-bootstrap (percentile, {} resamples, SplitMix64 seed {})",
+                "seed-bootstrap (studentized bootstrap-t, {} resamples, SplitMix64 seed {})",
                 spec.resamples, spec.seed
             ),
         }
@@ -192,6 +194,19 @@ impl SelectConfig {
                     "--confidence must lie strictly between 0 and 1, got {}",
                     self.confidence
                 )));
+            }
+            if let LcbMethod::Bootstrap(spec) = self.lcb_method {
+                let min = crate::stats::MIN_BOOTSTRAP_T_SEEDS;
+                if self.group_by_condition
+                    && self.uncertainty == UncertaintyMode::Lcb
+                    && self.effective_min_seeds() < min
+                {
+                    return Err(SelectError::InvalidConfig(format!(
+                        "--lcb-method bootstrap needs at least {min} seeds per group (below that its coverage is not close to nominal), but --min-seeds-per-group is {}; raise it or use --lcb-method student-t",
+                        self.min_seeds_per_group
+                    )));
+                }
+                spec.check()?;
             }
         }
         Ok(())

@@ -574,7 +574,7 @@ fn runner_up_comparison(sel: &Selection) -> Value {
     out.insert(
         "method".into(),
         Value::from(format!(
-            "paired seed bootstrap of (selected - runner_up) on shared seeds; percentile 95% interval, {} resamples, SplitMix64 seed {}",
+            "paired seed bootstrap of (selected - runner_up) on shared seeds; studentized (bootstrap-t) 95% interval, {} resamples, SplitMix64 seed {}",
             spec.resamples, spec.seed
         )),
     );

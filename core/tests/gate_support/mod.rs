@@ -103,3 +103,57 @@ pub const PHASE4A: &str = r#"{"comparison": {"difference": 0.0012296229600906594
   "trained": {"mean": 0.3, "ci95_low": 6.183199584486321e-05, "ci95_high": 0.4},
   "random": {"mean": 0.2, "ci95_low": 0.0, "ci95_high": 0.0},
   "statistical_test": {"p_value": 0.0001649}}"#;
+
+/// A husai trained-vs-random summary (schema trained-vs-random.v1) over `n` SAE seeds of one configuration:
+/// runs `saes/sae-<i>`, the given means, lower bound and chance-normalised effect.
+pub fn trained_vs_random(
+    n: usize,
+    trained: f64,
+    random: f64,
+    ci_low: Option<f64>,
+    effect: f64,
+) -> String {
+    let runs: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"campaign": "saes", "run_id": "sae-{i}", "seed": {i}}}"#))
+        .collect();
+    let low = ci_low.map_or_else(|| "null".to_string(), |v| format!("{v:?}"));
+    format!(
+        r#"{{"schema": "trained-vs-random.v1", "schema_version": "1.0", "family": "sae-topk",
+  "sae_runs": [{}],
+  "trained": {{"n_seeds": {n}, "mean": {trained:?}}}, "random": {{"n_draws": 21, "mean": {random:?}}},
+  "difference": {{"estimate": {:?}, "ci_low": {low}, "ci_high": 1.0}},
+  "chance_normalised_effect": {effect:?},
+  "mann_whitney": {{"u": 82.0, "p_value": 0.0073448, "method": "exact"}}}}"#,
+        runs.join(", "),
+        trained - random
+    )
+}
+
+/// The identity of SAE run `saes/sae-<i>` (family sae-topk, one configuration unless `k` differs).
+pub fn sae_run(i: usize, family: &str, k: u64) -> husai_core::gate::report::TrainRunIdentity {
+    husai_core::gate::report::TrainRunIdentity {
+        campaign: "saes".into(),
+        run_id: format!("sae-{i}"),
+        family: family.into(),
+        configuration: serde_json::json!({"d_sae": 1024, "k": k}),
+        seed: Some(i as u64),
+    }
+}
+
+/// random_model inputs that pass the strict gate: 8 seeds, a positive seed-level bound, an effect of 0.17, and the
+/// candidate one of the covered runs.
+pub fn passing_random_model(s: &Signer) -> husai_core::gate::strict::StrictInputs {
+    let text = trained_vs_random(8, 0.42, 0.2985, Some(0.11), 0.173);
+    husai_core::gate::strict::StrictInputs {
+        phase4a: Some(
+            husai_core::gate::source::read_verified(
+                &s.sign_json("trained_vs_random.json", &text),
+                &s.trust,
+            )
+            .unwrap(),
+        ),
+        random_model_runs: (0..8).map(|i| sae_run(i, "sae-topk", 32)).collect(),
+        candidate_run: Some(sae_run(0, "sae-topk", 32)),
+        ..Default::default()
+    }
+}

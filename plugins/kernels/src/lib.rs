@@ -21,6 +21,7 @@
 //! - [`metrics`]: the single definition of MSE, FVU, L0 and dead fraction.
 //! - [`synth`]: synthetic activations from a known sparse dictionary, and feature recovery.
 //! - [`rng`]: the deterministic PRNG everything above draws from.
+//! - [`stats`]: the statistics (re-exported `husai-stats`), for eval plugins.
 //!
 //! Training on a row-major matrix (here synthetic; a memory-mapped file works the same):
 //!
@@ -58,6 +59,9 @@ pub mod rng;
 pub mod sae;
 mod simd;
 pub mod state;
+/// The statistics core uses (crate `husai-stats`: intervals, seed-level bootstrap, PWMCC, Mann-Whitney U), so that
+/// an eval plugin computes each statistic with the one definition the selector and the gate use.
+pub use husai_stats as stats;
 pub mod synth;
 pub mod topk;
 pub mod train;
