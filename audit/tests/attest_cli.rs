@@ -333,3 +333,43 @@ fn attest_refuses_to_attest_the_results_tree_itself() {
     }
     assert_success(&p.run(&["verify"]));
 }
+
+#[test]
+fn attest_records_the_commands_real_start_finish_and_duration() {
+    let p = Project::new();
+    let before = time::OffsetDateTime::now_utc();
+    let o = p.run(&[
+        "attest",
+        "out",
+        "--campaign",
+        "c",
+        "--key",
+        "dev.pem",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1.2 && echo done > out/r.txt",
+    ]);
+    assert_success(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let dir = p.dir.path().join(v["dir"].as_str().unwrap());
+    let env: husai_core::dsse::Envelope =
+        serde_json::from_slice(&std::fs::read(dir.join("husai.dsse.json")).unwrap()).unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&env.decode_payload().unwrap()).unwrap();
+    let m = &st["predicate"];
+    let cmd = &m["command"];
+    let t =
+        |v: &serde_json::Value| husai_core::store::parse_timestamp(v.as_str().unwrap()).unwrap();
+    let (cs, cf) = (t(&cmd["started_at"]), t(&cmd["finished_at"]));
+    let ms = cmd["duration_ms"].as_u64().unwrap();
+    assert!((1200..10_000).contains(&ms), "{cmd}");
+    assert!(cf - cs >= time::Duration::milliseconds(1150), "{cmd}");
+    // The run starts before the command and is signed after it.
+    assert!(
+        t(&m["started_at"]) <= cs && cs >= before - time::Duration::seconds(1),
+        "{m}"
+    );
+    assert!(t(&m["finished_at"]) >= cf, "{m}");
+    assert_eq!(m["schema_version"], "1.2");
+}
