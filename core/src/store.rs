@@ -158,12 +158,22 @@ impl RunStore {
 
     /// Start a run: create its staging directory and clear leftovers of dead processes.
     pub fn stage(&self, campaign: &str, kind: RunKind) -> Result<StagedRun, StoreError> {
+        self.stage_started_at(campaign, kind, OffsetDateTime::now_utc())
+    }
+
+    /// [`RunStore::stage`] for work that began at `started` (an attested command that has already
+    /// run): the run id and the manifest's `started_at` are that time, not the staging time.
+    pub fn stage_started_at(
+        &self,
+        campaign: &str,
+        kind: RunKind,
+        started: OffsetDateTime,
+    ) -> Result<StagedRun, StoreError> {
         check_campaign(campaign)?;
         let campaign_dir = self.root.join(campaign);
         fs::create_dir_all(&campaign_dir)
             .map_err(io_err("create campaign directory", &campaign_dir))?;
         remove_dead_staging(&campaign_dir);
-        let started = OffsetDateTime::now_utc();
         let run_id = new_run_id(started);
         let dir = campaign_dir.join(format!("{STAGING_PREFIX}{run_id}-{}", std::process::id()));
         fs::create_dir(&dir).map_err(io_err("create staging directory", &dir))?;

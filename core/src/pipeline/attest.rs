@@ -43,14 +43,21 @@ impl Pipeline {
                 recorded.extend(inputs::resolve(spec, self.store.root(), policy)?);
             }
         }
-        if !req.command.is_empty() {
-            std::fs::create_dir_all(&req.dir).map_err(|e| {
-                PipelineError::Attest(format!(
-                    "cannot create output directory {}: {e}",
-                    req.dir.display()
-                ))
-            })?;
-        }
+        // The run starts when its work does: before the command, so that started_at (and the run id) is not the
+        // signing time. Staging waits until the command has succeeded, so a failed command leaves nothing behind.
+        let started = time::OffsetDateTime::now_utc();
+        let command = match req.command.split_first() {
+            None => None,
+            Some((program, args)) => {
+                std::fs::create_dir_all(&req.dir).map_err(|e| {
+                    PipelineError::Attest(format!(
+                        "cannot create output directory {}: {e}",
+                        req.dir.display()
+                    ))
+                })?;
+                Some(run_command(&req.command, program, args)?)
+            }
+        };
         let meta = std::fs::metadata(&req.dir).map_err(|e| {
             PipelineError::Attest(format!(
                 "cannot read output directory {}: {e}",
@@ -64,13 +71,9 @@ impl Pipeline {
             )));
         }
         refuse_results_inside(&req.dir, self.store.root())?;
-        // Staging before the command makes the run's started_at (and its id) the time the work began, not the time
-        // it was signed; a failed command drops the staged run, which removes its directory.
-        let staged = self.store.stage(&req.campaign, req.kind)?;
-        let command = match req.command.split_first() {
-            None => None,
-            Some((program, args)) => Some(run_command(&req.command, program, args)?),
-        };
+        let staged = self
+            .store
+            .stage_started_at(&req.campaign, req.kind, started)?;
         copy_tree(&req.dir, staged.dir())?;
         let mut draft = self.draft();
         draft.inputs = recorded;
