@@ -30,7 +30,8 @@ every digest, the schema of every manifest and the chain of inputs between runs.
 gate or claim, a train run that diverged or was interrupted, an attested command that failed\n  \
 2 a usage or I/O error: bad arguments, a missing or unreadable file (nothing could be checked)\n\n\
 Typical use:\n  \
-husai-audit keygen ~/.husai/dev             # a key pair; add the public half to keys/trust-policy.json\n  \
+husai-audit keygen ~/.husai/dev             # a key pair\n  \
+husai-audit trust add ~/.husai/dev.pub.pem --role developer   # trust its public half in keys/\n  \
 husai-audit attest out/ --campaign exp1 --kind external --key ~/.husai/dev.pem -- python eval.py --out out/\n  \
 husai-audit verify                          # every run under results/, policy from ./keys\n  \
 husai-audit show results/exp1/<run_id>"
@@ -48,6 +49,7 @@ enum Command {
     Keygen(cmd::keygen::Args),
     Attest(cmd::attest::Args),
     Verify(cmd::verify::Args),
+    Trust(cmd::trust::Args),
     Show(cmd::show::Args),
     Gate(Box<cmd::gate::Args>),
     Import(cmd::import::Args),
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Attest(args) => cmd::attest::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Trust(args) => cmd::trust::run(args),
         Command::Show(args) => cmd::show::run(args),
         Command::Gate(args) => cmd::gate::run(*args),
         Command::Import(args) => cmd::import::run(args),

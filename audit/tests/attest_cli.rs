@@ -189,7 +189,7 @@ fn attest_killed_at_any_point_leaves_no_half_run() {
         }
         // A kill leaves at most a staging directory, which verify accepts only when told a run
         // may have been interrupted (--allow-staging); without it the leftover fails.
-        let o = p.run(&["verify", "--json", "--allow-staging"]);
+        let o = p.run(&["verify", "--json", "--allow-staging", "--allow-empty"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(
             v["passed"], true,
@@ -315,8 +315,8 @@ fn attest_refuses_names_that_verify_would_reject() {
         let all = format!("{}{}", stdout(&o), stderr(&o)).to_lowercase();
         assert!(all.contains(&why.to_lowercase()), "{why}: {all}");
     }
-    // Nothing was published, so verify passes.
-    assert_success(&p.run(&["verify"]));
+    // Nothing was published, so verify passes (given that an empty tree is expected).
+    assert_success(&p.run(&["verify", "--allow-empty"]));
 }
 
 #[test]
@@ -332,4 +332,44 @@ fn attest_refuses_to_attest_the_results_tree_itself() {
         );
     }
     assert_success(&p.run(&["verify"]));
+}
+
+#[test]
+fn attest_records_the_commands_real_start_finish_and_duration() {
+    let p = Project::new();
+    let before = time::OffsetDateTime::now_utc();
+    let o = p.run(&[
+        "attest",
+        "out",
+        "--campaign",
+        "c",
+        "--key",
+        "dev.pem",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1.2 && echo done > out/r.txt",
+    ]);
+    assert_success(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let dir = p.dir.path().join(v["dir"].as_str().unwrap());
+    let env: husai_core::dsse::Envelope =
+        serde_json::from_slice(&std::fs::read(dir.join("husai.dsse.json")).unwrap()).unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&env.decode_payload().unwrap()).unwrap();
+    let m = &st["predicate"];
+    let cmd = &m["command"];
+    let t =
+        |v: &serde_json::Value| husai_core::store::parse_timestamp(v.as_str().unwrap()).unwrap();
+    let (cs, cf) = (t(&cmd["started_at"]), t(&cmd["finished_at"]));
+    let ms = cmd["duration_ms"].as_u64().unwrap();
+    assert!((1200..10_000).contains(&ms), "{cmd}");
+    assert!(cf - cs >= time::Duration::milliseconds(1150), "{cmd}");
+    // The run starts before the command and is signed after it.
+    assert!(
+        t(&m["started_at"]) <= cs && cs >= before - time::Duration::seconds(1),
+        "{m}"
+    );
+    assert!(t(&m["finished_at"]) >= cf, "{m}");
+    assert_eq!(m["schema_version"], "1.2");
 }

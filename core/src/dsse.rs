@@ -14,7 +14,8 @@
 //! DSSE spec allows producers either.
 //!
 //! Verification takes keys from the [`TrustPolicy`] only. Each signature is tried against the one
-//! policy key its `keyid` names and no other: a signature without a keyid, or naming a key the
+//! policy key its `keyid` names and no other (a key is named by its securesystemslib default id,
+//! which husai writes, or by its policy id, the SPKI sha256 that envelopes carried before): a signature without a keyid, or naming a key the
 //! policy does not list, is refused without any signature work, so an envelope cannot make the
 //! verifier try every key against every signature. An envelope may carry at most
 //! [`MAX_SIGNATURES`] signatures; more are refused before any is checked.
@@ -106,7 +107,7 @@ pub enum SignatureError {
         policy: std::path::PathBuf,
     },
     #[error(
-        "envelope signature #{index} has no keyid; husai checks a signature only against the policy key its keyid names (the key's sha256 SPKI id), so sign with husai or set the keyid"
+        "envelope signature #{index} has no keyid; husai checks a signature only against the policy key its keyid names (its securesystemslib default id, or its sha256 SPKI id), so sign with husai or set the keyid"
     )]
     MissingKeyId { index: usize },
     #[error(
@@ -143,14 +144,15 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Signs `payload` and wraps it in an envelope with one signature whose keyid is `key`'s.
+/// Signs `payload` and wraps it in an envelope with one signature whose keyid is `key`'s
+/// securesystemslib default id ([`crate::keys::envelope_key_id`]).
 pub fn sign_envelope(payload_type: &str, payload: &[u8], key: &SigningKey) -> Envelope {
     let sig = key.sign(&pae(payload_type, payload));
     Envelope {
         payload: STANDARD.encode(payload),
         payload_type: payload_type.to_owned(),
         signatures: vec![EnvelopeSignature {
-            keyid: key.key_id(),
+            keyid: crate::keys::envelope_key_id(&key.public_key()),
             sig: STANDARD.encode(sig),
         }],
     }
@@ -261,7 +263,7 @@ fn verify_one<'p>(
     if s.keyid.is_empty() {
         return Err(SignatureError::MissingKeyId { index });
     }
-    let Some(key) = policy.key(&s.keyid) else {
+    let Some(key) = policy.key_for_signature(&s.keyid) else {
         return Err(SignatureError::UnknownKey {
             index,
             keyid: s.keyid.clone(),

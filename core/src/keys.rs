@@ -159,9 +159,26 @@ pub fn generate() -> SigningKey {
     }
 }
 
-/// The key id of `key`: lowercase hex SHA-256 of its SPKI DER encoding.
+/// The key id of `key`: lowercase hex SHA-256 of its SPKI DER encoding. This is how the trust
+/// policy names a key, and what signatures carried as their keyid before envelopes switched to
+/// [`envelope_key_id`].
 pub fn key_id(key: &PublicKey) -> KeyId {
     hex::encode(Sha256::digest(key.to_spki_der()))
+}
+
+/// The keyid husai writes into envelope signatures: the TUF/securesystemslib default key id of an
+/// ed25519 key, lowercase hex SHA-256 of the canonical JSON
+/// `{"keytype":"ed25519","keyval":{"public":"<64 hex>"},"scheme":"ed25519"}`. With it,
+/// securesystemslib's `Envelope.verify` (which skips a signature whose keyid differs from the
+/// key's) accepts a husai envelope given just the public key, by its default path
+/// (docs/third-party-verify.md). The document has only ASCII keys and a hex string, so it is the
+/// same under RFC 8785 and securesystemslib's canonical JSON.
+pub fn envelope_key_id(key: &PublicKey) -> KeyId {
+    let doc = format!(
+        r#"{{"keytype":"ed25519","keyval":{{"public":"{}"}},"scheme":"ed25519"}}"#,
+        hex::encode(key.as_bytes())
+    );
+    hex::encode(Sha256::digest(doc.as_bytes()))
 }
 
 impl SigningKey {

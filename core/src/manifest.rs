@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::DigestMethod;
 
 /// The manifest schema version this build writes. Readers accept any `1.x`.
-pub const MANIFEST_SCHEMA_VERSION: &str = "1.1";
+pub const MANIFEST_SCHEMA_VERSION: &str = "1.2";
 /// The major version this build understands.
 pub const MANIFEST_SCHEMA_MAJOR: u64 = 1;
 /// The largest seed a manifest can record. Manifests are signed as canonical JSON (RFC 8785),
@@ -201,10 +201,22 @@ fn cpu_model_name() -> Option<String> {
 }
 
 /// An external command whose outputs a run attests (`husai-audit attest ... -- CMD`).
+///
+/// The times (schema 1.2) are taken around the child process itself, so `duration_ms` is the command's own wall
+/// time, not the run's (which also counts copying and hashing). Manifests before 1.2 have none of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandInfo {
     pub argv: Vec<String>,
     pub exit_code: i32,
+    /// When the command was started (RFC 3339 UTC, milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Its wall time in milliseconds, measured on a monotonic clock (so a clock step cannot make it negative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 /// The signed description of one run.

@@ -1,7 +1,18 @@
 //! The in-toto Statement v1 that a run's envelope signs.
 //!
 //! Subjects are the run's output files, by path relative to the run directory, with their digest.
-//! The predicate is the run manifest. Subject paths are checked here, once, for every reader:
+//! The predicate is the run manifest.
+//!
+//! Every subject carries plain `sha256`, the one algorithm every in-toto consumer knows (the spec
+//! lets consumers ignore algorithms they do not, and some reject the whole statement). A file larger
+//! than one shard also carries its `sha256-sharded` digest (see [`crate::digest`], shard size from
+//! the manifest's `digest` method) in the subject's `annotations` under [`SHARDED_ANNOTATION`]:
+//! signed like the rest, it lets verify hash one big file on every core.
+//!
+//! **Legacy form.** Runs signed before this (manifest schema 1.0 and 1.1) recorded a big file's
+//! subject digest as `{"sha256-sharded": hex}` alone, with no plain `sha256`. They stay readable:
+//! [`Subject::legacy_sharded`] returns that digest and verify checks the file against it
+//! (`core/tests/fixtures/legacy-sharded` is such a run). husai no longer writes this form. Subject paths are checked here, once, for every reader:
 //! a path must be relative, normalised (no `.`/`..`/empty segments, no backslashes) and UTF-8,
 //! so that it can only name a file inside the run directory.
 
@@ -14,15 +25,49 @@ use crate::manifest::Manifest;
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const MANIFEST_PREDICATE_TYPE: &str = "https://husai.dev/run-manifest/v1";
 
+/// The annotation key under which a subject carries its sharded digest.
+pub const SHARDED_ANNOTATION: &str = "husai.dev/sha256-sharded";
+
 /// One attested file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {
     pub name: String,
-    /// Algorithm name ("sha256" or "sha256-sharded") to lowercase hex.
+    /// Algorithm name to lowercase hex: `{"sha256": hex}` (or, in the legacy form,
+    /// `{"sha256-sharded": hex}`).
     pub digest: BTreeMap<String, String>,
+    /// in-toto ResourceDescriptor annotations; husai writes only [`SHARDED_ANNOTATION`], and only
+    /// for a file larger than one shard.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Subject {
+    /// A subject with plain sha256 and, for a file of more than one shard, its sharded digest.
+    pub fn new(name: String, sha256: String, sharded: Option<String>) -> Subject {
+        Subject {
+            name,
+            digest: BTreeMap::from([("sha256".to_owned(), sha256)]),
+            annotations: sharded
+                .map(|h| BTreeMap::from([(SHARDED_ANNOTATION.to_owned(), h)]))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The plain sha256 (absent only in the legacy form).
+    pub fn sha256(&self) -> Option<&str> {
+        self.digest.get("sha256").map(String::as_str)
+    }
+
+    /// The sharded digest from the annotations.
+    pub fn sharded_annotation(&self) -> Option<&str> {
+        self.annotations.get(SHARDED_ANNOTATION).map(String::as_str)
+    }
+
+    /// The legacy form's sharded subject digest.
+    pub fn legacy_sharded(&self) -> Option<&str> {
+        self.digest.get("sha256-sharded").map(String::as_str)
+    }
+
     /// The single (algorithm, hex) pair this subject carries. Statements we write always have
     /// exactly one; the schema enforces it on read.
     pub fn digest_pair(&self) -> Option<(&str, &str)> {

@@ -158,12 +158,22 @@ impl RunStore {
 
     /// Start a run: create its staging directory and clear leftovers of dead processes.
     pub fn stage(&self, campaign: &str, kind: RunKind) -> Result<StagedRun, StoreError> {
+        self.stage_started_at(campaign, kind, OffsetDateTime::now_utc())
+    }
+
+    /// [`RunStore::stage`] for work that began at `started` (an attested command that has already
+    /// run): the run id and the manifest's `started_at` are that time, not the staging time.
+    pub fn stage_started_at(
+        &self,
+        campaign: &str,
+        kind: RunKind,
+        started: OffsetDateTime,
+    ) -> Result<StagedRun, StoreError> {
         check_campaign(campaign)?;
         let campaign_dir = self.root.join(campaign);
         fs::create_dir_all(&campaign_dir)
             .map_err(io_err("create campaign directory", &campaign_dir))?;
         remove_dead_staging(&campaign_dir);
-        let started = OffsetDateTime::now_utc();
         let run_id = new_run_id(started);
         let dir = campaign_dir.join(format!("{STAGING_PREFIX}{run_id}-{}", std::process::id()));
         fs::create_dir(&dir).map_err(io_err("create staging directory", &dir))?;
@@ -266,17 +276,8 @@ impl StagedRun {
             return Err(StoreError::NoOutputs(self.dir.clone()));
         }
         let paths: Vec<PathBuf> = outputs.iter().map(|(_, p)| p.clone()).collect();
-        let digests = digest::digest_files(&paths, self.digest_method, on_bytes);
-        let mut subjects = Vec::with_capacity(outputs.len());
-        let mut output_sizes = BTreeMap::new();
-        for ((name, path), digest) in outputs.iter().zip(digests) {
-            let d = digest.map_err(io_err("hash output", path))?;
-            output_sizes.insert(name.clone(), d.size);
-            subjects.push(Subject {
-                name: name.clone(),
-                digest: BTreeMap::from([(d.algorithm, d.hex)]),
-            });
-        }
+        let (subjects, output_sizes) =
+            digest_subjects(&outputs, &paths, self.digest_method, on_bytes)?;
 
         let config_sha256 = draft
             .config
@@ -341,6 +342,63 @@ impl StagedRun {
             manifest: statement.predicate,
         })
     }
+}
+
+/// Subjects and sizes for the outputs: plain sha256 for every file and, under a sharded method, the
+/// sharded digest of each file over one shard (statement module docs). A big file is read twice:
+/// first by the sharded pass (every core on one file), then by the plain pass (one core per file).
+fn digest_subjects(
+    outputs: &[(String, PathBuf)],
+    paths: &[PathBuf],
+    method: DigestMethod,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<(Vec<Subject>, BTreeMap<String, u64>), StoreError> {
+    let first = digest::digest_files(paths, method, on_bytes);
+    let mut sharded: Vec<Option<String>> = Vec::with_capacity(outputs.len());
+    let mut plain: Vec<Option<String>> = Vec::with_capacity(outputs.len());
+    let mut sizes = Vec::with_capacity(outputs.len());
+    for ((_, path), d) in outputs.iter().zip(first) {
+        let d = d.map_err(io_err("hash output", path))?;
+        sizes.push(d.size);
+        if d.algorithm == "sha256" {
+            plain.push(Some(d.hex));
+            sharded.push(None);
+        } else {
+            plain.push(None);
+            sharded.push(Some(d.hex));
+        }
+    }
+    let big: Vec<PathBuf> = paths
+        .iter()
+        .zip(&plain)
+        .filter(|(_, p)| p.is_none())
+        .map(|(path, _)| path.clone())
+        .collect();
+    let mut big_plain = digest::digest_files(&big, DigestMethod::Sha256, &|_| {}).into_iter();
+    let mut subjects = Vec::with_capacity(outputs.len());
+    let mut output_sizes = BTreeMap::new();
+    for (i, (name, path)) in outputs.iter().enumerate() {
+        let sha256 = match plain[i].take() {
+            Some(h) => h,
+            None => {
+                let d = big_plain
+                    .next()
+                    .expect("one plain digest per big file")
+                    .map_err(io_err("hash output", path))?;
+                if d.size != sizes[i] {
+                    return Err(StoreError::Io {
+                        op: "hash output",
+                        path: path.clone(),
+                        source: std::io::Error::other("the file changed size while it was hashed"),
+                    });
+                }
+                d.hex
+            }
+        };
+        output_sizes.insert(name.clone(), sizes[i]);
+        subjects.push(Subject::new(name.clone(), sha256, sharded[i].take()));
+    }
+    Ok((subjects, output_sizes))
 }
 
 impl Drop for StagedRun {

@@ -39,7 +39,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::keys::{KeyError, KeyId, PublicKey, key_id};
+use crate::keys::{KeyError, KeyId, PublicKey, envelope_key_id, key_id};
 use crate::manifest::RunKind;
 use crate::plugin::pin::{PinError, PluginLock};
 use crate::untrusted::{self, ReadError};
@@ -68,7 +68,11 @@ pub fn default_role_kinds(role: &str) -> Vec<RunKind> {
 /// One trusted key, as loaded and checked.
 #[derive(Debug, Clone)]
 pub struct TrustedKey {
+    /// The policy's id for the key (sha256 of the SPKI DER).
     pub keyid: KeyId,
+    /// The keyid envelopes carry for it ([`crate::keys::envelope_key_id`]); a signature naming
+    /// either id is checked against this key.
+    pub envelope_keyid: KeyId,
     pub public_key: PublicKey,
     /// Where the PEM was loaded from (the policy's directory joined with its `public_key`).
     pub public_key_path: PathBuf,
@@ -397,6 +401,14 @@ impl TrustPolicy {
         self.keys.iter().find(|k| k.keyid == keyid)
     }
 
+    /// The entry a signature's keyid names: the policy key id (envelopes signed before the switch
+    /// to the securesystemslib default id) or the key's [`TrustedKey::envelope_keyid`].
+    pub fn key_for_signature(&self, keyid: &str) -> Option<&TrustedKey> {
+        self.keys
+            .iter()
+            .find(|k| k.keyid == keyid || k.envelope_keyid == keyid)
+    }
+
     /// Applies the policy (see the module docs) to a signature by `keyid` made under `ctx`.
     pub fn check(&self, keyid: &str, ctx: &TrustContext) -> Result<&TrustedKey, TrustError> {
         let key = self.key(keyid).ok_or_else(|| TrustError::UnknownKey {
@@ -517,6 +529,7 @@ fn load_key(rk: RawKey, key_dir: &Path, path: &Path) -> Result<TrustedKey, Trust
     }
     Ok(TrustedKey {
         keyid: rk.keyid,
+        envelope_keyid: envelope_key_id(&public_key),
         public_key,
         public_key_path: file,
         roles: rk.roles,
@@ -524,6 +537,281 @@ fn load_key(rk: RawKey, key_dir: &Path, path: &Path) -> Result<TrustedKey, Trust
         not_after,
         revoked,
     })
+}
+
+/// A key [`add_key`] wrote into a policy.
+#[derive(Debug, Clone)]
+pub struct AddedKey {
+    pub keyid: KeyId,
+    pub envelope_keyid: KeyId,
+    /// The public key's file name inside the keys directory.
+    pub public_key: String,
+    /// Whether the PEM was copied into the keys directory (false: it was already there).
+    pub copied: bool,
+    pub role: String,
+    pub not_before: OffsetDateTime,
+    /// Where `not_before` came from, for the user (the flag, or the key file's modification time).
+    pub not_before_source: &'static str,
+    /// The entry as written, one line of JSON.
+    pub entry: serde_json::Value,
+    /// Whether the policy file was created.
+    pub created_policy: bool,
+}
+
+/// Why [`add_key`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AddKeyError {
+    #[error("cannot use public key {}: {source}", path.display())]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: KeyError,
+    },
+    #[error("cannot read the modification time of {} to default --not-before: {source}; pass --not-before TIME", path.display())]
+    KeyTime {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown role {role:?}: trust policy {} defines roles [{}]; use one of them, or define the role under \"roles\" first", path.display(), defined.join(", "))]
+    UnknownRole {
+        path: PathBuf,
+        role: String,
+        defined: Vec<String>,
+    },
+    #[error("key {keyid} is already in trust policy {} (as {file}); edit that entry instead", path.display())]
+    AlreadyListed {
+        path: PathBuf,
+        keyid: String,
+        file: String,
+    },
+    #[error("{} already exists in the keys directory and holds another key; rename {} before adding it", existing.display(), source_path.display())]
+    NameTaken {
+        existing: PathBuf,
+        source_path: PathBuf,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Policy(#[from] TrustError),
+}
+
+/// Parses a `--not-before` value: RFC 3339 (`2026-01-01T00:00:00Z`).
+pub fn parse_not_before(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
+        format!(
+            "--not-before {text:?} is not an RFC 3339 date-time ({e}); write e.g. 2026-01-01T00:00:00Z"
+        )
+    })
+}
+
+/// Adds the public key at `pem` to the policy in `dir` with one role, copying the PEM into `dir`
+/// when it is not there. The policy is created (schema 1.1, roles `ci` and `developer` with their
+/// built-in kinds) when `dir` has none.
+///
+/// `not_before` defaults to the key file's modification time, which for a file `husai-audit
+/// keygen` wrote is when the key was made: runs the key signed since then verify, and a signing
+/// time claimed before the key existed is refused. (Defaulting to "now" would reject every run
+/// the key signed before it was trusted, which is how the quick-start used to break.)
+///
+/// The new policy text is loaded and checked like any policy before it replaces the old one, and
+/// the replacement is a rename, so a failure leaves the old policy as it was.
+pub fn add_key(
+    dir: &Path,
+    pem: &Path,
+    role: &str,
+    not_before: Option<OffsetDateTime>,
+) -> Result<AddedKey, AddKeyError> {
+    let public_key = PublicKey::from_spki_pem_file(pem).map_err(|source| AddKeyError::Key {
+        path: pem.to_owned(),
+        source,
+    })?;
+    let keyid = key_id(&public_key);
+    let (not_before, not_before_source) = match not_before {
+        Some(t) => (t, "--not-before"),
+        None => {
+            let modified = std::fs::metadata(pem)
+                .and_then(|m| m.modified())
+                .map_err(|source| AddKeyError::KeyTime {
+                    path: pem.to_owned(),
+                    source,
+                })?;
+            // Whole seconds, rounded down, so the entry reads cleanly and still precedes any
+            // signature made after the file was written.
+            let t = OffsetDateTime::from(modified);
+            (
+                t.replace_nanosecond(0).unwrap_or(t),
+                "the key file's modification time (when keygen wrote it)",
+            )
+        }
+    };
+    let policy_path = dir.join(POLICY_FILE_NAME);
+    let (mut doc, created_policy) =
+        match untrusted::read_regular_file(&policy_path, MAX_POLICY_BYTES) {
+            Ok(bytes) => {
+                // Load it fully first: a policy that does not load is not edited.
+                TrustPolicy::from_json_bytes(&bytes, dir, &policy_path)?;
+                let doc =
+                    untrusted::parse_json(&bytes).map_err(|source| TrustError::PolicyNotJson {
+                        path: policy_path.clone(),
+                        source,
+                    })?;
+                (doc, false)
+            }
+            Err(e) if e.is_not_found() => (new_policy_doc(), true),
+            Err(source) => {
+                return Err(TrustError::PolicyUnreadable {
+                    path: policy_path,
+                    source,
+                }
+                .into());
+            }
+        };
+    if let Some(table) = doc.get("roles").and_then(|r| r.as_object())
+        && !table.contains_key(role)
+    {
+        return Err(AddKeyError::UnknownRole {
+            path: policy_path,
+            role: role.to_owned(),
+            defined: table.keys().cloned().collect(),
+        });
+    }
+    if let Some(existing) = doc["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["keyid"] == keyid.as_str())
+    {
+        return Err(AddKeyError::AlreadyListed {
+            path: policy_path,
+            keyid,
+            file: existing["public_key"].as_str().unwrap_or("?").to_owned(),
+        });
+    }
+    let file_name = pem
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("{}.pub.pem", &keyid[..16]));
+    let target = dir.join(&file_name);
+    let same_file = match (std::fs::canonicalize(&target), std::fs::canonicalize(pem)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let copied = if same_file {
+        false
+    } else if target.exists() {
+        match PublicKey::from_spki_pem_file(&target) {
+            Ok(k) if key_id(&k) == keyid => false,
+            _ => {
+                return Err(AddKeyError::NameTaken {
+                    existing: target,
+                    source_path: pem.to_owned(),
+                });
+            }
+        }
+    } else {
+        std::fs::create_dir_all(dir).map_err(|source| AddKeyError::Write {
+            path: dir.to_owned(),
+            source,
+        })?;
+        std::fs::write(&target, public_key.to_spki_pem()).map_err(|source| AddKeyError::Write {
+            path: target.clone(),
+            source,
+        })?;
+        true
+    };
+    let entry = serde_json::json!({
+        "keyid": keyid,
+        "public_key": file_name,
+        "roles": [role],
+        "not_before": fmt_time(not_before),
+        "not_after": null,
+        "revoked": null,
+    });
+    doc["keys"]
+        .as_array_mut()
+        .expect("a loaded policy has a keys array")
+        .push(entry.clone());
+    let mut text = serde_json::to_vec_pretty(&doc).expect("JSON values serialise");
+    text.push(b'\n');
+    TrustPolicy::from_json_bytes(&text, dir, &policy_path)?;
+    let tmp = dir.join(format!(".{POLICY_FILE_NAME}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, &text)
+        .and_then(|()| std::fs::rename(&tmp, &policy_path))
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            AddKeyError::Write {
+                path: policy_path.clone(),
+                source,
+            }
+        })?;
+    Ok(AddedKey {
+        envelope_keyid: envelope_key_id(&public_key),
+        keyid,
+        public_key: file_name,
+        copied,
+        role: role.to_owned(),
+        not_before,
+        not_before_source,
+        entry,
+        created_policy,
+    })
+}
+
+/// A policy for a keys directory that has none.
+fn new_policy_doc() -> serde_json::Value {
+    let kinds = |role: &str| -> Vec<&'static str> {
+        default_role_kinds(role)
+            .into_iter()
+            .map(RunKind::as_str)
+            .collect()
+    };
+    serde_json::json!({
+        "schema_version": CURRENT_VERSION,
+        "roles": {
+            CI_ROLE: {"kinds": kinds(CI_ROLE)},
+            "developer": {"kinds": kinds("developer")},
+        },
+        "keys": [],
+    })
+}
+
+/// The role a one-off key gets in [`TrustPolicy::single_key`].
+pub const ONE_OFF_ROLE: &str = "one-off";
+
+impl TrustPolicy {
+    /// A policy of exactly one key, `pem`, valid at any time for every run kind: what `verify
+    /// --key` checks against, bypassing the trust policy (as `cosign verify-blob --key` does).
+    pub fn single_key(pem: &Path) -> Result<TrustPolicy, TrustError> {
+        let public_key =
+            PublicKey::from_spki_pem_file(pem).map_err(|source| TrustError::KeyFile {
+                path: pem.to_owned(),
+                keyid: "(--key)".to_owned(),
+                source,
+            })?;
+        Ok(TrustPolicy {
+            path: pem.to_owned(),
+            keys: vec![TrustedKey {
+                keyid: key_id(&public_key),
+                envelope_keyid: envelope_key_id(&public_key),
+                public_key,
+                public_key_path: pem.to_owned(),
+                roles: vec![ONE_OFF_ROLE.to_owned()],
+                not_before: OffsetDateTime::UNIX_EPOCH,
+                not_after: None,
+                revoked: None,
+            }],
+            roles: Some(BTreeMap::from([(
+                ONE_OFF_ROLE.to_owned(),
+                RunKind::ALL.to_vec(),
+            )])),
+            plugins: None,
+        })
+    }
 }
 
 /// RFC 3339 for messages; falls back to `time`'s own format for years RFC 3339 cannot express.

@@ -127,6 +127,71 @@ impl VerifyReport {
             .iter()
             .filter(|f| f.severity != Severity::Warning)
     }
+
+    /// Rewrites every path in the report relative to `root` (the results root), so that a report
+    /// reads the same whatever the verifier's working directory and however a run was reached
+    /// (named on the command line, or followed as an ancestor). The root itself becomes `.`; a
+    /// path outside the root stays absolute.
+    pub fn make_paths_relative(&mut self, root: &Path) {
+        let Some(root) = absolute_path(root) else {
+            return;
+        };
+        let rel = |p: &Path| -> PathBuf {
+            match absolute_path(p) {
+                Some(abs) => match abs.strip_prefix(&root) {
+                    Ok(r) if r.as_os_str().is_empty() => PathBuf::from("."),
+                    Ok(r) => r.to_path_buf(),
+                    Err(_) => abs,
+                },
+                None => p.to_path_buf(),
+            }
+        };
+        for run in &mut self.runs {
+            run.dir = rel(&run.dir);
+        }
+        for f in &mut self.findings {
+            f.run = f.run.as_deref().map(rel);
+            f.file = f.file.as_deref().map(rel);
+        }
+    }
+}
+
+/// `p` made absolute with its directory resolved (symlinks in the directories above it followed,
+/// the last component kept as named, so a symlink finding still names the link).
+fn absolute_path(p: &Path) -> Option<PathBuf> {
+    let abs = std::path::absolute(p).ok()?;
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => Some(
+            fs::canonicalize(parent)
+                .map(|d| d.join(name))
+                .unwrap_or(abs.clone()),
+        ),
+        _ => fs::canonicalize(&abs).ok().or(Some(abs)),
+    }
+}
+
+/// The results root of a verify of `path`: `path` itself for a tree of campaigns, its parent for
+/// a campaign directory, and `<root>` for a run directory `<root>/<campaign>/<run_id>` (or a file
+/// inside one).
+pub fn results_root_of(path: &Path) -> PathBuf {
+    if let Some((run, _)) = enclosing_run(path)
+        && let Some(root) = run.parent().and_then(Path::parent)
+    {
+        return root.to_path_buf();
+    }
+    let holds_runs = |d: &Path| {
+        fs::read_dir(d).is_ok_and(|rd| rd.flatten().any(|e| e.path().join(ENVELOPE_FILE).is_file()))
+    };
+    if holds_runs(path)
+        && let Some(parent) = path.parent()
+    {
+        return if parent.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            parent.to_path_buf()
+        };
+    }
+    path.to_path_buf()
 }
 
 /// Knobs for a verification.
@@ -847,14 +912,14 @@ impl<'a> Verifier<'a> {
                 );
                 continue;
             }
-            if s.digest_pair().is_none() {
+            if s.digest_pair().is_none() || (s.sha256().is_none() && s.legacy_sharded().is_none()) {
                 self.push(
                     Severity::Error,
                     "subject_digest",
                     run,
                     Some(&path),
                     format!(
-                        "run {}: subject {} must carry exactly one digest",
+                        "run {}: subject {} must carry exactly one digest, sha256 (or, in runs signed before manifest schema 1.2, sha256-sharded)",
                         untrusted::display_path(dir),
                         s.name
                     ),
@@ -998,10 +1063,49 @@ impl<'a> Verifier<'a> {
             };
             to_hash.push((s, path, Stamp::of(&listed)));
         }
-        let paths: Vec<PathBuf> = to_hash.iter().map(|(_, p, _)| p.clone()).collect();
-        let digests = digest::digest_files(&paths, manifest.digest, self.opts.on_bytes);
-        for ((s, path, before), got) in to_hash.into_iter().zip(digests) {
-            let (alg, want) = s.digest_pair().expect("checked above");
+        // A subject with a sharded digest (annotated, or the legacy form) is hashed by the run's
+        // method, so one big file uses every core; any other by plain sha256.
+        let by_method: Vec<bool> = to_hash
+            .iter()
+            .map(|(s, _, _)| {
+                (s.sharded_annotation().is_some() && s.sha256().is_some())
+                    || s.legacy_sharded().is_some()
+            })
+            .collect();
+        let pick = |want: bool| -> Vec<PathBuf> {
+            to_hash
+                .iter()
+                .zip(&by_method)
+                .filter(|(_, m)| **m == want)
+                .map(|((_, p, _), _)| p.clone())
+                .collect()
+        };
+        let mut sharded =
+            digest::digest_files(&pick(true), manifest.digest, self.opts.on_bytes).into_iter();
+        let mut plain =
+            digest::digest_files(&pick(false), DigestMethod::Sha256, self.opts.on_bytes)
+                .into_iter();
+        let digests: Vec<_> = by_method
+            .iter()
+            .map(|&m| {
+                if m { sharded.next() } else { plain.next() }.expect("one digest per hashed file")
+            })
+            .collect();
+        for (((s, path, before), got), method_used) in
+            to_hash.into_iter().zip(digests).zip(by_method)
+        {
+            // What the hash must equal: a sharded digest when the file was over one shard (the
+            // annotation, or the legacy subject digest), else the plain sha256.
+            let want = |d: &digest::FileDigest| -> (&'static str, Option<&str>) {
+                if d.algorithm == "sha256" {
+                    ("sha256", s.sha256())
+                } else {
+                    (
+                        "sha256-sharded",
+                        s.sharded_annotation().or(s.legacy_sharded()),
+                    )
+                }
+            };
             // The bytes hashed are the bytes signed only if nothing rewrote the file meanwhile;
             // an in-place rewrite can restore size and mtime, but not the inode change time.
             if got.is_ok() {
@@ -1040,22 +1144,21 @@ impl<'a> Verifier<'a> {
                 ),
                 Ok(d) => {
                     self.report.bytes_hashed += d.size;
-                    if d.algorithm != alg {
-                        self.push(
+                    match want(&d) {
+                        (alg, None) => self.push(
                             Severity::Error,
                             "digest_algorithm",
                             run,
                             Some(&path),
                             format!(
-                                "output {} is signed with digest {alg}, but the run's method {} gives {} for a file of {} bytes",
+                                "output {} is a file of {} bytes, which the run's method {} digests as {alg}, but its subject carries no {alg} digest (signed: {})",
                                 untrusted::display_path(&path),
-                                method_name(manifest.digest),
-                                d.algorithm,
-                                d.size
+                                d.size,
+                                if method_used { method_name(manifest.digest) } else { "sha256".to_string() },
+                                digest_display(&s.digest)
                             ),
-                        );
-                    } else if d.hex != want {
-                        self.push(
+                        ),
+                        (alg, Some(want)) if d.hex != want => self.push(
                             Severity::Error,
                             "digest_mismatch",
                             run,
@@ -1065,7 +1168,8 @@ impl<'a> Verifier<'a> {
                                 untrusted::display_path(&path),
                                 d.hex
                             ),
-                        );
+                        ),
+                        _ => {}
                     }
                 }
             }

@@ -598,7 +598,11 @@ fn envelope_json_shape() {
     );
     assert_eq!(json["payload"], "eyJhIjoxfQ==");
     assert_eq!(json["payloadType"], INTOTO_PAYLOAD_TYPE);
-    assert_eq!(json["signatures"][0]["keyid"], key.key_id());
+    // The securesystemslib default key id (docs/third-party-verify.md), not the policy's SPKI id.
+    assert_eq!(
+        json["signatures"][0]["keyid"],
+        keys::envelope_key_id(&key.public_key())
+    );
     let sig = STANDARD
         .decode(json["signatures"][0]["sig"].as_str().unwrap())
         .unwrap();
@@ -667,7 +671,7 @@ fn keys_come_from_the_policy_not_the_envelope() {
         err.to_string(),
         format!(
             "envelope signature #0 names key \"{}\", which is not in trust policy {}; only keys listed there are trusted, and a signature is checked only against the key its keyid names",
-            fx.keys[1].key_id(),
+            keys::envelope_key_id(&fx.keys[1].public_key()),
             policy.path().display()
         )
     );

@@ -199,7 +199,13 @@ fn full_manifest() -> Manifest {
             backend: "cpu".into(),
             cuda_driver: None,
         },
-        command: None,
+        command: Some(husai_core::manifest::CommandInfo {
+            argv: vec!["python".into(), "train.py".into()],
+            exit_code: 0,
+            started_at: Some("2026-11-28T05:25:01.500Z".into()),
+            finished_at: Some("2026-11-28T05:26:39.750Z".into()),
+            duration_ms: Some(98_250),
+        }),
         extra: json!({}),
         status: husai_core::manifest::RunStatus::Ok,
         status_detail: None,
@@ -210,14 +216,13 @@ fn full_manifest() -> Manifest {
 fn the_statement_format_matches_its_golden_file() {
     let statement = Statement::new(
         vec![
-            Subject {
-                name: "sae_weights.safetensors".into(),
-                digest: BTreeMap::from([("sha256".to_string(), "12".repeat(32))]),
-            },
-            Subject {
-                name: "cfg.json".into(),
-                digest: BTreeMap::from([("sha256".to_string(), "34".repeat(32))]),
-            },
+            // Over one shard: plain sha256 plus the sharded digest in annotations.
+            Subject::new(
+                "sae_weights.safetensors".into(),
+                "12".repeat(32),
+                Some("56".repeat(32)),
+            ),
+            Subject::new("cfg.json".into(), "34".repeat(32), None),
         ],
         full_manifest(),
     );

@@ -11,8 +11,10 @@ use crate::cli;
 /// (public, SPKI).
 ///
 /// Existing files are never overwritten. The key id printed is the lowercase hex sha256 of the
-/// public key's SPKI DER encoding; add it with the public key to keys/trust-policy.json so that
-/// `verify` trusts what this key signs. Keep the private half out of the repository.
+/// public key's SPKI DER encoding, the id the trust policy uses. To make `verify` trust what the
+/// key signs, run `husai-audit trust add NAME.pub.pem --role developer` (or paste the printed
+/// entry into keys/trust-policy.json: its not_before is the time the key was made, so every run
+/// it signs verifies). Keep the private half out of the repository.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Path prefix of the pair, e.g. `~/.husai/dev` writes dev.pem and dev.pub.pem there.
@@ -33,14 +35,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     println!("public key:  {}", public.display());
     println!("key id:      {keyid}");
-    println!(
-        "\nTo trust it, copy the public key into keys/ and add to keys/trust-policy.json:\n  \
-         {{\"keyid\": \"{keyid}\", \"public_key\": \"{}\", \"roles\": [\"developer\"], \
-         \"not_before\": \"<now, RFC 3339>\", \"not_after\": null, \"revoked\": null}}",
-        public
+    // The key did not exist before now, so now is the earliest honest start of its window.
+    let made = time::OffsetDateTime::now_utc();
+    let made = made.replace_nanosecond(0).unwrap_or(made);
+    let entry = serde_json::json!({
+        "keyid": keyid,
+        "public_key": public
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        "roles": ["developer"],
+        "not_before": made
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        "not_after": null,
+        "revoked": null,
+    });
+    println!(
+        "\nTo trust it (verify refuses runs of keys not in the policy):\n  husai-audit trust add {} --role developer\n\
+         or copy the public key into keys/ and add this entry to keys/trust-policy.json \
+         (not_before: when this key was made):\n  {}",
+        public.display(),
+        serde_json::to_string(&entry)?
     );
     Ok(cli::EXIT_OK)
 }

@@ -14,4 +14,5 @@ pub mod plugins;
 pub mod select;
 pub mod show;
 pub mod train;
+pub mod trust;
 pub mod verify;

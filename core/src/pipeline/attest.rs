@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::{Pipeline, PipelineError};
 use crate::inputs;
 use crate::manifest::{CommandInfo, RunKind};
-use crate::store::CommittedRun;
+use crate::store::{CommittedRun, format_timestamp};
 
 /// What to attest.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +43,9 @@ impl Pipeline {
                 recorded.extend(inputs::resolve(spec, self.store.root(), policy)?);
             }
         }
+        // The run starts when its work does: before the command, so that started_at (and the run id) is not the
+        // signing time. Staging waits until the command has succeeded, so a failed command leaves nothing behind.
+        let started = time::OffsetDateTime::now_utc();
         let command = match req.command.split_first() {
             None => None,
             Some((program, args)) => {
@@ -52,20 +55,7 @@ impl Pipeline {
                         req.dir.display()
                     ))
                 })?;
-                let status = std::process::Command::new(program)
-                    .args(args)
-                    .status()
-                    .map_err(|e| PipelineError::Attest(format!("cannot run {program:?}: {e}")))?;
-                if !status.success() {
-                    return Err(PipelineError::CommandFailed {
-                        command: req.command.join(" "),
-                        status: status.to_string(),
-                    });
-                }
-                Some(CommandInfo {
-                    argv: req.command.clone(),
-                    exit_code: status.code().unwrap_or(-1),
-                })
+                Some(run_command(&req.command, program, args)?)
             }
         };
         let meta = std::fs::metadata(&req.dir).map_err(|e| {
@@ -81,7 +71,9 @@ impl Pipeline {
             )));
         }
         refuse_results_inside(&req.dir, self.store.root())?;
-        let staged = self.store.stage(&req.campaign, req.kind)?;
+        let staged = self
+            .store
+            .stage_started_at(&req.campaign, req.kind, started)?;
         copy_tree(&req.dir, staged.dir())?;
         let mut draft = self.draft();
         draft.inputs = recorded;
@@ -89,6 +81,35 @@ impl Pipeline {
         on_bytes_total(dir_size(staged.dir()));
         self.sign(staged, draft, on_bytes)
     }
+}
+
+/// Runs the attested command, timing the child process alone.
+fn run_command(
+    argv: &[String],
+    program: &str,
+    args: &[String],
+) -> Result<CommandInfo, PipelineError> {
+    let started_at = time::OffsetDateTime::now_utc();
+    let clock = std::time::Instant::now();
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .map_err(|e| PipelineError::Attest(format!("cannot run {program:?}: {e}")))?;
+    let duration = clock.elapsed();
+    let finished_at = time::OffsetDateTime::now_utc();
+    if !status.success() {
+        return Err(PipelineError::CommandFailed {
+            command: argv.join(" "),
+            status: status.to_string(),
+        });
+    }
+    Ok(CommandInfo {
+        argv: argv.to_vec(),
+        exit_code: status.code().unwrap_or(-1),
+        started_at: Some(format_timestamp(started_at)),
+        finished_at: Some(format_timestamp(finished_at)),
+        duration_ms: Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+    })
 }
 
 /// Copies `from` into the (existing, empty) directory `to`, refusing anything but regular files and directories.
