@@ -13,7 +13,9 @@ use husai_core::gate::parity::{
     self, UpstreamInputs, UpstreamMode, UpstreamRunInfo, UpstreamThresholds,
 };
 use husai_core::gate::report::{REPORT_JSON, REPORT_MD};
-use husai_core::gate::source::{SourceError, SourcedFile, TrainRunError, read_train_run, read_verified};
+use husai_core::gate::source::{
+    SourceError, SourcedFile, TrainRunError, read_train_run, read_verified,
+};
 use husai_core::gate::strict::{self, StrictInputs};
 use husai_core::gate::{Basis, ExternalMode, GateName, PROFILES, Policy};
 use husai_core::legacy::pyrepr::json_dumps;
@@ -304,16 +306,24 @@ fn run_strict(args: &Args, key: &husai_core::keys::SigningKey) -> anyhow::Result
     let read_runs = || -> Result<_, TrainRunError> {
         let runs = covered
             .iter()
-            .map(|(campaign, run_id)| read_train_run(&args.results.join(campaign).join(run_id), &trust))
+            .map(|(campaign, run_id)| {
+                read_train_run(&args.results.join(campaign).join(run_id), &trust)
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let candidate = args.candidate.as_deref().map(|d| read_train_run(d, &trust)).transpose()?;
+        let candidate = args
+            .candidate
+            .as_deref()
+            .map(|d| read_train_run(d, &trust))
+            .transpose()?;
         Ok((runs, candidate))
     };
     let (random_model_runs, candidate_run) = match read_runs() {
         Ok(runs) => runs,
         Err(e @ TrainRunError::Unverified { .. }) => {
             eprintln!("error: {e}");
-            eprintln!("gate: FAILED (a train run the evidence names does not verify; nothing was signed)");
+            eprintln!(
+                "gate: FAILED (a train run the evidence names does not verify; nothing was signed)"
+            );
             return Ok(cli::exit_fail());
         }
         Err(e) => return Err(e.into()),

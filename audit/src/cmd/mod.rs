@@ -3,8 +3,8 @@
 pub mod attest;
 pub mod claims;
 pub mod data;
-pub mod export;
 pub mod eval;
+pub mod export;
 pub mod gate;
 pub mod import;
 pub mod keygen;
