@@ -68,13 +68,13 @@ for family in ${FAMILIES:-topk batchtopk}; do
 done
 # --- sae-relu (SAELens `standard`) and sae-jumprelu (SAELens `jumprelu`) ---
 # Each trains with `husai-audit train --plugin PLUGIN` on the same data, encodes the first 100 rows with the plugin
-# crate's `encode` example (the family's inference rule on the trained weights; `data encode` reads TopK
+# crate's encode example (`relu_encode`, `jumprelu_encode`) (the family's inference rule on the trained weights; `data encode` reads TopK
 # checkpoints only), and checks that SAELens loads the run as ARCH and encodes those rows like ours within 1e-5.
 # Env: INTEROP_RELU_L1 (l1_coeff, default 0.02), INTEROP_JUMPRELU_TARGET_L0 (32).
 interop_family() {
-    local plugin=$1 arch=$2 crate=$3
-    shift 3
-    (cd "$root" && cargo build --release -p "$crate" -p husai-audit && cargo build --release -p "$crate" --example encode)
+    local plugin=$1 arch=$2 crate=$3 example=$4
+    shift 4
+    (cd "$root" && cargo build --release -p "$crate" -p husai-audit && cargo build --release -p "$crate" --example "$example")
     local sets=()
     for s in "$@"; do sets+=(--set "$s"); done
     "$bin" train --plugin "$plugin" --data "$data" --set d_sae="${INTEROP_D_SAE:-1536}" --seed 0 \
@@ -83,12 +83,12 @@ interop_family() {
     local dir
     dir=$work/$("$venv/bin/python" -c "import json; print(json.load(open('train-$arch.json'))['dir'])")
     echo "trained $plugin: $(tr -d '\n' <"train-$arch.json" | tr -s ' ')" >&2
-    "$root/target/release/examples/encode" "$dir" "$data" 100 "ours-$arch.npy"
+    "$root/target/release/examples/$example" "$dir" "$data" 100 "ours-$arch.npy"
     "$venv/bin/python" "$root/scripts/saelens_interop.py" --checkpoint "$dir" --data "$data" --ours "ours-$arch.npy" \
         --rows 100 --tol 1e-5 --arch "$arch"
 }
 
-interop_family sae-relu standard husai-sae-relu l1_coeff="${INTEROP_RELU_L1:-0.02}" || status=1
-interop_family sae-jumprelu jumprelu husai-sae-jumprelu target_l0="${INTEROP_JUMPRELU_TARGET_L0:-32}" || status=1
+interop_family sae-relu standard husai-sae-relu relu_encode l1_coeff="${INTEROP_RELU_L1:-0.02}" || status=1
+interop_family sae-jumprelu jumprelu husai-sae-jumprelu jumprelu_encode target_l0="${INTEROP_JUMPRELU_TARGET_L0:-32}" || status=1
 
 exit $status

@@ -60,6 +60,7 @@ pub struct GenerateArgs {
     /// Set one option (repeatable, applied in order after --config).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Campaign the generated run belongs to (results/<campaign>/<run_id>/).
     #[arg(long)]
     campaign: String,
     /// Signing key (ed25519 PKCS#8 PEM).
