@@ -207,7 +207,7 @@ fn train_with_an_unknown_plugin_says_what_was_searched() {
     let o = p.run(&[
         "train",
         "--plugin",
-        "sae-relu",
+        "sae-nonexistent",
         "--data",
         "x.npy",
         "--set",
@@ -223,7 +223,7 @@ fn train_with_an_unknown_plugin_says_what_was_searched() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("no plugin named \"sae-relu\""), "{err}");
+    assert!(err.contains("no plugin named \"sae-nonexistent\""), "{err}");
     assert!(err.contains("sae-topk ("), "{err}");
 }
 

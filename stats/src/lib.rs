@@ -640,8 +640,10 @@ pub fn seed_bootstrap_t_mean(
     let n = values.len();
     let root_n = (n as f64).sqrt();
     let se = s.sd / root_n;
-    if se == 0.0 {
-        // Every seed gave the same value: no spread to resample.
+    let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if s.sd <= 64.0 * f64::EPSILON * scale {
+        // Every seed gave the same value up to rounding (a paired difference x + d − x differs from d in its
+        // last bits): no spread to resample, and studentizing rounding noise would give infinite bounds.
         return Ok(Interval {
             estimate: s.mean,
             low: s.mean,

@@ -349,6 +349,7 @@ mod tests {
             to_sparsify(&bad, 2, 3).unwrap_err(),
             "tensor \"W_dec\" has shape [2, 3]; cfg.json implies [3, 2]"
         );
+        let mut bad = src.clone();
         bad.remove("b_dec");
         assert!(
             to_sparsify(&bad, 2, 3)
