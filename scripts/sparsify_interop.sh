@@ -4,7 +4,7 @@
 # venv with torch that persists (the project's peer venv works: HUSAI_SPARSIFY_VENV=/work/venv-peer).
 #
 # 1. installs eai-sparsify into the venv without its dependencies (`--no-deps`: no triton or other GPU kernels),
-#    plus the few packages its modules import (einops, natsort, simple-parsing, huggingface-hub, safetensors);
+#    plus the few packages its modules import (einops, natsort, simple-parsing, huggingface-hub, safetensors, schedulefree);
 # 2. builds husai-audit and the plugins (release);
 # 3. in a scratch directory, trains a TopK SAE with `husai-audit train` as a signed run, on DATA (default: the
 #    MiniLM activation bank in ../shared/data, else a synthetic bank made with `husai-audit data synth`);
@@ -16,6 +16,8 @@
 # Usage: scripts/sparsify_interop.sh [DATA.npy]
 # Env:   HUSAI_SPARSIFY_VENV (default .venv-sparsify), INTEROP_D_SAE (1536), INTEROP_K (32), INTEROP_STEPS (200)
 set -euo pipefail
+# sparsify decodes with Triton when it is importable (a CUDA torch brings it); on a CPU use its eager decoder.
+export SPARSIFY_DISABLE_TRITON=1
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${HUSAI_SPARSIFY_VENV:-$root/.venv-sparsify}
@@ -28,7 +30,7 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
 fi
 if ! "$venv/bin/python" -c "import sparsify" 2>/dev/null; then
     "$venv/bin/pip" install --progress-bar off --no-deps eai-sparsify
-    "$venv/bin/pip" install --progress-bar off einops natsort simple-parsing huggingface-hub safetensors numpy
+    "$venv/bin/pip" install --progress-bar off einops natsort simple-parsing huggingface-hub safetensors numpy schedulefree
 fi
 
 (cd "$root" && cargo build --release -p husai-audit -p husai-sae-topk -p husai-data)
@@ -53,7 +55,7 @@ fi
     --plugin-dir "$root/target/release" --json >train.json
 run=$work/$("$venv/bin/python" -c 'import json; print(json.load(open("train.json"))["dir"])')
 "$bin" export sparsify "$run" sparsify-out >&2
-rows=$("$venv/bin/python" -c 'import json,sys; m=json.load(open(sys.argv[1]))["metrics"]["eval"]["rows"]; print(f"{m[\"start\"]}:{m[\"end\"]}")' train.json)
+rows=$("$venv/bin/python" -c 'import json,sys; m=json.load(open(sys.argv[1]))["metrics"]["eval"]["rows"]; print("%d:%d" % (m["start"], m["end"]))' train.json)
 "$bin" data encode --checkpoint "$run" --data "$data" --rows "$rows" --out ours.npy >&2
 "$venv/bin/python" "$root/scripts/sparsify_interop.py" --export sparsify-out --run "$run" --data "$data" \
     --train-json train.json --ours ours.npy
