@@ -194,11 +194,14 @@ fn decoder(dir: &Path) -> Result<(usize, usize, Vec<f32>), PluginError> {
     read_matrix(&dir.join(SAE_WEIGHTS), Some("W_dec"))
 }
 
+/// The trained embedding part (a) read, for part (b): its values, `p`, `d` and its top key frequencies.
+pub type ReadEmbedding = (Vec<f32>, usize, usize, Vec<usize>);
+
 /// Part (a).
 pub fn embedding_part(
     models: &[PathBuf],
     s: &Settings,
-) -> Result<(Value, Option<(Vec<f32>, usize, usize, Vec<usize>)>), PluginError> {
+) -> Result<(Value, Option<ReadEmbedding>), PluginError> {
     if models.is_empty() {
         return Ok((
             not_evaluated("no model input (give --input model=<toy-modadd run>)".into()),

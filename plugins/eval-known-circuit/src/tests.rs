@@ -247,7 +247,7 @@ fn planted_recovery_is_above_random_for_decoders_near_the_dictionary() {
         w.extend(parts::gaussian(8, d, &mut rng));
         saes.push(sae_dir(tmp.path(), &format!("p{i}"), &w, n + 8, d));
     }
-    let part = planted_part(&[planted.clone()], &saes, &quick()).unwrap();
+    let part = planted_part(std::slice::from_ref(&planted), &saes, &quick()).unwrap();
     assert_eq!(part["outcome"], "recovered_above_random", "{part}");
     assert_eq!(part["trained"]["mean"], 1.0);
     assert_eq!(part["random"]["mean"], 0.0);

@@ -17,7 +17,7 @@ use crate::error::KernelError;
 
 fn check(embed: &[f32], p: usize, d: usize) -> Result<(), KernelError> {
     crate::error::check_len("embedding", embed.len(), p, d)?;
-    if p < 3 || p % 2 == 0 {
+    if p < 3 || p.is_multiple_of(2) {
         return Err(KernelError::Mismatch {
             what: "fourier".into(),
             detail: format!("the modulus p = {p} must be odd and at least 3"),

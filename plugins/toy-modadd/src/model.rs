@@ -183,8 +183,8 @@ pub fn forward(m: &ToyModel, pairs: &[(usize, usize)]) -> Result<Forward, Kernel
         }
         if !m.answer_embed.is_empty() {
             let c = (a + b) % p;
-            for j in 0..d {
-                row[j] += m.answer_embed[c * d + j];
+            for (r, &e) in row.iter_mut().zip(&m.answer_embed[c * d..(c + 1) * d]) {
+                *r += e;
             }
         }
     }
@@ -487,7 +487,7 @@ mod tests {
                 .collect();
             let (_, _, g) = loss_and_grads(&m, &pairs).unwrap();
             let h = 1e-3f32;
-            for t in 0..N_TENSORS {
+            for (t, g_t) in g.iter().enumerate().take(N_TENSORS) {
                 let len = m.tensors_mut()[t].len();
                 for i in (0..len).step_by(len.div_ceil(7).max(1)) {
                     let orig = m.tensors_mut()[t][i];
@@ -497,7 +497,7 @@ mod tests {
                     let down = evaluate(&m, &pairs).unwrap().0;
                     m.tensors_mut()[t][i] = orig;
                     let numeric = (up - down) / (2.0 * f64::from(h));
-                    let analytic = f64::from(g[t][i]);
+                    let analytic = f64::from(g_t[i]);
                     assert!(
                         (numeric - analytic).abs() <= 2e-3 + 2e-2 * numeric.abs(),
                         "leaky {leaky} tensor {t} index {i}: numeric {numeric}, analytic {analytic}"
