@@ -1,6 +1,6 @@
 #!/bin/sh
 # Re-creates the committed signed runs under results/ exactly as they were first made, but with a release build of a
-# clean commit (core/tests/claims_repo.rs fails CI on a committed run that records a dirty tree or a debug build).
+# clean commit (core/tests/suite/claims_repo.rs fails CI on a committed run that records a dirty tree or a debug build).
 #
 #   1. commit your work, so that `git status --untracked-files=no` is clean;
 #   2. scripts/regenerate_results.sh            (from the repository root; needs ../shared and the CI key)

@@ -3,7 +3,7 @@
 //! loader run, and returns whether the input was accepted; none may panic, and each is bounded in
 //! time and memory by its input (which the callers cap: [`crate::dsse::MAX_ENVELOPE_BYTES`],
 //! [`crate::trust::MAX_POLICY_BYTES`]). The corpora live in `fuzz/corpus/<target>/` and are
-//! replayed by `cargo test` (core/tests/verify_mutations.rs).
+//! replayed by `cargo test` (core/tests/suite/verify_mutations.rs).
 
 use std::path::Path;
 

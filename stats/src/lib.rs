@@ -16,7 +16,7 @@
 //! * **Sound small-sample bounds.** Upstream used `mean - 1.96·sd/√n` even for n = 2, where the
 //!   97.5% Student-t quantile is 4.30, not 1.96. [`student_t_quantile`] and [`t_interval`] give
 //!   the correct width. The percentile bootstrap of a mean undercovers badly at small n (about 50 %,
-//!   74 % and 84 % for a nominal 95 % at n = 2, 3, 5; `tests/coverage.rs`), so the bootstrap offered
+//!   74 % and 84 % for a nominal 95 % at n = 2, 3, 5; `tests/suite/coverage.rs`), so the bootstrap offered
 //!   for a mean over seeds is the studentized one, [`seed_bootstrap_t_mean`], from
 //!   [`MIN_BOOTSTRAP_T_SEEDS`] seeds up, where its simulated coverage is close to nominal.
 //! * **Resample seeds, not pairs.** A pairwise statistic over seeds (PWMCC between every two
@@ -563,7 +563,7 @@ fn percentile_interval(estimate: f64, n: usize, mut stats: Vec<f64>, confidence:
 /// a resample draws `n` seeds with replacement. Needs n ≥ 2.
 ///
 /// Not offered by the selector or the gate: at small n it undercovers (simulated 95 % intervals cover the mean
-/// about 50 %, 74 % and 84 % of the time at n = 2, 3, 5; `tests/coverage.rs`), because the spread of resampled
+/// about 50 %, 74 % and 84 % of the time at n = 2, 3, 5; `tests/suite/coverage.rs`), because the spread of resampled
 /// means is narrower than the sampling spread of the mean by a factor √((n−1)/n) and ignores the t tail. Use
 /// [`seed_bootstrap_t_mean`] or [`t_interval`].
 pub fn seed_bootstrap_mean(
@@ -596,7 +596,7 @@ pub fn seed_bootstrap_mean(
 }
 
 /// The fewest seeds [`seed_bootstrap_t_mean`] accepts. From 5 seeds up its simulated coverage is close to nominal
-/// (`tests/coverage.rs`); below, a resample that repeats one seed has no spread and a studentized statistic of
+/// (`tests/suite/coverage.rs`); below, a resample that repeats one seed has no spread and a studentized statistic of
 /// ±∞, and such resamples are frequent enough (1 in 9 at n = 3) to make the interval unbounded.
 pub const MIN_BOOTSTRAP_T_SEEDS: usize = 5;
 
@@ -862,7 +862,7 @@ fn jackknife(leave_out: &[f64]) -> f64 {
 }
 
 /// The fewest seeds per side [`pairwise_difference_bootstrap_t`] accepts. Simulated coverage of its 95 % interval
-/// (`tests/coverage.rs`, seed-effect model, against 21 random seeds): 0.95 at 8 and 12 trained seeds, but 0.91 at
+/// (`tests/suite/coverage.rs`, seed-effect model, against 21 random seeds): 0.95 at 8 and 12 trained seeds, but 0.91 at
 /// 5, so it starts at 8, which is also the number of SAE seeds the `random_model` gate asks for.
 pub const MIN_PAIRWISE_T_SEEDS: usize = 8;
 
@@ -902,7 +902,7 @@ pub fn pairwise_seed_bootstrap(
 /// `t* = (D* − D) / se*`, with `se*² = se_a*² + se_b*²` for independent seeds (for paired seeds, the jackknife of
 /// the difference itself). This is the interval the `random_model` gate reads: the percentile version
 /// ([`pairwise_difference_bootstrap`]) covers only about 89 % for a nominal 95 % with 8 seeds against 21
-/// (`tests/coverage.rs`), this one close to 95 %. Needs [`MIN_PAIRWISE_T_SEEDS`] seeds per side.
+/// (`tests/suite/coverage.rs`), this one close to 95 %. Needs [`MIN_PAIRWISE_T_SEEDS`] seeds per side.
 pub fn pairwise_difference_bootstrap_t(
     a: &PairwiseMatrix,
     b: &PairwiseMatrix,

@@ -141,7 +141,7 @@ pub struct Policy {
     /// practical difference (reference §4.6 P1 proposes 0.05: 5 % of the way from chance to identical dictionaries).
     pub min_chance_normalised_effect: f64,
     /// The fewest trained SAE seeds the random_model gate accepts (the seed-level interval's coverage is simulated
-    /// close to nominal from 8 seeds, `stats/tests/coverage.rs`).
+    /// close to nominal from 8 seeds, `stats/tests/suite/coverage.rs`).
     pub min_random_model_seeds: u64,
     pub min_transcoder_delta: f64,
     pub max_ood_drop: f64,

@@ -93,7 +93,7 @@ pub enum LcbMethod {
     StudentT,
     /// Studentized (bootstrap-t) interval over seeds ([`crate::stats::seed_bootstrap_t_mean`]), from
     /// [`crate::stats::MIN_BOOTSTRAP_T_SEEDS`] seeds per group up. (The percentile bootstrap is not offered: it
-    /// undercovers at small n, `stats/tests/coverage.rs`.)
+    /// undercovers at small n, `stats/tests/suite/coverage.rs`.)
     Bootstrap(BootstrapSpec),
 }
 
