@@ -912,16 +912,22 @@ impl<'a> Verifier<'a> {
                 );
                 continue;
             }
-            if s.digest_pair().is_none() || (s.sha256().is_none() && s.legacy_sharded().is_none()) {
+            // The legacy subject digest (sha256-sharded in place of sha256) is read only from runs written before
+            // manifest schema 1.2; a 1.2 run carrying it was not written by husai and third-party tools cannot match it.
+            let legacy_allowed = !schema_at_least(&manifest.schema_version, 1, 2);
+            if s.digest_pair().is_none()
+                || (s.sha256().is_none() && (s.legacy_sharded().is_none() || !legacy_allowed))
+            {
                 self.push(
                     Severity::Error,
                     "subject_digest",
                     run,
                     Some(&path),
                     format!(
-                        "run {}: subject {} must carry exactly one digest, sha256 (or, in runs signed before manifest schema 1.2, sha256-sharded)",
+                        "run {}: subject {} must carry exactly one digest, sha256 (or, in runs signed before manifest schema 1.2, sha256-sharded; this run's manifest is schema {})",
                         untrusted::display_path(dir),
-                        s.name
+                        s.name,
+                        manifest.schema_version
                     ),
                 );
                 continue;
@@ -1460,6 +1466,13 @@ fn parse_json(bytes: &[u8]) -> Result<Value, String> {
             e.column()
         )
     })
+}
+
+/// Whether a `MAJOR.MINOR` schema version is at least `major.minor` (an unparsable minor counts as 0).
+fn schema_at_least(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let (have_major, have_minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (have_major, have_minor) >= (major, minor)
 }
 
 #[cfg(test)]

@@ -205,9 +205,10 @@ impl Pipeline {
     /// Records a file the run reads: linked to its run (with the signed digest) when it lies inside a verified
     /// run, else by plain sha256. Also returns the file's plain sha256, which is what a plugin reports having read.
     ///
-    /// A run's subjects are usually signed with the sharded digest, so the plain sha256 of a run-linked input is a
-    /// second reading of the file. It is taken before and after the run is verified and must not change, so the
-    /// plain digest is that of the very bytes verification accepted.
+    /// The plain sha256 of a run-linked input is a second reading of the file (verification may have hashed it by
+    /// its sharded digest, and runs signed before manifest schema 1.2 carry only that one). It is taken before and
+    /// after the run is verified and must not change, so the plain digest is that of the very bytes verification
+    /// accepted.
     pub fn record_input(
         &self,
         path: &Path,

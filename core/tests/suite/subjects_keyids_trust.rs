@@ -152,6 +152,45 @@ fn a_run_signed_in_the_legacy_sharded_form_still_verifies_and_tampering_is_caugh
 }
 
 #[test]
+fn the_legacy_sharded_form_is_refused_in_a_run_whose_manifest_is_schema_1_2() {
+    // A run written now (manifest 1.2), re-signed by its own trusted key with the big file's subject rewritten to
+    // the pre-1.2 form: only runs older than 1.2 may name a file by its sharded digest alone.
+    let key = keys::generate();
+    let (t, run) = small_shard_run(&key);
+    let mut st: serde_json::Value = serde_json::to_value(statement_of(&run)).unwrap();
+    assert_eq!(st["predicate"]["schema_version"], "1.2");
+    for s in st["subject"].as_array_mut().unwrap() {
+        if s["name"] == "big.bin" {
+            let hex = s["annotations"][SHARDED_ANNOTATION].clone();
+            s["digest"] = serde_json::json!({ "sha256-sharded": hex });
+            s.as_object_mut().unwrap().remove("annotations");
+        }
+    }
+    let payload = serde_json::to_vec(&st).unwrap();
+    let env =
+        husai_core::dsse::sign_envelope(husai_core::dsse::INTOTO_PAYLOAD_TYPE, &payload, &key);
+    std::fs::write(
+        run.join("husai.dsse.json"),
+        serde_json::to_vec(&env).unwrap(),
+    )
+    .unwrap();
+    let r = verify_tree(&t.path().join("results"), &t.path().join("keys"));
+    assert!(!r.passed());
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.code == "subject_digest")
+        .unwrap_or_else(|| panic!("{:?}", r.findings));
+    assert!(
+        f.message
+            .contains("subject big.bin must carry exactly one digest, sha256")
+            && f.message.contains("this run's manifest is schema 1.2"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
 fn envelopes_carry_the_securesystemslib_key_id_and_old_ids_still_verify() {
     // securesystemslib 1.6 (SSlibKey.from_crypto) gives keys/ci.pub.pem this key id.
     let ci = PublicKey::from_spki_pem_file(repo().join("keys/ci.pub.pem")).unwrap();
