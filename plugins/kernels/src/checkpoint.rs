@@ -270,7 +270,7 @@ pub fn family_config(family: &dyn crate::family::Family, d_in: usize, d_sae: usi
         ("apply_b_dec_to_input", json!(true)),
         ("normalize_activations", json!("none")),
         ("reshape_activations", json!("none")),
-        ("metadata", json!({})),
+        ("metadata", saelens_metadata()),
     ] {
         cfg.insert(k.into(), v);
     }
@@ -466,6 +466,10 @@ mod tests {
         assert_eq!(cfg["architecture"], "topk");
         assert_eq!(cfg["k"], 3);
         assert_eq!(cfg["metadata"]["sae_lens_version"], SAELENS_LAYOUT_VERSION);
+        // Every family's writer carries the same metadata: without sae_lens_version SAELens reads the file as a
+        // pre-6.0 config and drops `metadata` (issue #9 item 3).
+        let family = family_config(&crate::families::TopK::new(3, 10), 6, 10);
+        assert_eq!(family["metadata"], saelens_metadata());
     }
 
     #[test]
