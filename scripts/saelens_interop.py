@@ -36,6 +36,10 @@ def main() -> int:
     # SAELens keeps cfg.json's metadata only when it carries sae_lens_version (v6 layout); check it survived the load.
     with open(f"{args.checkpoint}/cfg.json") as f:
         written = json.load(f)["metadata"]
+    if "sae_lens_version" not in written:
+        print(f"FAIL: cfg.json metadata has no sae_lens_version ({sorted(written)}); SAELens would read it as pre-6.0",
+              file=sys.stderr)
+        return 1
     kept = sae.cfg.metadata.to_dict() if hasattr(sae.cfg.metadata, "to_dict") else dict(vars(sae.cfg.metadata))
     for key, value in written.items():
         if key not in kept or kept[key] != value:
