@@ -47,6 +47,10 @@ pub const SCHEMAS: &[(&str, &str)] = &[
         "closure-summary.v1",
         include_str!("../../schemas/closure-summary.v1.json"),
     ),
+    (
+        "trained-vs-random.v1",
+        include_str!("../../schemas/trained-vs-random.v1.json"),
+    ),
 ];
 
 /// A document that does not satisfy its schema. Holds every violation, not only the first.

@@ -28,7 +28,11 @@ pub const ENVELOPE_SCHEMA: &str = "eval-summary.v1";
 
 /// The summary schemas an eval plugin may sign a summary under (each embedded in [`crate::schema`]). A summary's
 /// shape is fixed by husai, not by the plugin that writes it: a new eval adds its schema here.
-pub const SUMMARY_SCHEMAS: &[&str] = &[ENVELOPE_SCHEMA, "closure-summary.v1"];
+pub const SUMMARY_SCHEMAS: &[&str] = &[
+    ENVELOPE_SCHEMA,
+    "closure-summary.v1",
+    "trained-vs-random.v1",
+];
 
 /// The role of an `--input` given without `ROLE=`.
 pub const DEFAULT_ROLE: &str = "run";

@@ -1,58 +1,100 @@
-//! Trained versus random (upstream HUSAI's phase 4a, the input of the release gate's `random_model` gate): are the
-//! dictionaries of SAEs trained from different seeds more alike than random dictionaries of the same shape?
+//! `trained-vs-random` (upstream HUSAI's phase 4a, the input of the strict release gate's `random_model` gate): are
+//! the dictionaries of SAEs trained from different seeds more alike than random dictionaries of the same shape and
+//! init law? Writes `trained_vs_random.json` (schemas/trained-vs-random.v1.json) through the eval contract
+//! (docs/eval-contract.md).
+//!
+//! Inputs: `--input sae=RUN`, one per seed, at least [`MIN_SEEDS`] (the gate asks for 8): SAE train runs of one
+//! family and one configuration (their recorded configs equal but for `seed`), so one shape.
 //!
 //! * **Trained**: PWMCC ([`husai_kernels::stats::pwmcc`], the one definition) between the decoders of every two
-//!   SAE seeds, at least [`MIN_SEEDS`].
-//! * **Random**: PWMCC between every two of [`Config::random_draws`] (default 21, so 210 pairs) Gaussian
-//!   dictionaries of the same shape, rows drawn i.i.d. N(0, 1) (upstream's null; the direction of an isotropic
-//!   Gaussian row is uniform, so any row scale gives the same PWMCC).
-//! * **Difference** of the mean pairwise PWMCC, bounded directly by the studentized seed-level bootstrap
-//!   ([`husai_kernels::stats::pairwise_difference_bootstrap_t`]): seeds, not pairs, are resampled on each side.
-//!   It needs [`husai_kernels::stats::MIN_PAIRWISE_T_SEEDS`] trained seeds; with fewer the bound is `null` with a
-//!   reason, and the gate cannot pass.
+//!   SAE seeds.
+//! * **Random**: [`Settings::random_draws`] (default 200) decoders drawn with the trainers' own initialisation,
+//!   compared in disjoint pairs ([`null`]: why that law and why that pairing).
+//! * **Difference** of the means, bounded by a studentized seed-level bootstrap ([`interval`]): trained seeds and
+//!   random pairs, each the independent unit of its side, are resampled. With fewer than
+//!   [`husai_kernels::stats::MIN_PAIRWISE_T_SEEDS`] trained seeds the bound is `null` with a reason, and the gate
+//!   cannot pass.
 //! * **Chance-normalised effect** `(trained − random) / (1 − random)`, the gate's practical threshold.
 //! * **Mann–Whitney U** of trained pairs against random pairs, exact p where defined: reported, not gated on
-//!   (pairs share seeds, so it is anti-conservative).
+//!   (trained pairs share seeds, so it is anti-conservative).
 //!
-//! The summary ([`evaluate`]) follows `schemas/trained-vs-random.v1.json`.
+//! The summary lists the SAE runs it covers (`sae_runs`: campaign, run id, seed, family, configuration); the gate
+//! reads those runs' manifests itself and checks them against the release candidate.
 
-use husai_kernels::rng::SplitMix64;
-use husai_kernels::stats::{
-    self, BootstrapSpec, Dictionary, PairwiseMatrix, SeedDesign, StatsError,
+pub mod inputs;
+pub mod interval;
+pub mod null;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use husai_kernels::stats::{self, BootstrapSpec, Dictionary, MAX_SEED, StatsError};
+use husai_plugin_api::{
+    Capability, Description, Plugin, PluginError, PluginKind, Progress, RunRequest,
 };
 use serde_json::{Value, json};
 
+pub use inputs::{SaeRun, read_sae_run};
+
 /// The fewest SAE seeds the evaluation accepts (the gate asks for 8).
 pub const MIN_SEEDS: usize = 5;
+/// The fewest random decoders (issue #11: a distribution from at least 200 draws).
+pub const MIN_RANDOM_DRAWS: usize = 200;
 /// The schema of the summary.
 pub const SCHEMA: &str = "trained-vs-random.v1";
+/// The plugin's name and its one eval.
+pub const EVAL: &str = "trained-vs-random";
+/// The summary's file name (what `husai-audit gate --phase4a` is given).
+pub const SUMMARY: &str = "trained_vs_random.json";
+/// The only input role.
+pub const ROLE: &str = "sae";
 
-/// One trained SAE: which signed run it is and its decoder (`[d_sae, d_in]` row-major, SAELens `W_dec`).
-#[derive(Debug, Clone)]
-pub struct SaeRun {
-    pub campaign: String,
-    pub run_id: String,
-    pub seed: u64,
-    pub d_sae: usize,
-    pub d_in: usize,
-    pub w_dec: Vec<f32>,
+const KEYS: [&str; 5] = [
+    "random_draws",
+    "random_seed",
+    "bootstrap",
+    "bootstrap_seed",
+    "confidence",
+];
+
+fn schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "trained-vs-random config",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "random_draws": {"type": "integer", "minimum": MIN_RANDOM_DRAWS, "maximum": 100000, "multipleOf": 2,
+                             "default": 200,
+                             "description": "random decoders of the SAEs' shape and init law, compared in disjoint pairs (even, at least 200)"},
+            "random_seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "default": 1000,
+                            "description": "seed of the random decoders (draw i is the trainers' init for sub-stream i)"},
+            "bootstrap": {"type": "integer", "minimum": 100, "maximum": 1000000, "default": 10000,
+                          "description": "bootstrap resamples of the seed-level interval"},
+            "bootstrap_seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED,
+                               "default": BootstrapSpec::default().seed,
+                               "description": "seed of the bootstrap"},
+            "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95,
+                           "description": "two-sided confidence of the interval of the difference"}
+        }
+    })
 }
 
-/// Evaluation settings.
-#[derive(Debug, Clone, Copy)]
-pub struct Config {
-    /// Random dictionaries drawn (every two are compared): at least 21, i.e. 210 pairs.
+/// The evaluation's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Random decoders drawn, compared in `random_draws / 2` disjoint pairs: even, at least [`MIN_RANDOM_DRAWS`].
     pub random_draws: usize,
-    /// Seed of the random dictionaries (draw i uses stream i of it).
+    /// Seed of the random decoders ([`null::draw_seed`]).
     pub random_seed: u64,
     pub bootstrap: BootstrapSpec,
     pub confidence: f64,
 }
 
-impl Default for Config {
+impl Default for Settings {
     fn default() -> Self {
-        Config {
-            random_draws: 21,
+        Settings {
+            random_draws: 200,
             random_seed: 1000,
             bootstrap: BootstrapSpec::default(),
             confidence: 0.95,
@@ -60,10 +102,73 @@ impl Default for Config {
     }
 }
 
+impl Settings {
+    /// The settings of a config object: defaults for absent keys; an unknown key or a bad value is an error that
+    /// names the key. (The host validates the config against [`schema`] first; this holds the plugin to the same
+    /// rules when it is called as a library.)
+    pub fn from_config(c: &Value) -> Result<Settings, EvalError> {
+        let bad = |m: String| EvalError::Config(m);
+        let obj = c
+            .as_object()
+            .ok_or_else(|| bad(format!("the config must be an object, got {c}")))?;
+        if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(bad(format!(
+                "unknown config key {k:?}; trained-vs-random reads {}",
+                KEYS.join(", ")
+            )));
+        }
+        let int = |k: &str, min: u64, max: u64| -> Result<Option<u64>, EvalError> {
+            match obj.get(k) {
+                None => Ok(None),
+                Some(v) => match v.as_u64() {
+                    Some(x) if (min..=max).contains(&x) => Ok(Some(x)),
+                    _ => Err(bad(format!(
+                        "config key {k:?} must be an integer from {min} to {max}, got {v}"
+                    ))),
+                },
+            }
+        };
+        let d = Settings::default();
+        let random_draws = int("random_draws", 0, 100_000)?.map_or(d.random_draws, |v| v as usize);
+        if random_draws < MIN_RANDOM_DRAWS {
+            return Err(bad(format!(
+                "config key \"random_draws\" is {random_draws}: the random null needs at least \
+                 {MIN_RANDOM_DRAWS} draws"
+            )));
+        }
+        if random_draws % 2 != 0 {
+            return Err(bad(format!(
+                "config key \"random_draws\" is {random_draws}: it must be even (draws are compared in disjoint \
+                 pairs)"
+            )));
+        }
+        let confidence = match obj.get("confidence") {
+            None => d.confidence,
+            Some(v) => v.as_f64().filter(|x| *x > 0.0 && *x < 1.0).ok_or_else(|| {
+                bad(format!(
+                    "config key \"confidence\" must be a number strictly between 0 and 1, got {v}"
+                ))
+            })?,
+        };
+        Ok(Settings {
+            random_draws,
+            random_seed: int("random_seed", 0, MAX_SEED)?.unwrap_or(d.random_seed),
+            bootstrap: BootstrapSpec {
+                resamples: int("bootstrap", 100, 1_000_000)?
+                    .map_or(d.bootstrap.resamples, |v| v as u32),
+                seed: int("bootstrap_seed", 0, MAX_SEED)?.unwrap_or(d.bootstrap.seed),
+            },
+            confidence,
+        })
+    }
+}
+
 /// Why the evaluation could not run.
 #[derive(Debug)]
 pub enum EvalError {
-    /// The inputs do not allow the comparison (too few seeds, mixed shapes, duplicate seeds).
+    /// A config value is not acceptable.
+    Config(String),
+    /// The inputs do not allow the comparison (too few seeds, mixed families, configurations or shapes, ...).
     Inputs(String),
     Stats(StatsError),
 }
@@ -71,7 +176,7 @@ pub enum EvalError {
 impl std::fmt::Display for EvalError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            EvalError::Inputs(m) => f.write_str(m),
+            EvalError::Config(m) | EvalError::Inputs(m) => f.write_str(m),
             EvalError::Stats(e) => write!(f, "{e}"),
         }
     }
@@ -85,21 +190,14 @@ impl From<StatsError> for EvalError {
     }
 }
 
-/// A random dictionary of `rows × dim` i.i.d. standard normal values from stream `id` of `seed`.
-pub fn gaussian_dictionary(seed: u64, id: u64, rows: usize, dim: usize) -> Vec<f32> {
-    let mut rng = SplitMix64::stream(seed, id);
-    (0..rows * dim).map(|_| rng.normal() as f32).collect()
-}
-
-/// PWMCC between every two dictionaries, as `(i, j, value)` for i < j.
-fn all_pairs(dicts: &[Dictionary<'_>]) -> Result<Vec<(usize, usize, f64)>, StatsError> {
-    let mut out = Vec::new();
-    for i in 0..dicts.len() {
-        for j in i + 1..dicts.len() {
-            out.push((i, j, stats::pwmcc(&dicts[i], &dicts[j])?));
+impl From<EvalError> for PluginError {
+    fn from(e: EvalError) -> Self {
+        match e {
+            EvalError::Config(m) => PluginError::invalid_config(m),
+            EvalError::Inputs(m) => PluginError::invalid_input(m),
+            EvalError::Stats(e) => PluginError::failed(e.to_string()),
         }
     }
-    Ok(out)
 }
 
 fn group_summary(values: &[f64]) -> Result<Value, StatsError> {
@@ -112,26 +210,71 @@ fn group_summary(values: &[f64]) -> Result<Value, StatsError> {
     Ok(json!({"mean": s.mean, "sd": s.sd, "min": min, "max": max, "n_pairs": values.len()}))
 }
 
-/// Runs the evaluation on `runs` (one per SAE seed, one shape) and returns the summary.
-pub fn evaluate(runs: &[SaeRun], family: &str, cfg: &Config) -> Result<Value, EvalError> {
+/// The keys whose values differ between two configurations, for messages.
+fn differing_keys(a: &Value, b: &Value) -> Vec<String> {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return vec!["(not objects)".into()];
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&Value>| v.map_or("absent".to_string(), Value::to_string);
+            format!("{k}: {} vs {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect()
+}
+
+/// The runs must be at least [`MIN_SEEDS`] distinct seeds of one family, configuration and shape.
+fn check_runs(runs: &[SaeRun]) -> Result<(), EvalError> {
     if runs.len() < MIN_SEEDS {
         return Err(EvalError::Inputs(format!(
-            "trained-vs-random needs at least {MIN_SEEDS} SAE seeds, got {}",
+            "trained-vs-random needs at least {MIN_SEEDS} SAE runs (seeds), got {}; give one --input sae=RUN per \
+             seed",
             runs.len()
         )));
     }
-    if cfg.random_draws < 21 {
-        return Err(EvalError::Inputs(format!(
-            "random_draws must be at least 21 (210 random pairs), got {}",
-            cfg.random_draws
-        )));
-    }
-    let (d_sae, d_in) = (runs[0].d_sae, runs[0].d_in);
-    for r in runs {
-        if (r.d_sae, r.d_in) != (d_sae, d_in) {
+    let first = &runs[0];
+    let name = |r: &SaeRun| format!("{}/{}", r.campaign, r.run_id);
+    for r in &runs[1..] {
+        if r.family != first.family {
             return Err(EvalError::Inputs(format!(
-                "run {}/{} is {}x{} but run {}/{} is {d_sae}x{d_in}; compare SAEs of one shape",
-                r.campaign, r.run_id, r.d_sae, r.d_in, runs[0].campaign, runs[0].run_id
+                "SAE run {} is family {} but run {} is family {}; compare seeds of one family and configuration",
+                name(r),
+                r.family,
+                name(first),
+                first.family
+            )));
+        }
+        if r.configuration != first.configuration {
+            return Err(EvalError::Inputs(format!(
+                "SAE run {} and run {} are configurations that differ in more than the seed ({}); compare seeds \
+                 of one family and configuration",
+                name(r),
+                name(first),
+                differing_keys(&r.configuration, &first.configuration).join(", ")
+            )));
+        }
+        if (r.d_sae, r.d_in) != (first.d_sae, first.d_in) {
+            return Err(EvalError::Inputs(format!(
+                "SAE run {} is {}x{} but run {} is {}x{}; compare SAEs of one shape",
+                name(r),
+                r.d_sae,
+                r.d_in,
+                name(first),
+                first.d_sae,
+                first.d_in
+            )));
+        }
+        if r.w_dec.len() != r.d_sae * r.d_in {
+            return Err(EvalError::Inputs(format!(
+                "SAE run {}: W_dec has {} values, not {}x{}",
+                name(r),
+                r.w_dec.len(),
+                r.d_sae,
+                r.d_in
             )));
         }
     }
@@ -143,70 +286,94 @@ pub fn evaluate(runs: &[SaeRun], family: &str, cfg: &Config) -> Result<Value, Ev
             w[0]
         )));
     }
+    Ok(())
+}
+
+/// Runs the evaluation on `runs` (one per SAE seed) and returns the summary. `progress(done, total)` is called as
+/// PWMCCs are computed.
+pub fn evaluate(
+    runs: &[SaeRun],
+    s: &Settings,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Value, EvalError> {
+    check_runs(runs)?;
+    let (d_sae, d_in) = (runs[0].d_sae, runs[0].d_in);
+    let n = runs.len();
+    let random_n = s.random_draws / 2;
+    let total = (n * (n - 1) / 2 + random_n + 1) as u64;
+    let mut done = 0u64;
+    progress(done, total);
+
     let trained: Vec<Dictionary<'_>> = runs
         .iter()
         .map(|r| Dictionary::new(&r.w_dec, r.d_sae, r.d_in))
         .collect::<Result<_, _>>()?;
-    let trained_pairs = all_pairs(&trained)?;
-    let random_values: Vec<Vec<f32>> = (0..cfg.random_draws)
-        .map(|i| gaussian_dictionary(cfg.random_seed, i as u64, d_sae, d_in))
-        .collect();
-    let random: Vec<Dictionary<'_>> = random_values
-        .iter()
-        .map(|v| Dictionary::new(v, d_sae, d_in))
-        .collect::<Result<_, _>>()?;
-    let random_pairs = all_pairs(&random)?;
-    let t_matrix = PairwiseMatrix::from_pairs(runs.len(), &trained_pairs)?;
-    let r_matrix = PairwiseMatrix::from_pairs(cfg.random_draws, &random_pairs)?;
-    let (t_mean, r_mean) = (t_matrix.mean(), r_matrix.mean());
-    let t_values: Vec<f64> = trained_pairs.iter().map(|p| p.2).collect();
-    let r_values: Vec<f64> = random_pairs.iter().map(|p| p.2).collect();
-    let interval = stats::pairwise_difference_bootstrap_t(
-        &t_matrix,
-        &r_matrix,
-        SeedDesign::Independent,
-        cfg.confidence,
-        cfg.bootstrap,
-    );
-    let difference = match &interval {
-        Ok(i) => json!({"estimate": t_mean - r_mean, "ci_low": i.low, "ci_high": i.high}),
-        Err(e) => {
-            json!({"estimate": t_mean - r_mean, "ci_low": null, "ci_high": null, "reason": e.to_string()})
+    let mut trained_pairs = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            trained_pairs.push((i, j, stats::pwmcc(&trained[i], &trained[j])?));
+            done += 1;
+            progress(done, total);
         }
+    }
+    let random = null::random_pairs(d_sae, d_in, s.random_draws, s.random_seed, &mut |_| {
+        done += 1;
+        progress(done, total);
+    })?;
+    let t_matrix = interval::Pairwise::from_pairs(n, &trained_pairs)?;
+    let t_values: Vec<f64> = trained_pairs.iter().map(|p| p.2).collect();
+    let (t_mean, r_mean) = (t_matrix.mean(), stats::mean(&random)?);
+    let bound = interval::difference(&t_matrix, &random, s.confidence, s.bootstrap);
+    done += 1;
+    progress(done, total);
+
+    let mut difference = match &bound {
+        Ok(i) => json!({"estimate": t_mean - r_mean, "ci_low": i.low, "ci_high": i.high}),
+        Err(e) => json!({"estimate": t_mean - r_mean, "ci_low": null, "ci_high": null,
+                         "reason": e.to_string()}),
     };
-    let mut difference = difference;
-    difference["confidence"] = json!(cfg.confidence);
+    difference["confidence"] = json!(s.confidence);
     difference["method"] = json!(
-        "studentized seed-level bootstrap (husai_stats::pairwise_difference_bootstrap_t): seeds drawn with replacement on each side independently, pairs of distinct drawn seeds averaged, jackknife standard errors"
+        "studentized seed-level bootstrap: trained SAE seeds drawn with replacement (pairs of distinct drawn \
+         seeds averaged, jackknife standard error over seeds), random disjoint-pair values drawn with replacement \
+         (standard error sd/sqrt(m)), independently"
     );
-    difference["resamples"] = json!(cfg.bootstrap.resamples);
-    difference["bootstrap_seed"] = json!(cfg.bootstrap.seed);
+    difference["resamples"] = json!(s.bootstrap.resamples);
+    difference["bootstrap_seed"] = json!(s.bootstrap.seed);
     let effect = stats::chance_normalised(t_mean, r_mean)?;
-    let mw = stats::mann_whitney_greater(&t_values, &r_values)?;
-    let pairs: Vec<Value> = trained_pairs
-        .iter()
-        .map(|&(i, j, v)| json!({"run_a": runs[i].run_id, "run_b": runs[j].run_id, "pwmcc": v}))
-        .collect();
-    let conclusion = match &interval {
+    let mw = stats::mann_whitney_greater(&t_values, &random)?;
+    let conclusion = match &bound {
         Ok(i) if i.low > 0.0 => "above_random",
         Ok(_) => "not_above_random",
         Err(_) => "not_evaluated",
     };
     let mut trained_summary = group_summary(&t_values)?;
-    trained_summary["n_seeds"] = json!(runs.len());
+    trained_summary["n_seeds"] = json!(n);
     trained_summary["seeds"] = json!(runs.iter().map(|r| r.seed).collect::<Vec<_>>());
-    trained_summary["pairs"] = Value::Array(pairs);
-    let mut random_summary = group_summary(&r_values)?;
-    random_summary["n_draws"] = json!(cfg.random_draws);
-    random_summary["init"] = json!("gaussian");
-    random_summary["seed"] = json!(cfg.random_seed);
+    trained_summary["pairs"] = trained_pairs
+        .iter()
+        .map(|&(i, j, v)| json!({"run_a": runs[i].run_id, "run_b": runs[j].run_id, "pwmcc": v}))
+        .collect();
+    let mut random_summary = group_summary(&random)?;
+    random_summary["n_draws"] = json!(s.random_draws);
+    random_summary["init"] = json!(null::INIT_LAW);
+    random_summary["pairing"] = json!(null::PAIRING);
+    random_summary["seed"] = json!(s.random_seed);
+    let sae_runs: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            json!({"campaign": r.campaign, "run_id": r.run_id, "seed": r.seed, "family": r.family,
+                   "configuration": r.configuration})
+        })
+        .collect();
     Ok(json!({
         "schema": SCHEMA,
-        "eval": "trained-vs-random",
+        "eval": EVAL,
         "schema_version": "1.0",
-        "family": family,
+        "family": runs[0].family,
+        "configuration": runs[0].configuration,
         "shape": {"d_sae": d_sae, "d_in": d_in},
-        "sae_runs": runs.iter().map(|r| json!({"campaign": r.campaign, "run_id": r.run_id, "seed": r.seed})).collect::<Vec<_>>(),
+        "sae_runs": sae_runs,
         "trained": trained_summary,
         "random": random_summary,
         "difference": difference,
@@ -219,27 +386,61 @@ pub fn evaluate(runs: &[SaeRun], family: &str, cfg: &Config) -> Result<Value, Ev
             "method": mw.method(),
             "p_exact": mw.p_exact,
             "p_asymptotic": mw.p_asymptotic,
-            "note": "pairs share seeds, so this p is anti-conservative; reported, not gated on",
+            "note": "trained pairs share seeds, so this p is anti-conservative; reported, not gated on",
         },
         "conclusion": conclusion,
     }))
 }
 
-/// Reads the decoder of the SAE checkpoint in `dir` (`cfg.json` + `sae_weights.safetensors`, the SAELens layout
-/// every husai trainer writes) through the kernels' checkpoint reader.
-pub fn read_sae_run(
-    dir: &std::path::Path,
-    campaign: &str,
-    run_id: &str,
-    seed: u64,
-) -> Result<SaeRun, husai_kernels::checkpoint::CheckpointError> {
-    let parts = husai_kernels::checkpoint::read(dir)?;
-    Ok(SaeRun {
-        campaign: campaign.to_string(),
-        run_id: run_id.to_string(),
-        seed,
-        d_sae: parts.d_sae,
-        d_in: parts.d_in,
-        w_dec: parts.w_dec,
-    })
+/// The SAE run directories in `--input` order: role `sae` only, `sae/i` sorted by `i`.
+pub fn sae_inputs(inputs: &BTreeMap<String, PathBuf>) -> Result<Vec<PathBuf>, EvalError> {
+    let mut out = Vec::new();
+    for (key, dir) in inputs {
+        let (role, i) = key.split_once('/').unwrap_or((key, "0"));
+        if role != ROLE {
+            return Err(EvalError::Inputs(format!(
+                "input role {role:?} ({key}) is not one this eval reads; give each SAE run as --input {ROLE}=RUN"
+            )));
+        }
+        out.push((i.parse::<usize>().unwrap_or(usize::MAX), dir.clone()));
+    }
+    out.sort();
+    Ok(out.into_iter().map(|(_, d)| d).collect())
 }
+
+struct TrainedVsRandom;
+
+impl Plugin for TrainedVsRandom {
+    fn describe() -> Description {
+        Description {
+            name: EVAL.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            kind: PluginKind::Eval,
+            architectures: vec![],
+            evals: vec![EVAL.into()],
+            config_schema: schema(),
+            capabilities: vec![Capability::Cpu],
+        }
+    }
+
+    fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
+        let s = Settings::from_config(&request.config)?;
+        let runs = sae_inputs(&request.inputs)?
+            .iter()
+            .map(|d| read_sae_run(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let summary = evaluate(&runs, &s, &mut |done, total| {
+            progress.report(done, total, "trained-vs-random: PWMCC")
+        })?;
+        let path = request.output_dir.join(SUMMARY);
+        let text = serde_json::to_string_pretty(&summary).expect("a JSON value serialises");
+        std::fs::write(&path, text)
+            .map_err(|e| PluginError::output(format!("{}: {e}", path.display())))?;
+        Ok(json!({"outputs": [SUMMARY], "summary": SUMMARY}))
+    }
+}
+
+husai_plugin_api::export_plugin!(TrainedVsRandom);
+
+#[cfg(test)]
+mod tests;
