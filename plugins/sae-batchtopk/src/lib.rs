@@ -15,79 +15,42 @@
 
 mod config;
 
-use husai_kernels::trainer::{FamilyRun, Hooks, TrainerError, run_family};
-use husai_plugin_api::{
-    Capability, Description, Plugin, PluginError, PluginKind, Progress, RunRequest,
-};
-use serde_json::Value;
+use husai_kernels::engine::EngineConfig;
+use husai_kernels::families::BatchTopK;
+use husai_kernels::trainer::plugin::TrainerConfig;
+use husai_kernels::trainer::{CommonConfig, TrainerError};
+use serde_json::{Map, Value};
 
 pub use config::{BatchTopKConfig, DEFAULT_AUX_COEFF, FAMILY_KEYS, config_schema};
 pub use husai_kernels::trainer::family_run::OUTPUTS;
 
-struct SaeBatchTopK;
+impl TrainerConfig for BatchTopKConfig {
+    const PLUGIN: &'static str = "sae-batchtopk";
+    const ARCHITECTURES: &'static [&'static str] = &["batchtopk"];
+    const TRAIN_RULE_L0: bool = true;
+    type Family = BatchTopK;
 
-impl Plugin for SaeBatchTopK {
-    fn describe() -> Description {
-        Description {
-            name: "sae-batchtopk".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Trainer,
-            architectures: vec!["batchtopk".into()],
-            evals: vec![],
-            config_schema: config_schema(),
-            capabilities: vec![Capability::Cpu],
-        }
+    fn schema() -> Value {
+        config_schema()
     }
-
-    fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
-        run(request, progress)
+    fn from_json(config: &Value) -> Result<Self, TrainerError> {
+        BatchTopKConfig::from_json(config)
     }
-}
-
-husai_plugin_api::export_plugin!(SaeBatchTopK);
-
-fn plugin_error(e: TrainerError) -> PluginError {
-    match e {
-        TrainerError::Config { .. } => PluginError::invalid_config(format!("sae-batchtopk {e}")),
-        TrainerError::Input(m) => PluginError::invalid_input(m),
-        TrainerError::Output(m) => PluginError::output(m),
-        TrainerError::Failed(m) => PluginError::failed(m),
+    fn effective(&self) -> Map<String, Value> {
+        BatchTopKConfig::effective(self)
+    }
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+    fn family(&self) -> BatchTopK {
+        BatchTopKConfig::family(self)
+    }
+    fn engine_config(&self, d_in: usize) -> EngineConfig {
+        BatchTopKConfig::engine_config(self, d_in)
     }
 }
 
-struct ProgressHooks<'a>(&'a mut Progress);
-
-impl Hooks for ProgressHooks<'_> {
-    fn report(&mut self, done: u64, total: u64, message: &str) {
-        self.0.report(done, total, message);
-    }
-    fn stop_requested(&self) -> bool {
-        self.0.stop_requested()
-    }
-}
-
-/// The plugin's `run`, callable in-process.
-pub fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
-    train(request, progress).map_err(plugin_error)
-}
-
-fn train(request: &RunRequest, progress: &mut Progress) -> Result<Value, TrainerError> {
-    let cfg = BatchTopKConfig::from_json(&request.config)?;
-    let effective = cfg.effective();
-    run_family(
-        FamilyRun {
-            plugin: "sae-batchtopk",
-            family: cfg.family(),
-            engine: &|d_in| cfg.engine_config(d_in),
-            common: &cfg.common,
-            effective: &effective,
-            train_rule_l0: true,
-        },
-        &request.inputs,
-        &request.output_dir,
-        &mut ProgressHooks(progress),
-    )
-}
+husai_kernels::export_trainer!(BatchTopKConfig);
 
 #[cfg(test)]
 mod tests;

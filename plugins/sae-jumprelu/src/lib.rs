@@ -13,80 +13,42 @@ pub mod family;
 pub mod jump;
 pub mod target;
 
-use husai_kernels::trainer::{FamilyRun, Hooks, TrainerError, run_family};
-use husai_plugin_api::{
-    Capability, Description, Plugin, PluginError, PluginKind, Progress, RunRequest,
-};
-use serde_json::Value;
+use husai_kernels::engine::EngineConfig;
+use husai_kernels::trainer::plugin::TrainerConfig;
+use husai_kernels::trainer::{CommonConfig, TrainerError};
+use serde_json::{Map, Value};
 
 pub use config::{JumpConfig, config_schema};
 pub use family::{FAMILY, JumpRelu};
 pub use husai_kernels::trainer::family_run::OUTPUTS;
 
-struct SaeJumpRelu;
+impl TrainerConfig for JumpConfig {
+    const PLUGIN: &'static str = config::PLUGIN;
+    const ARCHITECTURES: &'static [&'static str] = &["jumprelu"];
+    type Family = JumpRelu;
 
-impl Plugin for SaeJumpRelu {
-    fn describe() -> Description {
-        Description {
-            name: config::PLUGIN.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Trainer,
-            architectures: vec!["jumprelu".into()],
-            evals: vec![],
-            config_schema: config_schema(),
-            capabilities: vec![Capability::Cpu],
-        }
+    fn schema() -> Value {
+        config_schema()
     }
-
-    fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
-        run(request, progress)
+    fn from_json(config: &Value) -> Result<Self, TrainerError> {
+        JumpConfig::from_json(config)
     }
-}
-
-husai_plugin_api::export_plugin!(SaeJumpRelu);
-
-fn plugin_error(e: TrainerError) -> PluginError {
-    match e {
-        TrainerError::Config { .. } => {
-            PluginError::invalid_config(format!("{} {e}", config::PLUGIN))
-        }
-        TrainerError::Input(m) => PluginError::invalid_input(m),
-        TrainerError::Output(m) => PluginError::output(m),
-        TrainerError::Failed(m) => PluginError::failed(m),
+    fn effective(&self) -> Map<String, Value> {
+        JumpConfig::effective(self)
+    }
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+    fn family(&self) -> JumpRelu {
+        JumpConfig::family(self)
+    }
+    /// The engine config does not depend on the row width.
+    fn engine_config(&self, _d_in: usize) -> EngineConfig {
+        JumpConfig::engine_config(self)
     }
 }
 
-struct ProgressHooks<'a>(&'a mut Progress);
-
-impl Hooks for ProgressHooks<'_> {
-    fn report(&mut self, done: u64, total: u64, message: &str) {
-        self.0.report(done, total, message);
-    }
-    fn stop_requested(&self) -> bool {
-        self.0.stop_requested()
-    }
-}
-
-/// The plugin's `run`, callable in-process (tests call it with `Progress::discard_with_stop_flag`).
-pub fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
-    let cfg = JumpConfig::from_json(&request.config).map_err(plugin_error)?;
-    let effective = cfg.effective();
-    let run = FamilyRun {
-        plugin: config::PLUGIN,
-        family: cfg.family(),
-        engine: &|_d_in| cfg.engine_config(),
-        common: &cfg.common,
-        effective: &effective,
-        train_rule_l0: false,
-    };
-    run_family(
-        run,
-        &request.inputs,
-        &request.output_dir,
-        &mut ProgressHooks(progress),
-    )
-    .map_err(plugin_error)
-}
+husai_kernels::export_trainer!(JumpConfig);
 
 #[cfg(test)]
 mod plugin_tests;

@@ -17,12 +17,11 @@
 
 mod config;
 
+use husai_kernels::engine::EngineConfig;
 use husai_kernels::families::TopK;
-use husai_kernels::trainer::{FamilyRun, Hooks, TrainerError, run_family};
-use husai_plugin_api::{
-    Capability, Description, Plugin, PluginError, PluginKind, Progress, RunRequest,
-};
-use serde_json::Value;
+use husai_kernels::trainer::plugin::TrainerConfig;
+use husai_kernels::trainer::{CommonConfig, TrainerError};
+use serde_json::{Map, Value};
 
 pub use config::{DEFAULT_AUX_COEFF, FAMILY_KEYS, TopKConfig, config_schema};
 pub use husai_kernels::trainer::ACTIVATIONS_INPUT;
@@ -33,70 +32,32 @@ pub const FAMILY: &str = "topk";
 /// Every output, in the order the result lists them.
 pub use husai_kernels::trainer::family_run::OUTPUTS;
 
-struct SaeTopK;
+impl TrainerConfig for TopKConfig {
+    const PLUGIN: &'static str = "sae-topk";
+    const ARCHITECTURES: &'static [&'static str] = &["topk"];
+    type Family = TopK;
 
-impl Plugin for SaeTopK {
-    fn describe() -> Description {
-        Description {
-            name: "sae-topk".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Trainer,
-            architectures: vec!["topk".into()],
-            evals: vec![],
-            config_schema: config_schema(),
-            capabilities: vec![Capability::Cpu],
-        }
+    fn schema() -> Value {
+        config_schema()
     }
-
-    fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
-        run(request, progress)
+    fn from_json(config: &Value) -> Result<Self, TrainerError> {
+        TopKConfig::from_json(config)
     }
-}
-
-husai_plugin_api::export_plugin!(SaeTopK);
-
-fn plugin_error(e: TrainerError) -> PluginError {
-    match e {
-        TrainerError::Config { .. } => PluginError::invalid_config(format!("sae-topk {e}")),
-        TrainerError::Input(m) => PluginError::invalid_input(m),
-        TrainerError::Output(m) => PluginError::output(m),
-        TrainerError::Failed(m) => PluginError::failed(m),
+    fn effective(&self) -> Map<String, Value> {
+        TopKConfig::effective(self)
+    }
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+    fn family(&self) -> TopK {
+        TopK::new(self.k, self.common.d_sae)
+    }
+    fn engine_config(&self, d_in: usize) -> EngineConfig {
+        TopKConfig::engine_config(self, d_in)
     }
 }
 
-struct ProgressHooks<'a>(&'a mut Progress);
-
-impl Hooks for ProgressHooks<'_> {
-    fn report(&mut self, done: u64, total: u64, message: &str) {
-        self.0.report(done, total, message);
-    }
-    fn stop_requested(&self) -> bool {
-        self.0.stop_requested()
-    }
-}
-
-/// The plugin's `run`, callable in-process (tests call it with `Progress::discard_with_stop_flag`).
-pub fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
-    train(request, progress).map_err(plugin_error)
-}
-
-fn train(request: &RunRequest, progress: &mut Progress) -> Result<Value, TrainerError> {
-    let cfg = TopKConfig::from_json(&request.config)?;
-    let effective = cfg.effective();
-    run_family(
-        FamilyRun {
-            plugin: "sae-topk",
-            family: TopK::new(cfg.k, cfg.common.d_sae),
-            engine: &|d_in| cfg.engine_config(d_in),
-            common: &cfg.common,
-            effective: &effective,
-            train_rule_l0: false,
-        },
-        &request.inputs,
-        &request.output_dir,
-        &mut ProgressHooks(progress),
-    )
-}
+husai_kernels::export_trainer!(TopKConfig);
 
 #[cfg(test)]
 mod tests;

@@ -4,12 +4,16 @@
 //! result JSON. A family supplies a [`run::Session`] (one optimiser step, evaluation, its parameters' finiteness)
 //! and its own config keys; everything a user sees about training is the same for every family.
 //!
-//! This module knows nothing of the plugin API: errors are [`TrainerError`]s, which the plugin maps one to one
-//! onto its error kinds, and progress and stop requests are closures.
+//! Below [`plugin`], nothing here knows the plugin API: errors are [`TrainerError`]s and progress and stop requests
+//! go through [`Hooks`]. [`plugin`] maps them onto the plugin API (one error kind each, [`Progress`] as hooks) and
+//! exports a trainer plugin from a config type ([`plugin::TrainerConfig`], [`crate::export_trainer!`]).
+//!
+//! [`Progress`]: husai_plugin_api::Progress
 
 pub mod config;
 pub mod data;
 pub mod family_run;
+pub mod plugin;
 pub mod run;
 pub mod stream;
 
