@@ -1,12 +1,16 @@
-//! Benchmark: train an SAE of family `--family` (`topk`, `batchtopk`) on the shared engine with husai-kernels on a float32 `.npy` matrix through the same path
-//! as the `sae-topk` plugin (`husai_kernels::trainer::drive`: the metric stream, divergence checks,
-//! AuxK with the plugin's defaults) and print one JSON line shaped like the PyTorch peer's
+//! Benchmark: train an SAE of family `--family` (`topk`, `batchtopk`, `relu`, `jumprelu`) on a float32 `.npy`
+//! matrix through the same path as the trainer plugins: the config is built as a run request's `config` and checked
+//! by the plugin's own parser (`TopKConfig`, `BatchTopKConfig`, `ReluConfig`, `JumpConfig`), so every default is the
+//! plugin's; the family and the engine config come from that config, and `husai_kernels::trainer::drive` runs it
+//! (the metric stream, divergence checks). The plugins' config and family sources are compiled into this example
+//! (`#[path]` modules below) rather than linked: every plugin crate exports the same plugin-loader symbol, so no
+//! binary can link two of them. It prints one JSON line shaped like the PyTorch peer's
 //! (`/work/shared/bench/torch_sae_reference.py`), so the two can be compared field by field.
 //!
 //! Same protocol as the peer: `--steps N` timed steps after one untimed warm-up step (so N + 1
 //! optimiser steps in all), sequential batches `i = (step * batch) % (rows - batch + 1)`, Adam
 //! with lr 1e-3 and default betas. FVU and L0 are measured on the first min(rows, 16384) rows
-//! (in-sample, as the peer does), or on all rows of `--eval-npy FILE` (held-out).
+//! (in-sample, as the peer does), or on all rows of `--eval-npy FILE` (held-out; `--npy` is then all trained on).
 //!
 //! The line also reports `stream_s`, the seconds spent building and writing `metrics.jsonl` lines
 //! and progress text (to a temporary file), and `stream_frac = stream_s / wall_s`: the metric
@@ -15,27 +19,65 @@
 //! ```text
 //! cargo run --release -p husai-kernels --example train_bench -- \
 //!     --npy acts.npy --d-sae 4096 --k 32 --batch 4096 --steps 30 [--threads 2] [--seed 0] [--lr 1e-3] \
-//!     [--eval-npy held_out.npy] [--log-every 10] [--aux-coeff 0.03125] [--dead-window 1000] \
-//!     [--family topk|batchtopk] [--dec-init-norm 1] [--enc-init-scale 1] [--grad-clip 0 (off)]
+//!     [--eval-npy held_out.npy] [--log-every 10] [--dead-window 1000] [--family topk|batchtopk|relu|jumprelu] \
+//!     [--aux-coeff A] [--dec-init-norm N] [--enc-init-scale S] [--grad-clip C (0: off)] [--set KEY=JSON ...]
 //! ```
 //!
-//! For BatchTopK the line's `l0` is the inference rule's (the estimated threshold), `l0_train_rule` the
-//! training rule's, `threshold` the estimate.
+//! Flags left out keep the plugin's default. `--k` sets `k` for topk and batchtopk (relu and jumprelu have none;
+//! jumprelu's target is `--set target_l0=32`); `--dec-init-norm` is `dec_init_norm` (topk, batchtopk) or
+//! `decoder_init_norm` (relu, jumprelu); `--enc-init-scale` exists for topk and batchtopk only. `--set KEY=JSON`
+//! sets any other key of the family's config, e.g. `--set l1_coeff=5` (relu), `--set sparsity='"tanh"'
+//! --set l0_coeff=0.5` (jumprelu); the plugin's parser names a bad key or value.
+//!
+//! The line's `l0` is the inference rule's; the family's figures follow it (BatchTopK: `l0_train_rule`, the
+//! training rule's, and `threshold`, the estimate; JumpReLU: threshold quantiles and `l0_coeff`), then `config`,
+//! the effective config.
 
 use std::process::ExitCode;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use husai_kernels::AuxKConfig;
-use husai_kernels::adam::AdamConfig;
-use husai_kernels::bdec::BDecInit;
-use husai_kernels::engine::{EngineConfig, FamilyTrainer, InitConfig};
-use husai_kernels::families::{BatchTopK, DEFAULT_THRESHOLD_LR, TopK};
+// The plugins' own sources, laid out as their crates expect (`crate::family`, `crate::penalty`, `crate::jump`,
+// `crate::target`). Each plugin uses only part of what it defines here.
+#[allow(dead_code)]
+#[path = "../../sae-batchtopk/src/config.rs"]
+mod batchtopk_config;
+#[allow(dead_code)]
+#[path = "../../sae-jumprelu/src/jump.rs"]
+mod jump;
+#[allow(dead_code)]
+#[path = "../../sae-jumprelu/src/config.rs"]
+mod jump_config;
+#[allow(dead_code)]
+#[path = "../../sae-jumprelu/src/family.rs"]
+mod jump_family;
+#[allow(dead_code)]
+#[path = "../../sae-relu/src/penalty.rs"]
+mod penalty;
+#[allow(dead_code)]
+#[path = "../../sae-relu/src/config.rs"]
+mod relu_config;
+#[allow(dead_code)]
+#[path = "../../sae-relu/src/family.rs"]
+mod relu_family;
+#[allow(dead_code)]
+#[path = "../../sae-jumprelu/src/target.rs"]
+mod target;
+#[allow(dead_code)]
+#[path = "../../sae-topk/src/config.rs"]
+mod topk_config;
+/// `crate::family` as both plugins' configs name their family.
+mod family {
+    pub use crate::jump_family::JumpRelu;
+    pub use crate::relu_family::Relu;
+}
+
+use husai_kernels::engine::{EngineConfig, FamilyTrainer};
 use husai_kernels::family::Family;
 use husai_kernels::trainer::DriveOutcome;
-use husai_kernels::trainer::config::CommonDefaults;
 use husai_kernels::trainer::{CommonConfig, Dataset, Digests, MetricStream, Plan, Silent, drive};
+use serde_json::{Map, Value, json};
 
 struct Args {
     npy: String,
@@ -43,17 +85,15 @@ struct Args {
     k: usize,
     batch: usize,
     steps: usize,
-    lr: f32,
+    lr: f64,
     seed: u64,
     threads: usize,
     eval_npy: Option<String>,
     log_every: u64,
-    aux_coeff: f32,
     dead_window: u64,
     family: String,
-    dec_init_norm: f32,
-    enc_init_scale: f32,
-    grad_clip: f32,
+    /// Family keys given by flags (`--aux-coeff`, `--dec-init-norm`, ...) and `--set`.
+    keys: Map<String, Value>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -68,13 +108,12 @@ fn parse_args() -> Result<Args, String> {
         threads: 0,
         eval_npy: None,
         log_every: 10,
-        aux_coeff: 1.0 / 32.0,
         dead_window: 1000,
         family: "topk".into(),
-        dec_init_norm: 1.0,
-        enc_init_scale: 1.0,
-        grad_clip: 0.0,
+        keys: Map::new(),
     };
+    // Flags that become family keys, resolved once the family is known.
+    let (mut dec_init_norm, mut enc_init_scale) = (None, None);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -93,12 +132,29 @@ fn parse_args() -> Result<Args, String> {
             "--threads" => a.threads = num(&flag, value()?)?,
             "--eval-npy" => a.eval_npy = Some(value()?),
             "--log-every" => a.log_every = num(&flag, value()?)?,
-            "--aux-coeff" => a.aux_coeff = num(&flag, value()?)?,
             "--dead-window" => a.dead_window = num(&flag, value()?)?,
             "--family" => a.family = value()?,
-            "--dec-init-norm" => a.dec_init_norm = num(&flag, value()?)?,
-            "--enc-init-scale" => a.enc_init_scale = num(&flag, value()?)?,
-            "--grad-clip" => a.grad_clip = num(&flag, value()?)?,
+            "--aux-coeff" => {
+                let v: f64 = num(&flag, value()?)?;
+                a.keys.insert("aux_coeff".into(), json!(v));
+            }
+            "--dec-init-norm" => dec_init_norm = Some(num::<f64>(&flag, value()?)?),
+            "--enc-init-scale" => enc_init_scale = Some(num::<f64>(&flag, value()?)?),
+            "--grad-clip" => {
+                let v: f64 = num(&flag, value()?)?;
+                // 0 is "off", as this tool always spelt it; the plugins spell it null.
+                let v = if v == 0.0 { Value::Null } else { json!(v) };
+                a.keys.insert("grad_clip".into(), v);
+            }
+            "--set" => {
+                let kv = value()?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set {kv}: expected KEY=JSON"))?;
+                let v: Value = serde_json::from_str(v)
+                    .map_err(|e| format!("--set {kv}: the value is not JSON ({e})"))?;
+                a.keys.insert(k.to_string(), v);
+            }
             other => {
                 return Err(format!(
                     "unknown flag {other}; see the doc comment of examples/train_bench.rs"
@@ -112,7 +168,40 @@ fn parse_args() -> Result<Args, String> {
     if a.threads == 0 {
         a.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     }
+    let top = matches!(a.family.as_str(), "topk" | "batchtopk");
+    if top {
+        a.keys.insert("k".into(), json!(a.k));
+    }
+    if let Some(n) = dec_init_norm {
+        let key = if top {
+            "dec_init_norm"
+        } else {
+            "decoder_init_norm"
+        };
+        a.keys.insert(key.into(), json!(n));
+    }
+    if let Some(s) = enc_init_scale {
+        if !top {
+            return Err(format!(
+                "--enc-init-scale: the {} family has no encoder scale (W_enc starts as W_dec^T)",
+                a.family
+            ));
+        }
+        a.keys.insert("enc_init_scale".into(), json!(s));
+    }
     Ok(a)
+}
+
+/// A family's checked config, as the run needs it.
+struct Built<F> {
+    family: F,
+    engine: EngineConfig,
+    common: CommonConfig,
+    effective: Map<String, Value>,
+}
+
+fn config_error(e: impl std::fmt::Display) -> String {
+    format!("config: {e}")
 }
 
 fn run() -> Result<(), String> {
@@ -123,54 +212,17 @@ fn run() -> Result<(), String> {
         ("activations".to_string(), npy),
         ("eval_activations".to_string(), eval_path),
     ]);
-    let defaults = CommonDefaults {
-        batch: a.batch,
-        lr: a.lr as f64,
-        b_dec_init: BDecInit::Zeros,
-        b_dec_init_why: "",
-    };
-    let common = serde_json::json!({
-        "d_sae": a.d_sae, "seed": a.seed, "steps": a.steps + 1, "eval": {"data": true},
-        "log_every": a.log_every.max(1), "dead_window": a.dead_window,
+    let mut config = json!({
+        "d_sae": a.d_sae, "seed": a.seed, "steps": a.steps + 1, "batch": a.batch, "lr": a.lr,
+        "eval": {"data": true}, "log_every": a.log_every.max(1), "dead_window": a.dead_window,
     });
-    let cfg = CommonConfig::parse(common.as_object().cloned().unwrap_or_default(), &defaults)
-        .map_err(|e| e.to_string())?;
-    let mut data =
-        Dataset::load(&inputs, &cfg, None, &mut Digests::new()).map_err(|e| e.to_string())?;
-    let (rows, d_in) = (data.train_len(), data.d_in);
-    let eval_source = if a.eval_npy.is_none() {
-        // The peer's protocol: metrics on the first min(rows, 16384) training rows.
-        let n = rows.min(16_384);
-        data.eval = data.train[..n * d_in].to_vec();
-        format!("first {n} training rows")
-    } else {
-        format!("{} held-out rows", data.eval.len() / d_in)
-    };
-    let mut ec = EngineConfig::new(a.d_sae);
-    ec.batch = a.batch;
-    ec.seed = a.seed;
-    ec.threads = a.threads;
-    ec.adam = AdamConfig {
-        lr: a.lr,
-        ..Default::default()
-    };
-    ec.aux_k = (a.aux_coeff > 0.0).then_some(AuxKConfig {
-        k_aux: (d_in / 2).clamp(1, a.d_sae),
-        coeff: a.aux_coeff,
-    });
-    ec.dead_window = a.dead_window;
-    ec.init = InitConfig {
-        dec_norm: a.dec_init_norm,
-        enc_scale: a.enc_init_scale,
-    };
-    ec.grad_clip = (a.grad_clip > 0.0).then_some(a.grad_clip);
-    let stream_path =
-        std::env::temp_dir().join(format!("husai-train-bench-{}.jsonl", std::process::id()));
-    let mut stream = MetricStream::create(&stream_path).map_err(|e| e.to_string())?;
+    for (k, v) in &a.keys {
+        config[k] = v.clone();
+    }
     let plan = Plan {
         total_steps: (a.steps + 1) as u64,
         batch: a.batch,
-        lr: a.lr as f64,
+        lr: a.lr,
         eval_every: 0,
         // `--log-every 0` turns the stream off (no line but the last).
         log_every: if a.log_every == 0 {
@@ -180,42 +232,69 @@ fn run() -> Result<(), String> {
         },
         fvu_ceiling: f64::INFINITY,
     };
-    let (out, extra) = match a.family.as_str() {
+    let (out, train_rule, effective, d_in, rows, eval_source) = match a.family.as_str() {
         "topk" => {
-            let t = FamilyTrainer::new(ec, TopK::new(a.k, a.d_sae), d_in, false)
-                .map_err(|e| e.to_string())?;
-            (train(t, &data, &plan, &mut stream)?, String::new())
+            let c = topk_config::TopKConfig::from_json(&config).map_err(config_error)?;
+            let family = husai_kernels::families::TopK::new(c.k, c.common.d_sae);
+            bench(&a, &inputs, &plan, false, &|d_in| Built {
+                family: family.clone(),
+                engine: c.engine_config(d_in),
+                common: c.common.clone(),
+                effective: c.effective(),
+            })?
         }
         "batchtopk" => {
-            let t = FamilyTrainer::new(ec, BatchTopK::new(a.k, DEFAULT_THRESHOLD_LR), d_in, true)
-                .map_err(|e| e.to_string())?;
-            let o = train(t, &data, &plan, &mut stream)?;
-            let fig = |n: &str| {
-                o.eval
-                    .figures
-                    .iter()
-                    .find(|(k, _)| k == n)
-                    .map_or(f64::NAN, |f| f.1)
-            };
-            let extra = format!(
-                ", \"l0_train_rule\": {:.2}, \"threshold\": {:.6}",
-                fig("l0_train_rule"),
-                fig("threshold")
-            );
-            (o, extra)
+            let c = batchtopk_config::BatchTopKConfig::from_json(&config).map_err(config_error)?;
+            bench(&a, &inputs, &plan, true, &|d_in| Built {
+                family: husai_kernels::families::BatchTopK::new(c.k, c.threshold_lr),
+                engine: c.engine_config(d_in),
+                common: c.common.clone(),
+                effective: c.effective(),
+            })?
         }
-        other => return Err(format!("--family {other}: expected topk or batchtopk")),
+        "relu" => {
+            let c = relu_config::ReluConfig::from_json(&config).map_err(config_error)?;
+            bench(&a, &inputs, &plan, false, &|_| Built {
+                family: c.family(),
+                engine: c.engine_config(),
+                common: c.common.clone(),
+                effective: c.effective(),
+            })?
+        }
+        "jumprelu" => {
+            let c = jump_config::JumpConfig::from_json(&config).map_err(config_error)?;
+            bench(&a, &inputs, &plan, false, &|_| Built {
+                family: c.family(),
+                engine: c.engine_config(),
+                common: c.common.clone(),
+                effective: c.effective(),
+            })?
+        }
+        other => {
+            return Err(format!(
+                "--family {other}: expected topk, batchtopk, relu or jumprelu"
+            ));
+        }
     };
-    drop(stream);
-    let _ = std::fs::remove_file(&stream_path);
+    let _ = train_rule;
+    let mut extra = String::new();
+    for (name, v) in &out.eval.figures {
+        let v = if v.is_finite() { json!(v) } else { Value::Null };
+        extra.push_str(&format!(", {}: {v}", json!(name)));
+    }
+    extra.push_str(&format!(", \"config\": {}", Value::Object(effective)));
     let seconds = (a.steps * a.batch) as f64 / out.rows_per_s;
     println!(
-        "{{\"impl\": \"husai-kernels-{}\", \"device\": \"cpu\", \"threads\": {}, \"arch\": \"{}\", \"d_in\": {d_in}, \"d_sae\": {}, \"k\": {}, \"batch\": {}, \"steps\": {}, \"seconds\": {:.4}, \"rows_per_s\": {:.1}, \"fvu\": {:.5}, \"l0\": {:.2}, \"dead_fraction\": {:.5}, \"train_dead_fraction\": {:.5}, \"rows\": {rows}, \"eval_source\": \"{eval_source}\", \"status\": \"{}\", \"log_every\": {}, \"aux_coeff\": {}, \"dead_window\": {}, \"wall_s\": {:.4}, \"stream_s\": {:.6}, \"stream_frac\": {:.6}, \"dec_init_norm\": {}, \"enc_init_scale\": {}, \"grad_clip\": {}{extra}}}",
+        "{{\"impl\": \"husai-kernels-{}\", \"device\": \"cpu\", \"threads\": {}, \"arch\": \"{}\", \"d_in\": {d_in}, \"d_sae\": {}, \"k\": {}, \"batch\": {}, \"steps\": {}, \"seconds\": {:.4}, \"rows_per_s\": {:.1}, \"fvu\": {:.5}, \"l0\": {:.2}, \"dead_fraction\": {:.5}, \"train_dead_fraction\": {:.5}, \"rows\": {rows}, \"eval_source\": \"{eval_source}\", \"status\": \"{}\", \"log_every\": {}, \"dead_window\": {}, \"wall_s\": {:.4}, \"stream_s\": {:.6}, \"stream_frac\": {:.6}{extra}}}",
         env!("CARGO_PKG_VERSION"),
         a.threads,
         a.family,
         a.d_sae,
-        a.k,
+        if matches!(a.family.as_str(), "topk" | "batchtopk") {
+            a.k.to_string()
+        } else {
+            "null".into()
+        },
         a.batch,
         a.steps,
         seconds,
@@ -226,16 +305,51 @@ fn run() -> Result<(), String> {
         out.train_dead_fraction,
         out.status.as_str(),
         a.log_every,
-        a.aux_coeff,
         a.dead_window,
         out.wall_s,
         out.stream_s,
         out.stream_s / out.wall_s,
-        a.dec_init_norm,
-        a.enc_init_scale,
-        a.grad_clip,
     );
     Ok(())
+}
+
+type Bench = (DriveOutcome, bool, Map<String, Value>, usize, usize, String);
+
+/// Loads the data, builds the family's run from `build(d_in)` (the plugin's config) and trains it.
+fn bench<F: Family>(
+    a: &Args,
+    inputs: &BTreeMap<String, PathBuf>,
+    plan: &Plan,
+    train_rule_l0: bool,
+    build: &dyn Fn(usize) -> Built<F>,
+) -> Result<Bench, String> {
+    let probe = build(0);
+    let mut data = Dataset::load(inputs, &probe.common, None, &mut Digests::new())
+        .map_err(|e| e.to_string())?;
+    let (rows, d_in) = (data.train_len(), data.d_in);
+    let eval_source = if a.eval_npy.is_none() {
+        // The peer's protocol: metrics on the first min(rows, 16384) training rows.
+        let n = rows.min(16_384);
+        data.eval = data.train[..n * d_in].to_vec();
+        format!("first {n} training rows")
+    } else {
+        format!("{} held-out rows", data.eval.len() / d_in)
+    };
+    let Built {
+        family,
+        mut engine,
+        effective,
+        ..
+    } = build(d_in);
+    engine.threads = a.threads;
+    let t = FamilyTrainer::new(engine, family, d_in, train_rule_l0).map_err(|e| e.to_string())?;
+    let stream_path =
+        std::env::temp_dir().join(format!("husai-train-bench-{}.jsonl", std::process::id()));
+    let mut stream = MetricStream::create(&stream_path).map_err(|e| e.to_string())?;
+    let out = train(t, &data, plan, &mut stream);
+    drop(stream);
+    let _ = std::fs::remove_file(&stream_path);
+    Ok((out?, train_rule_l0, effective, d_in, rows, eval_source))
 }
 
 fn train<F: Family>(
