@@ -9,12 +9,13 @@
 //!   them as a `data` run.
 //! - `encode`: the dense feature activations of an SAE checkpoint (input `checkpoint`, a directory holding
 //!   `cfg.json` and `sae_weights.safetensors`) for the first `rows` rows of a bank (input `activations`), written to
-//!   `encoded.npy` `[rows, d_sae]`. An inspection and interoperability aid (scripts/saelens_interop.py compares it
+//!   `encoded.npy` `[rows, d_sae]`. A checkpoint of any trainer family is encoded by that family's inference rule,
+//!   picked by the architecture its `cfg.json` names (`topk`, `standard`, `jumprelu`: `husai_kernels::inference`). An inspection and interoperability aid (scripts/saelens_interop.py compares it
 //!   with SAELens's encoder); the host writes it to the user's file and never into a run.
 
 use husai_kernels::activations::{self, OpenOptions, write_npy_f32};
+use husai_kernels::inference::Encoder;
 use husai_kernels::synth::{self, SynthConfig};
-use husai_kernels::{TopKSae, checkpoint};
 use husai_plugin_api::{
     Capability, Description, Plugin, PluginError, PluginKind, Progress, RunRequest,
 };
@@ -169,31 +170,25 @@ fn encode(request: &RunRequest, progress: &mut Progress) -> Result<Value, Plugin
     };
     let ckpt = input("checkpoint")?;
     let data = input("activations")?;
-    let parts = checkpoint::read(ckpt).map_err(|e| PluginError::invalid_input(e.to_string()))?;
-    let (d_in, d_sae) = (parts.d_in, parts.d_sae);
+    let sae = Encoder::read(ckpt).map_err(|e| PluginError::invalid_input(e.to_string()))?;
+    let d_sae = sae.d_sae();
     // Only the rows encoded are read and checked.
     let opts = OpenOptions {
         tensor: c.get("tensor").and_then(Value::as_str).map(str::to_owned),
         min_rows: 1,
-        expected_d_in: Some(d_in),
+        expected_d_in: Some(sae.d_in()),
         rows: Some((start, start + rows)),
     };
     let acts =
         activations::open(data, &opts).map_err(|e| PluginError::invalid_input(e.to_string()))?;
-    let model =
-        TopKSae::from_parts(parts).map_err(|e| PluginError::invalid_input(e.to_string()))?;
-    let code = model
-        .encode(acts.data())
+    let dense = sae
+        .encode_dense(acts.data())
         .map_err(|e| PluginError::failed(e.to_string()))?;
-    let mut dense = vec![0.0f32; rows * d_sae];
-    for r in 0..rows {
-        let (idx, val) = code.row(r);
-        for (&j, &v) in idx.iter().zip(val) {
-            dense[r * d_sae + j as usize] = v;
-        }
-    }
     write_npy_f32(&request.output_dir.join(ENCODED), rows, d_sae, &dense)
         .map_err(|e| PluginError::output(format!("cannot write {ENCODED}: {e}")))?;
     progress.report(1, 1, "encoded");
-    Ok(json!({"outputs": [ENCODED], "shape": [rows, d_sae]}))
+    Ok(json!({"outputs": [ENCODED], "shape": [rows, d_sae], "architecture": sae.architecture()}))
 }
+
+#[cfg(test)]
+mod tests;

@@ -117,7 +117,7 @@ pub fn safetensors_bytes(parts: &SaeParts) -> Result<Vec<u8>, CheckpointError> {
 /// `metadata` is given, already JSON), then `"name":{"dtype":..,"shape":[..],"data_offsets":[start,end]}` per tensor,
 /// padded with spaces so the data starts 8-byte aligned (as the reference writer pads). Shared by the weights here
 /// and the trainer state (`crate::state`), so both are deterministic byte for byte.
-pub(crate) fn encode_safetensors(
+pub fn encode_safetensors(
     metadata: Option<&str>,
     tensors: &[(String, &str, Vec<usize>, Vec<u8>)],
 ) -> Vec<u8> {

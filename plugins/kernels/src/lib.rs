@@ -14,6 +14,7 @@
 //!   decoder norms, dead latents, evaluation, resume snapshot).
 //! - [`sae`]: the TopK SAE (init, encode, sparse decode, sparse gradients, AuxK).
 //! - [`train`]: the training loop, dead-latent tracking, timing and the exact-resume snapshot.
+//! - [`inference`]: encoding with a saved checkpoint of any family by its inference rule (read from `cfg.json`).
 //! - [`bdec`]: decoder-bias initialisation (zeros, mean, geometric median).
 //! - [`trainer`]: the family-agnostic half of a trainer plugin (common config, inputs and held-out rows,
 //!   metric stream, divergence and interruption, summary and result JSON).
@@ -54,6 +55,7 @@ pub mod families;
 pub mod family;
 pub mod fourier;
 pub mod gemm;
+pub mod inference;
 pub mod metrics;
 pub mod rng;
 pub mod sae;

@@ -5,6 +5,7 @@
 use husai_kernels::family::{
     DecoderNorm, Family, FamilyParam, LossCtx, PreGradCtx, Rule, SlotCode, StepCtx,
 };
+use husai_kernels::inference::jump_row;
 
 use crate::jump::{Sparsity, entry_dtheta, in_band};
 use crate::target::L0Controller;
@@ -81,16 +82,20 @@ impl Family for JumpRelu {
     }
 
     /// Active latents (`h > θ`, value `h`) in index order; training adds the gradient slots `|h - θ| < ε/2` with
-    /// value 0.
+    /// value 0. Inference is the kernels' [`jump_row`] (what `data encode` applies to a `jumprelu` checkpoint; its
+    /// `h > 0` holds wherever `h > θ`, as θ = exp(t) > 0).
     fn activate(&self, rule: Rule, ctx: &StepCtx<'_>, pre: &[f32], code: &mut SlotCode) {
         let theta = thresholds(&ctx.params[0]);
+        if rule == Rule::Infer {
+            code.fill_rows(pre, ctx.d_sae, |_, p, out| jump_row(p, &theta, out));
+            return;
+        }
         let eps = self.bandwidth;
-        let train = rule == Rule::Train;
         code.fill_rows(pre, ctx.d_sae, |_, p, out| {
             for (j, (&h, &t)) in p.iter().zip(&theta).enumerate() {
                 if h > t {
                     out.push(j as u32, h, h);
-                } else if train && in_band(h, t, eps) {
+                } else if in_band(h, t, eps) {
                     out.push(j as u32, 0.0, h);
                 }
             }

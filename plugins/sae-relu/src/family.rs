@@ -3,6 +3,7 @@
 //! Adam, dead latents, evaluation) is `husai_kernels::engine`.
 
 use husai_kernels::family::{DecoderNorm, Family, LossCtx, Rule, SlotCode, StepCtx};
+use husai_kernels::inference::relu_row;
 
 use crate::penalty::{Weighting, lambda_at};
 
@@ -39,16 +40,11 @@ impl Family for Relu {
         }
     }
 
-    /// Training and inference apply the same rule: every positive pre-activation is a slot, in index order (the
-    /// ReLU needs no gradient slots: its derivative is 0 wherever z is).
+    /// Training and inference apply the same rule, the kernels' [`relu_row`] (what `data encode` applies to a
+    /// `standard` checkpoint): every positive pre-activation is a slot, in index order (the ReLU needs no gradient
+    /// slots: its derivative is 0 wherever z is).
     fn activate(&self, _rule: Rule, ctx: &StepCtx<'_>, pre: &[f32], code: &mut SlotCode) {
-        code.fill_rows(pre, ctx.d_sae, |_, p, out| {
-            for (j, &h) in p.iter().enumerate() {
-                if h > 0.0 {
-                    out.push(j as u32, h, h);
-                }
-            }
-        });
+        code.fill_rows(pre, ctx.d_sae, |_, p, out| relu_row(p, out));
     }
 
     /// `l1 = λ_t/B · Σ_rows Σ_i z_i w_i`, `w_i = ‖W_dec,i‖` (or 1): adds `λ_t/B · w_i` to each slot's `∂L/∂z` and,
