@@ -219,9 +219,9 @@ pub fn faulty_train_command(p: &Project, mode: &str) -> Command {
 pub const ALLOW_UNPINNED: &str = "HUSAI_ALLOW_UNPINNED_PLUGINS";
 
 /// The plugin libraries the tests load, gathered in one directory (`target/<profile>/test-plugins/`) by hard link:
-/// the real sae-topk and data plugins (built into deps/ as dev-dependencies) and the test-only plugins, which are cdylib examples of
-/// plugins/test-faulty (built into examples/ by `cargo test --workspace`, never by `cargo build`). examples/ also
-/// holds hash-suffixed copies of each, so it cannot serve as a plugin directory itself.
+/// the real plugins the tests run (built into deps/ as dev-dependencies) and the test-only plugins, which are cdylib
+/// examples of plugins/test-faulty (built into examples/ by `cargo test --workspace`, never by `cargo build`).
+/// examples/ also holds hash-suffixed copies of each, so it cannot serve as a plugin directory itself.
 pub fn plugin_dir() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
@@ -234,9 +234,11 @@ pub fn plugin_dir() -> PathBuf {
         let so = std::env::consts::DLL_SUFFIX;
         let libs = [
             ("deps", "husai_sae_topk"),
+            ("deps", "husai_sae_batchtopk"),
             ("deps", "husai_data"),
             ("deps", "husai_toy_modadd"),
             ("deps", "husai_eval_known_circuit"),
+            ("deps", "husai_eval_trained_vs_random"),
             ("examples", "husai_plugin_faulty"),
             ("examples", "husai_plugin_faulty_skew"),
             ("examples", "husai_test_trainer"),

@@ -63,7 +63,7 @@ fn installed_binary_lists_the_installed_plugins() {
     common::assert_success(&o);
     let bin = root.path().join("bin");
     assert!(common::stdout(&o).contains(&format!(
-        "installed husai-audit and 7 plugins into {}",
+        "installed husai-audit and 8 plugins into {}",
         bin.display()
     )));
 
@@ -104,7 +104,8 @@ fn installed_binary_lists_the_installed_plugins() {
             "sae-jumprelu",
             "sae-relu",
             "sae-topk",
-            "toy-modadd"
+            "toy-modadd",
+            "trained-vs-random"
         ]
     );
     for (_, path) in &names {

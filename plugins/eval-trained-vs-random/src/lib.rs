@@ -429,8 +429,11 @@ impl Plugin for TrainedVsRandom {
             .iter()
             .map(|d| read_sae_run(d))
             .collect::<Result<Vec<_>, _>>()?;
+        // About 20 reports a run: one per PWMCC would flood the terminal for no information.
         let summary = evaluate(&runs, &s, &mut |done, total| {
-            progress.report(done, total, "trained-vs-random: PWMCC")
+            if done == total || done % total.div_ceil(20) == 0 {
+                progress.report(done, total, "trained-vs-random: PWMCC")
+            }
         })?;
         let path = request.output_dir.join(SUMMARY);
         let text = serde_json::to_string_pretty(&summary).expect("a JSON value serialises");

@@ -1,12 +1,12 @@
 //! The random null: decoders drawn with the trainers' own initialisation, compared in disjoint pairs.
 //!
-//! **Init law.** Every husai trainer starts `W_dec` the same way (`husai_kernels::engine::Sae::init`, and
-//! `husai_kernels::TopKSae::init` before it): each entry uniform in ±1/√d_in from `SplitMix64::new(seed)`, then
-//! each row scaled to a fixed norm. PWMCC is a mean of absolute cosines, so the row norm does not matter, but the
-//! direction law does: a row uniform in a cube and then normalised is not uniform on the sphere (it leans towards
-//! the cube's diagonals), so an isotropic Gaussian null would be a slightly different baseline from the
-//! dictionaries the SAEs started from. [`init_decoder`] is that initialisation, line for line; a unit test checks it
-//! bit for bit against `TopKSae::init`, so a change to the trainers' init shows up here.
+//! **Init law.** Every husai trainer starts `W_dec` the same way (`husai_kernels::engine::Sae::init`): each entry
+//! uniform in ±1/√d_in from `SplitMix64::new(seed)`, then each row scaled to a fixed norm (`dec_init_norm`: 1, or
+//! SAELens's 0.1). PWMCC is a mean of absolute cosines, so the row norm does not matter, but the direction law does:
+//! a row uniform in a cube and then normalised is not uniform on the sphere (it leans towards the cube's
+//! diagonals), so an isotropic Gaussian null would be a slightly different baseline from the dictionaries the SAEs
+//! started from. [`init_decoder`] is that initialisation, line for line; a unit test checks it bit for bit against
+//! `engine::Sae::init`, so a change to the trainers' init shows up here.
 //!
 //! **Pairing.** Draw `2i` is compared with draw `2i + 1` only ([`random_pairs`]): `n` draws give `n / 2` PWMCC
 //! values that share no draw, so they are independent and identically distributed, and the random side of the
@@ -25,8 +25,8 @@ pub const PAIRING: &str = "disjoint";
 
 /// The trainers' initial decoder for `seed`: `[d_sae, d_in]` row-major, entries uniform in ±1/√d_in, rows of unit
 /// norm. A copy of the `W_dec` lines of `husai_kernels::engine::Sae::init` (with `dec_norm` 1; a row scale does
-/// not change PWMCC) and `husai_kernels::TopKSae::init`, kept in this crate while those live in a crate another
-/// change is reshaping.
+/// not change PWMCC), kept here because the engine draws it only as part of a whole model (encoder, family
+/// parameters); a kernels function returning the initial decoder alone would let this call it instead.
 pub fn init_decoder(d_in: usize, d_sae: usize, seed: u64) -> Vec<f32> {
     let bound = 1.0 / (d_in as f32).sqrt();
     let mut rng = SplitMix64::new(seed);

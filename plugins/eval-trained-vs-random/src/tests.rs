@@ -68,12 +68,25 @@ fn reproducible(n: usize, noise: f32, d_sae: usize, d_in: usize) -> Vec<SaeRun> 
 
 #[test]
 fn the_random_decoders_are_the_trainers_initial_decoders_bit_for_bit() {
+    use husai_kernels::engine::{InitConfig, Sae};
+    use husai_kernels::families::TopK;
     for (d_in, d_sae, seed) in [(8, 16, 3), (16, 32, 12345)] {
-        let trainer = husai_kernels::TopKSae::init(d_in, d_sae, 2, seed)
-            .unwrap()
-            .to_parts()
-            .w_dec;
-        assert_eq!(null::init_decoder(d_in, d_sae, seed), trainer);
+        let family = TopK::new(2, d_sae);
+        let unit = Sae::init(&family, d_in, d_sae, seed, InitConfig::default()).unwrap();
+        assert_eq!(null::init_decoder(d_in, d_sae, seed), unit.w_dec());
+        // The trainers' other row norm (SAELens's 0.1) gives the same directions: the same PWMCC.
+        let small = InitConfig {
+            dec_norm: 0.1,
+            ..InitConfig::default()
+        };
+        let scaled = Sae::init(&family, d_in, d_sae, seed, small).unwrap();
+        let a = null::init_decoder(d_in, d_sae, seed);
+        let pw = stats::pwmcc(
+            &Dictionary::new(&a, d_sae, d_in).unwrap(),
+            &Dictionary::new(scaled.w_dec(), d_sae, d_in).unwrap(),
+        )
+        .unwrap();
+        assert!((pw - 1.0).abs() < 1e-6, "{pw}");
     }
 }
 
