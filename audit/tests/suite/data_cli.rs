@@ -77,10 +77,10 @@ fn synth_signs_a_data_run_through_the_plugin_and_encode_writes_a_plain_file() {
     assert_success(&p.run(&["verify"]));
 
     // Encode the bank with a TopK checkpoint: at most k non-negative features per row, never inside a run.
-    let sae = husai_kernels::TopKSae::init(8, 16, 2, 1).unwrap();
+    let sae = husai_kernels::SaeParts::init(8, 16, 2, 1).unwrap();
     let ckpt = p.path("ckpt");
     std::fs::create_dir(&ckpt).unwrap();
-    husai_kernels::checkpoint::write(&ckpt, &sae.to_parts()).unwrap();
+    husai_kernels::checkpoint::write(&ckpt, &sae).unwrap();
     let dir = plugin_dir().display().to_string();
     let data = run.join("activations.npy");
     let encode = |extra: &[&str]| {

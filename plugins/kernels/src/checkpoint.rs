@@ -13,7 +13,52 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::sae::SaeParts;
+/// All parameters of a TopK SAE in conventional layouts, for checkpoints and interchange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaeParts {
+    /// Input width.
+    pub d_in: usize,
+    /// Number of latents.
+    pub d_sae: usize,
+    /// Latents kept per row.
+    pub k: usize,
+    /// Encoder, `[d_in, d_sae]` row-major (SAELens layout).
+    pub w_enc: Vec<f32>,
+    /// Encoder bias, `[d_sae]`.
+    pub b_enc: Vec<f32>,
+    /// Decoder, `[d_sae, d_in]` row-major.
+    pub w_dec: Vec<f32>,
+    /// Decoder bias, `[d_in]` (subtracted from the input before encoding).
+    pub b_dec: Vec<f32>,
+}
+
+impl SaeParts {
+    /// A fresh TopK SAE's parameters, the engine's initialisation ([`crate::engine::Sae::init`] with unit decoder
+    /// rows and `W_enc = W_decᵀ`, the pre-engine TopK trainer's recipe): for tests and examples that need a
+    /// checkpoint.
+    pub fn init(
+        d_in: usize,
+        d_sae: usize,
+        k: usize,
+        seed: u64,
+    ) -> Result<SaeParts, crate::KernelError> {
+        let family = crate::families::TopK::new(k, d_sae);
+        let init = crate::engine::InitConfig {
+            dec_norm: 1.0,
+            enc_scale: 1.0,
+        };
+        let p = crate::engine::Sae::init(&family, d_in, d_sae, seed, init)?.to_parts();
+        Ok(SaeParts {
+            d_in,
+            d_sae,
+            k,
+            w_enc: p.w_enc,
+            b_enc: p.b_enc,
+            w_dec: p.w_dec,
+            b_dec: p.b_dec,
+        })
+    }
+}
 
 /// File name of the weights inside a checkpoint directory (SAELens's `SAE_WEIGHTS_FILENAME`).
 pub const WEIGHTS_FILE: &str = "sae_weights.safetensors";
@@ -418,10 +463,9 @@ pub fn read_family_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sae::TopKSae;
 
     fn parts(seed: u64) -> SaeParts {
-        TopKSae::init(6, 10, 3, seed).unwrap().to_parts()
+        SaeParts::init(6, 10, 3, seed).unwrap()
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The shared SAE engine every family trains on ([`crate::family`] states the maths and what a family supplies):
 //! the model ([`Sae`]), its forward pass (dense encoder GEMM, the family's activation, sparse decode), the sparse
 //! backward (dW_dec per slot, dW_enc through a per-latent CSC of the slots, db_enc, db_dec), AuxK
-//! ([`AuxK`](crate::train::AuxKConfig), Gao et al. 2024 §A.2, as in [`crate::sae`]), optional global gradient-norm
+//! ([`AuxK`](crate::train::AuxKConfig), Gao et al. 2024 §A.2, as the pre-engine TopK trainer had it), optional global gradient-norm
 //! clipping, Adam over every parameter including the family's, the family's decoder-norm policy, dead-latent
 //! tracking, evaluation under the inference rule, and the exact-resume snapshot ([`FamilySnapshot`]).
 //!
@@ -17,9 +17,9 @@ use crate::bdec::{BDecInit, initial_b_dec};
 use crate::error::{KernelError, check_finite, check_len};
 use crate::family::{DecoderNorm, Family, LossCtx, PreGradCtx, Rule, SlotCode, StepCtx};
 use crate::gemm::{MatMut, MatRef, matmul};
+use crate::metrics::EvalMetrics;
 use crate::metrics::{Reconstruction, ReconstructionAccumulator};
 use crate::rng::SplitMix64;
-use crate::sae::EvalMetrics;
 use crate::simd::{axpy, axpy2, dot};
 use crate::train::{AuxKConfig, DeadTracker};
 
@@ -258,7 +258,7 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 impl Sae {
-    /// A fresh SAE: `W_dec` uniform in ±1/sqrt(d_in) from `seed` (SplitMix64, as [`crate::TopKSae::init`]), rows
+    /// A fresh SAE: `W_dec` uniform in ±1/sqrt(d_in) from `seed` (SplitMix64, as the pre-engine TopK trainer), rows
     /// scaled to `init.dec_norm`; `W_enc = init.enc_scale · W_decᵀ`; both biases zero; the family's parameters at
     /// their initial values.
     pub fn init<F: Family + ?Sized>(
@@ -659,7 +659,7 @@ impl Grads {
 }
 
 /// AuxK's top `k_aux` raw pre-activations among `dead` latents in one row (negative values count; ties keep the
-/// lower index), as in [`crate::sae`].
+/// lower index), as [`crate::train::AuxKConfig`] states.
 fn aux_row(pre_row: &[f32], dead: &[u32], ka: usize, out: &mut crate::family::RowSlots) {
     let mut best: Vec<(f32, u32)> = Vec::with_capacity(ka + 1);
     for &j in dead {
@@ -1437,48 +1437,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn topk_on_the_engine_trains_bit_identically_to_the_topk_trainer() {
-        let (d_in, d_sae, k, batch) = (16, 48, 4, 64);
-        let x = data(512, d_in, 4);
-        let mut old_cfg = crate::TrainConfig::new(d_sae, k);
-        old_cfg.batch = batch;
-        old_cfg.threads = 2;
-        old_cfg.dead_window = 3;
-        old_cfg.aux_k = Some(AuxKConfig {
-            k_aux: 8,
-            coeff: 1.0 / 32.0,
-        });
-        let mut old = crate::Trainer::new(old_cfg, d_in).unwrap();
-        let mut cfg = EngineConfig::new(d_sae);
-        cfg.batch = batch;
-        cfg.threads = 2;
-        cfg.dead_window = 3;
-        cfg.aux_k = old.config().aux_k;
-        let mut new = FamilyTrainer::new(cfg, TopK::new(k, d_sae), d_in, false).unwrap();
-        for s in 0..20u64 {
-            let i = crate::batch_start(s, batch, 512);
-            let b = &x[i * d_in..(i + batch) * d_in];
-            let a = old.step(b).unwrap();
-            let n = new.step(b).unwrap();
-            assert_eq!(
-                (a.mse_loss, a.aux_loss, a.l0),
-                (n.mse_loss, n.aux_loss, n.l0),
-                "step {s}"
-            );
-        }
-        let p = old.model().to_parts();
-        let q = new.model().to_parts();
-        assert_eq!(
-            (p.w_enc, p.b_enc, p.w_dec, p.b_dec),
-            (q.w_enc, q.b_enc, q.w_dec, q.b_dec)
-        );
-        assert!(new.train_dead_fraction() >= 0.0);
-        assert_eq!(
-            old.evaluate(&x).unwrap().reconstruction,
-            new.evaluate(&x).unwrap().reconstruction
-        );
-    }
+    // TopK on the engine against the pre-engine TopK trainer's weights: tests/suite/golden.rs.
 
     #[test]
     fn weights_are_bit_identical_for_any_thread_count_and_resume_is_exact() {

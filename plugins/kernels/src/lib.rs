@@ -12,32 +12,37 @@
 //! - [`families`]: the TopK and BatchTopK activation rules on the engine.
 //! - [`engine`]: the shared SAE engine every family trains on (forward, sparse backward, AuxK, clipping, Adam,
 //!   decoder norms, dead latents, evaluation, resume snapshot).
-//! - [`sae`]: the TopK SAE (init, encode, sparse decode, sparse gradients, AuxK).
-//! - [`train`]: the training loop, dead-latent tracking, timing and the exact-resume snapshot.
+//! - [`train`]: what the training loop of every family shares: the batch schedule, AuxK settings, dead latents.
 //! - [`inference`]: encoding with a saved checkpoint of any family by its inference rule (read from `cfg.json`).
 //! - [`bdec`]: decoder-bias initialisation (zeros, mean, geometric median).
 //! - [`trainer`]: the family-agnostic half of a trainer plugin (common config, inputs and held-out rows,
 //!   metric stream, divergence and interruption, summary and result JSON).
 //! - [`state`]: `trainer_state.safetensors`, what exact resume needs beside the checkpoint.
-//! - [`metrics`]: the single definition of MSE, FVU, L0 and dead fraction.
+//! - [`metrics`]: the single definition of MSE, FVU, L0 and dead fraction, and the evaluation they make up.
 //! - [`synth`]: synthetic activations from a known sparse dictionary, and feature recovery.
 //! - [`rng`]: the deterministic PRNG everything above draws from.
 //! - [`stats`]: the statistics (re-exported `husai-stats`), for eval plugins.
 //!
-//! Training on a row-major matrix (here synthetic; a memory-mapped file works the same):
+//! Training TopK on a row-major matrix (here synthetic; a memory-mapped file works the same):
 //!
 //! ```
+//! use husai_kernels::batch_start;
+//! use husai_kernels::engine::{EngineConfig, FamilyTrainer};
+//! use husai_kernels::families::TopK;
 //! use husai_kernels::synth::{SynthConfig, generate, recovery};
-//! use husai_kernels::{TrainConfig, train};
 //!
 //! let data = generate(&SynthConfig {
 //!     rows: 2048, d_in: 32, n_features: 64, l0: 3, coef_min: 0.5, coef_max: 1.5, seed: 1,
 //! })?;
-//! let cfg = TrainConfig { batch: 256, steps: 20, threads: 1, ..TrainConfig::new(128, 4) };
-//! let out = train(&cfg, &data.x, 32, &mut |_step, _steps, _loss| {})?;
-//! assert_eq!(out.loss_curve.len(), 20);
-//! assert!(out.metrics.reconstruction.fvu < 1.0 && out.metrics.l0 <= 4.0);
-//! let rec = recovery(&data.dictionary, out.model.w_dec(), 32, 0.9)?;
+//! let cfg = EngineConfig { batch: 256, threads: 1, ..EngineConfig::new(128) };
+//! let mut t = FamilyTrainer::new(cfg, TopK::new(4, 128), 32, false)?;
+//! for step in 0..20 {
+//!     let i = batch_start(step, 256, 2048);
+//!     t.step(&data.x[i * 32..(i + 256) * 32])?;
+//! }
+//! let m = t.evaluate(&data.x)?;
+//! assert!(m.reconstruction.fvu < 1.0 && m.l0 <= 4.0);
+//! let rec = recovery(&data.dictionary, t.model().w_dec(), 32, 0.9)?;
 //! assert!((0.0..=1.0).contains(&rec.recovered_fraction));
 //! # Ok::<(), husai_kernels::KernelError>(())
 //! ```
@@ -58,7 +63,6 @@ pub mod gemm;
 pub mod inference;
 pub mod metrics;
 pub mod rng;
-pub mod sae;
 mod simd;
 pub mod state;
 /// The statistics core uses (crate `husai-stats`: intervals, seed-level bootstrap, PWMCC, Mann-Whitney U), so that
@@ -69,8 +73,7 @@ pub mod topk;
 pub mod train;
 pub mod trainer;
 
+pub use checkpoint::SaeParts;
 pub use error::KernelError;
-pub use sae::{AuxArgs, BatchLoss, EvalMetrics, SaeParts, TopKSae};
-pub use train::{
-    AuxKConfig, TrainConfig, TrainOutcome, Trainer, TrainerSnapshot, batch_start, train,
-};
+pub use metrics::EvalMetrics;
+pub use train::{AuxKConfig, DeadTracker, batch_start};

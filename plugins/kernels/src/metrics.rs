@@ -15,6 +15,25 @@
 use crate::error::{KernelError, check_len};
 use crate::topk::SparseCode;
 
+use serde::{Deserialize, Serialize};
+
+/// Metrics of a model on a set of rows (the definitions above), as the engine's evaluation reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    /// Rows evaluated.
+    pub rows: usize,
+    /// MSE, FVU and per-row loss.
+    pub reconstruction: Reconstruction,
+    /// Mean nonzeros per row.
+    pub l0: f64,
+    /// Share of latents that fired on none of the rows.
+    pub dead_fraction: f64,
+    /// Family figures (`l0_train_rule` where the training rule differs, threshold statistics, ...), in the
+    /// family's order; empty for TopK.
+    #[serde(default)]
+    pub figures: Vec<(String, f64)>,
+}
+
 /// Reconstruction metrics of a set of rows.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reconstruction {

@@ -7,7 +7,8 @@
 //!   `W_dec`, `b_dec`;
 //! - a uint64 tensor `dead.steps_since_fired` `[d_sae]`;
 //! - `__metadata__` strings: `format` (`husai-trainer-state`), `version` (`1`), `family`, `steps_done`, `adam_step`,
-//!   `cursor` (first row, within the training rows, of the next batch), `rng_state` (see [`TrainerState::rng_state`])
+//!   `cursor` (first row, within the training rows, of the next batch), `rng_state` (see
+//!   [`FamilyTrainerState::rng_state`])
 //!   and `config` (the run's effective config without `steps`, `epochs` and `resume_from`, as compact JSON with
 //!   sorted keys).
 //!
@@ -18,8 +19,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::adam::Moments;
-use crate::sae::SaeAdamState;
-use crate::train::TrainerSnapshot;
 
 /// File name inside a run's output directory.
 pub const STATE_FILE: &str = "trainer_state.safetensors";
@@ -38,30 +37,18 @@ pub struct StateError {
     pub detail: String,
 }
 
-/// The contents of `trainer_state.safetensors`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainerState {
-    /// The SAE family that wrote it (`topk`).
-    pub family: String,
-    /// Optimiser state and dead-latent counters.
-    pub snapshot: TrainerSnapshot,
-    /// First row (0-based, within the training rows) of the batch the next step takes.
-    pub cursor: u64,
-    /// State of the run's random generator after the last draw. The TopK trainer draws only at initialisation
-    /// (the weights, which the checkpoint holds), so it records the generator's state after that draw; nothing
-    /// reads it back today, but a family that shuffles or resamples continues from it.
-    pub rng_state: u64,
-    /// The effective config without `steps`, `epochs` and `resume_from` (compact JSON, sorted keys).
-    pub config: String,
-    /// Input width.
-    pub d_in: usize,
+/// The part of the file every family has: metadata, the four shared parameters' moments, the dead counters.
+struct Base {
+    family: String,
+    steps_done: u64,
+    moments: Vec<Moments>,
+    steps_since_fired: Vec<u64>,
+    cursor: u64,
+    rng_state: u64,
+    config: String,
 }
 
 const PARAMS: [&str; 4] = ["W_enc_T", "b_enc", "W_dec", "b_dec"];
-
-fn moments(s: &SaeAdamState) -> [&Moments; 4] {
-    [&s.w_enc_t, &s.b_enc, &s.w_dec, &s.b_dec]
-}
 
 fn shapes(d_in: usize, d_sae: usize) -> [Vec<usize>; 4] {
     [
@@ -72,52 +59,10 @@ fn shapes(d_in: usize, d_sae: usize) -> [Vec<usize>; 4] {
     ]
 }
 
-impl TrainerState {
-    /// The file's bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let d_sae = self.snapshot.steps_since_fired.len();
-        let mut tensors: Vec<(String, &'static str, Vec<usize>, Vec<u8>)> = Vec::new();
-        for ((name, m), shape) in PARAMS
-            .iter()
-            .zip(moments(&self.snapshot.adam))
-            .zip(shapes(self.d_in, d_sae))
-        {
-            for (suffix, v) in [("exp_avg", &m.m), ("exp_avg_sq", &m.v)] {
-                let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                tensors.push((format!("adam.{name}.{suffix}"), "F32", shape.clone(), bytes));
-            }
-        }
-        let dead = self
-            .snapshot
-            .steps_since_fired
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect();
-        tensors.push(("dead.steps_since_fired".into(), "U64", vec![d_sae], dead));
-        let meta: BTreeMap<&str, String> = [
-            ("format", FORMAT.to_string()),
-            ("version", VERSION.to_string()),
-            ("family", self.family.clone()),
-            ("steps_done", self.snapshot.steps_done.to_string()),
-            ("adam_step", self.snapshot.steps_done.to_string()),
-            ("cursor", self.cursor.to_string()),
-            ("rng_state", self.rng_state.to_string()),
-            ("config", self.config.clone()),
-        ]
-        .into_iter()
-        .collect();
-        let meta = serde_json::to_string(&meta).expect("string map serialises");
-        crate::checkpoint::encode_safetensors(Some(&meta), &tensors)
-    }
-
+impl Base {
     /// Parses the bytes of `path` (named in messages); `d_in`/`d_sae` are the checkpoint's dimensions, which every
     /// tensor must match.
-    pub fn from_bytes(
-        path: &Path,
-        bytes: &[u8],
-        d_in: usize,
-        d_sae: usize,
-    ) -> Result<TrainerState, StateError> {
+    fn read(path: &Path, bytes: &[u8], d_in: usize, d_sae: usize) -> Result<Base, StateError> {
         let bad = |detail: String| StateError {
             path: path.to_owned(),
             detail,
@@ -188,31 +133,21 @@ impl TrainerState {
                     .into(),
             ));
         }
-        let mut it = ms.into_iter();
-        let mut next = || it.next().expect("four moments");
-        Ok(TrainerState {
+        Ok(Base {
             family: get("family")?,
-            snapshot: TrainerSnapshot {
-                steps_done,
-                adam: SaeAdamState {
-                    w_enc_t: next(),
-                    b_enc: next(),
-                    w_dec: next(),
-                    b_dec: next(),
-                },
-                steps_since_fired: dead,
-            },
+            steps_done,
+            moments: ms,
+            steps_since_fired: dead,
             cursor: num("cursor")?,
             rng_state: num("rng_state")?,
             config: get("config")?,
-            d_in,
         })
     }
 }
 
-/// The state file of an engine run ([`crate::engine::FamilyTrainer`]), in the same format as [`TrainerState`]:
-/// the same tensors for the four shared parameters (so a family without parameters or estimated state writes the
-/// same file as the TopK trainer did), plus, per family parameter `<name>`, its values `fam.<name>` and moments
+/// The contents of `trainer_state.safetensors`, the state file of an engine run ([`crate::engine::FamilyTrainer`]):
+/// the tensors of the four shared parameters (a family without parameters or estimated state writes the same file
+/// as the pre-engine TopK trainer did), plus, per family parameter `<name>`, its values `fam.<name>` and moments
 /// `adam.fam.<name>.exp_avg` / `.exp_avg_sq` (F32), and per estimated state entry `<name>` a float64 tensor
 /// `family_state.<name>`.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,7 +160,9 @@ pub struct FamilyTrainerState {
     pub family_params: Vec<(String, Vec<f32>)>,
     /// First row (0-based, within the training rows) of the batch the next step takes.
     pub cursor: u64,
-    /// State of the run's generator after its last draw (see [`TrainerState::rng_state`]).
+    /// State of the run's generator after its last draw. TopK and the other families draw only at initialisation
+    /// (the weights, which the checkpoint holds), so it records the generator's state after that draw; nothing
+    /// reads it back today, but a family that shuffles or resamples continues from it.
     pub rng_state: u64,
     /// The effective config without `steps`, `epochs` and `resume_from` (compact JSON, sorted keys).
     pub config: String,
@@ -301,7 +238,7 @@ impl FamilyTrainerState {
         params: &[(&str, usize)],
         state: &[(&str, usize)],
     ) -> Result<FamilyTrainerState, StateError> {
-        let base = TrainerState::from_bytes(path, bytes, d_in, d_sae)?;
+        let base = Base::read(path, bytes, d_in, d_sae)?;
         let bad = |detail: String| StateError {
             path: path.to_owned(),
             detail,
@@ -326,8 +263,7 @@ impl FamilyTrainerState {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect()
         };
-        let a = base.snapshot.adam;
-        let mut moments = vec![a.w_enc_t, a.b_enc, a.w_dec, a.b_dec];
+        let mut moments = base.moments;
         let mut family_params = Vec::new();
         for &(name, len) in params {
             family_params.push((
@@ -366,9 +302,9 @@ impl FamilyTrainerState {
         Ok(FamilyTrainerState {
             family: base.family,
             snapshot: crate::engine::FamilySnapshot {
-                steps_done: base.snapshot.steps_done,
+                steps_done: base.steps_done,
                 moments,
-                steps_since_fired: base.snapshot.steps_since_fired,
+                steps_since_fired: base.steps_since_fired,
                 family_state,
             },
             family_params,
@@ -384,18 +320,33 @@ impl FamilyTrainerState {
 mod tests {
     use super::*;
 
-    fn state() -> TrainerState {
+    /// A state with one family parameter `p` (length 4) and one estimated entry `lambda` when `family` is set.
+    fn state(family: bool) -> FamilyTrainerState {
         let (d_in, d_sae) = (3, 4);
-        let mut adam = SaeAdamState::zeros(d_in, d_sae);
-        adam.w_dec.m[5] = 0.25;
-        adam.b_dec.v[2] = 1e-9;
-        TrainerState {
+        let mut moments: Vec<Moments> = [d_sae * d_in, d_sae, d_sae * d_in, d_in]
+            .iter()
+            .map(|&n| Moments::zeros(n))
+            .collect();
+        moments[2].m[5] = 0.25;
+        moments[3].v[2] = 1e-9;
+        let (mut family_params, mut family_state) = (vec![], vec![]);
+        if family {
+            moments.push(Moments {
+                m: vec![0.5; d_sae],
+                v: vec![0.125; d_sae],
+            });
+            family_params.push(("p".to_string(), vec![-1.0, 0.0, 1.0, 2.0]));
+            family_state.push(("lambda".to_string(), vec![0.3]));
+        }
+        FamilyTrainerState {
             family: "topk".into(),
-            snapshot: TrainerSnapshot {
+            snapshot: crate::engine::FamilySnapshot {
                 steps_done: 17,
-                adam,
+                moments,
                 steps_since_fired: vec![0, 3, 1000, 2],
+                family_state,
             },
+            family_params,
             cursor: 42,
             rng_state: u64::MAX - 1,
             config: r#"{"batch":8}"#.into(),
@@ -405,10 +356,10 @@ mod tests {
 
     #[test]
     fn round_trips_deterministically_and_is_plain_safetensors() {
-        let s = state();
+        let s = state(false);
         let bytes = s.to_bytes();
         assert_eq!(bytes, s.to_bytes());
-        let back = TrainerState::from_bytes(Path::new("x"), &bytes, 3, 4).unwrap();
+        let back = FamilyTrainerState::from_bytes(Path::new("x"), &bytes, 3, 4, &[], &[]).unwrap();
         assert_eq!(back, s);
         let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         assert_eq!((8 + header_len) % 8, 0);
@@ -417,23 +368,37 @@ mod tests {
             st.tensor("adam.W_dec.exp_avg").unwrap().shape(),
             &[4usize, 3]
         );
+        let s = state(true);
+        let back = FamilyTrainerState::from_bytes(
+            Path::new("x"),
+            &s.to_bytes(),
+            3,
+            4,
+            &[("p", 4)],
+            &[("lambda", 1)],
+        )
+        .unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]
     fn wrong_shapes_and_foreign_files_are_named() {
-        let bytes = state().to_bytes();
-        let e = TrainerState::from_bytes(Path::new("run/trainer_state.safetensors"), &bytes, 3, 5)
-            .unwrap_err()
-            .to_string();
+        let bytes = state(false).to_bytes();
+        let read = |path: &str, bytes: &[u8], d_sae: usize, params: &[(&str, usize)]| {
+            FamilyTrainerState::from_bytes(Path::new(path), bytes, 3, d_sae, params, &[])
+                .unwrap_err()
+                .to_string()
+        };
+        let e = read("run/trainer_state.safetensors", &bytes, 5, &[]);
         assert!(
             e.starts_with(
                 "trainer state run/trainer_state.safetensors: tensor \"adam.W_enc_T.exp_avg\""
             ),
             "{e}"
         );
-        let e = TrainerState::from_bytes(Path::new("w"), b"not safetensors", 3, 4)
-            .unwrap_err()
-            .to_string();
+        let e = read("w", b"not safetensors", 4, &[]);
         assert!(e.contains("is not a valid safetensors file"), "{e}");
+        let e = read("w", &bytes, 4, &[("p", 4)]);
+        assert_eq!(e, "trainer state w: has no tensor \"fam.p\"");
     }
 }

@@ -69,7 +69,8 @@ impl SparseCode {
     }
 
     /// Mutable per-row-chunk access for parallel filling: yields `(idx, val, nnz)` chunks of
-    /// `rows_per_chunk` rows.
+    /// `rows_per_chunk` rows (the tests build codes with it).
+    #[cfg(test)]
     pub(crate) fn chunks_mut(
         &mut self,
         rows_per_chunk: usize,

@@ -317,6 +317,27 @@ pub fn positive_key(key: &str, v: &Value) -> Result<f64, TrainerError> {
     }
 }
 
+/// SAELens 6's `SAETrainer` clips the global gradient norm at 1 for every architecture; with SAELens's decoder
+/// initialisation (row norm 0.1) it closed TopK's held-out FVU gap to SAELens (sae-topk's config module has the
+/// figures), so every trainer clips at 1 by default.
+pub const DEFAULT_GRAD_CLIP: f64 = 1.0;
+
+/// The family key `grad_clip` of `own`: absent is [`DEFAULT_GRAD_CLIP`], `null` is no clipping (the older
+/// behaviour), else a finite number `> 0`.
+pub fn grad_clip_key(own: &Map<String, Value>) -> Result<Option<f64>, TrainerError> {
+    match own.get("grad_clip") {
+        Some(Value::Null) => Ok(None),
+        None => Ok(Some(DEFAULT_GRAD_CLIP)),
+        Some(v) => match v.as_f64() {
+            Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
+            _ => Err(TrainerError::config(
+                "grad_clip",
+                format!("= {v} is invalid: must be a finite number > 0, or null for no clipping"),
+            )),
+        },
+    }
+}
+
 fn row_range(key: &str, v: &Value) -> Result<RowRange, TrainerError> {
     let r: RowRange = serde_json::from_value(v.clone()).map_err(|e| {
         TrainerError::config(

@@ -18,7 +18,7 @@ use super::data::Dataset;
 use super::stream::{Line, MetricStream, progress_text};
 use super::{TrainerError, num};
 use crate::error::KernelError;
-use crate::sae::EvalMetrics;
+use crate::metrics::EvalMetrics;
 use crate::train::batch_start;
 
 /// What one step reports (all per element, as the stream and the summary).

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use super::{TrainerError, num};
-use crate::sae::EvalMetrics;
+use crate::metrics::EvalMetrics;
 
 /// One line of the stream.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,16 +1,18 @@
-//! The family-agnostic trainer half (`husai_kernels::trainer`) driven with the TopK trainer: the metric stream's
+//! The family-agnostic trainer half (`husai_kernels::trainer`) driven with TopK on the engine: the metric stream's
 //! fields, held-out rows, divergence, interruption and exact continuation.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use husai_kernels::engine::{EngineConfig, FamilyTrainer, InitConfig};
+use husai_kernels::families::TopK;
 use husai_kernels::synth::{SynthConfig, generate};
 use husai_kernels::trainer::config::CommonDefaults;
 use husai_kernels::trainer::{
     CommonConfig, Dataset, Digests, Hooks, MetricStream, Plan, Silent, Status, TrainerError, drive,
 };
-use husai_kernels::{AuxKConfig, TrainConfig, Trainer, activations, bdec::BDecInit};
+use husai_kernels::{AuxKConfig, activations, bdec::BDecInit};
 use serde_json::{Value, json};
 
 const D_IN: usize = 32;
@@ -61,28 +63,29 @@ fn load(b: &Bank, cfg: &CommonConfig) -> Result<(Dataset, Digests), TrainerError
     Dataset::load(&inputs, cfg, None, &mut digests).map(|d| (d, digests))
 }
 
-fn trainer(cfg: &CommonConfig, data: &Dataset, steps: u64) -> Trainer {
-    let mut t = Trainer::new(
-        TrainConfig {
-            batch: cfg.batch,
-            steps: steps as usize,
-            seed: cfg.seed,
-            threads: 2,
-            adam: husai_kernels::adam::AdamConfig {
-                lr: cfg.lr as f32,
-                ..Default::default()
-            },
-            aux_k: Some(AuxKConfig {
-                k_aux: 16,
-                coeff: 1.0 / 32.0,
-            }),
-            dead_window: cfg.dead_window,
-            b_dec_init: cfg.b_dec_init,
-            ..TrainConfig::new(cfg.d_sae, 4)
+fn trainer(cfg: &CommonConfig, data: &Dataset) -> FamilyTrainer<TopK> {
+    let engine = EngineConfig {
+        batch: cfg.batch,
+        seed: cfg.seed,
+        threads: 2,
+        adam: husai_kernels::adam::AdamConfig {
+            lr: cfg.lr as f32,
+            ..Default::default()
         },
-        D_IN,
-    )
-    .unwrap();
+        aux_k: Some(AuxKConfig {
+            k_aux: 16,
+            coeff: 1.0 / 32.0,
+        }),
+        dead_window: cfg.dead_window,
+        b_dec_init: cfg.b_dec_init,
+        init: InitConfig {
+            dec_norm: 1.0,
+            enc_scale: 1.0,
+        },
+        grad_clip: None,
+        ..EngineConfig::new(cfg.d_sae)
+    };
+    let mut t = FamilyTrainer::new(engine, TopK::new(4, cfg.d_sae), D_IN, false).unwrap();
     t.init_b_dec(&data.train).unwrap();
     t
 }
@@ -131,7 +134,7 @@ fn every_stream_line_has_exactly_the_contract_fields_and_types() {
                             "dead_window": 2}),
     );
     let (data, _) = load(&b, &cfg).unwrap();
-    let mut t = trainer(&cfg, &data, 25);
+    let mut t = trainer(&cfg, &data);
     let mut stream = MetricStream::create(&b.out.join("metrics.jsonl")).unwrap();
     let mut hooks = StopAfter {
         asked: Cell::new(0),
@@ -256,7 +259,7 @@ fn an_interrupted_drive_resumed_from_its_snapshot_matches_one_uninterrupted_run(
     let cfg =
         common(json!({"d_sae": 64, "seed": 2, "steps": 30, "dead_window": 2, "log_every": 1}));
     let (data, _) = load(&b, &cfg).unwrap();
-    let mut straight = trainer(&cfg, &data, 30);
+    let mut straight = trainer(&cfg, &data);
     let mut stream = MetricStream::create(&b.out.join("a.jsonl")).unwrap();
     drive(
         &mut straight,
@@ -267,7 +270,7 @@ fn an_interrupted_drive_resumed_from_its_snapshot_matches_one_uninterrupted_run(
     )
     .unwrap();
 
-    let mut first = trainer(&cfg, &data, 30);
+    let mut first = trainer(&cfg, &data);
     let mut stream = MetricStream::create(&b.out.join("metrics.jsonl")).unwrap();
     let mut hooks = StopAfter {
         asked: Cell::new(0),
@@ -285,10 +288,12 @@ fn an_interrupted_drive_resumed_from_its_snapshot_matches_one_uninterrupted_run(
         12,
         "the stop step is logged"
     );
-    let mut resumed = Trainer::from_snapshot(
+    let mut resumed = FamilyTrainer::from_snapshot(
         first.config().clone(),
+        TopK::new(4, cfg.d_sae),
         first.model().clone(),
         first.snapshot(),
+        false,
     )
     .unwrap();
     let mut stream = MetricStream::create(&b.out.join("b.jsonl")).unwrap();
@@ -313,7 +318,7 @@ fn a_huge_learning_rate_diverges_with_the_step_and_quantity() {
     let b = bank(1000);
     let cfg = common(json!({"d_sae": 64, "seed": 1, "steps": 50, "lr": 1e9, "eval_every": 5}));
     let (data, _) = load(&b, &cfg).unwrap();
-    let mut t = trainer(&cfg, &data, 50);
+    let mut t = trainer(&cfg, &data);
     let mut stream = MetricStream::create(&b.out.join("metrics.jsonl")).unwrap();
     let out = drive(&mut t, &plan(&cfg, 50), &data, &mut stream, &mut Silent).unwrap();
     drop(stream);
@@ -332,14 +337,14 @@ fn a_huge_learning_rate_diverges_with_the_step_and_quantity() {
     assert_eq!(lines(&b).last().unwrap()["step"], d.step);
     // The same run with a sane lr stays ok.
     let cfg = common(json!({"d_sae": 64, "seed": 1, "steps": 50, "eval_every": 5}));
-    let mut t = trainer(&cfg, &data, 50);
+    let mut t = trainer(&cfg, &data);
     let mut stream = MetricStream::create(&b.out.join("ok.jsonl")).unwrap();
     let out = drive(&mut t, &plan(&cfg, 50), &data, &mut stream, &mut Silent).unwrap();
     assert_eq!((out.status, out.steps_done), (Status::Ok, 50));
     // A ceiling below the FVU reached ends the run as diverged at the check.
     let cfg =
         common(json!({"d_sae": 64, "seed": 1, "steps": 50, "eval_every": 10, "fvu_ceiling": 1e-6}));
-    let mut t = trainer(&cfg, &data, 50);
+    let mut t = trainer(&cfg, &data);
     let mut stream = MetricStream::create(&b.out.join("c.jsonl")).unwrap();
     let out = drive(&mut t, &plan(&cfg, 50), &data, &mut stream, &mut Silent).unwrap();
     let d = out.detail.unwrap();
