@@ -4,7 +4,9 @@
 use husai_kernels::adam::AdamConfig;
 use husai_kernels::bdec::BDecInit;
 use husai_kernels::engine::{EngineConfig, InitConfig};
-use husai_kernels::trainer::config::{CommonDefaults, int_key, positive_key, split_family_keys};
+use husai_kernels::trainer::config::{
+    CommonDefaults, DEFAULT_GRAD_CLIP, grad_clip_key, int_key, positive_key, split_family_keys,
+};
 use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value, json};
 
@@ -16,7 +18,7 @@ use crate::target::L0Controller;
 pub const PLUGIN: &str = "sae-jumprelu";
 
 /// JumpReLU's own keys.
-pub const FAMILY_KEYS: [&str; 9] = [
+pub const FAMILY_KEYS: [&str; 10] = [
     "l0_coeff",
     "l0_warmup_steps",
     "sparsity",
@@ -26,6 +28,7 @@ pub const FAMILY_KEYS: [&str; 9] = [
     "target_l0",
     "target_l0_gain",
     "decoder_init_norm",
+    "grad_clip",
 ];
 
 /// λ by default: SAELens 6's `l0_coefficient` default (1.0).
@@ -70,6 +73,8 @@ pub struct JumpConfig {
     pub target_l0_gain: f64,
     /// Decoder row norm at initialisation.
     pub decoder_init_norm: f64,
+    /// Global gradient-norm clip; `None`: off.
+    pub grad_clip: Option<f64>,
 }
 
 /// JSON Schema (draft 2020-12) of [`JumpConfig`].
@@ -103,7 +108,11 @@ pub fn config_schema() -> Value {
                            "description": "the controller's gain g: log λ += g·(L0 − target)/target per step"},
         "decoder_init_norm": {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_DECODER_INIT_NORM,
                               "description": "decoder row norm at initialisation (SAELens's decoder_init_norm, \
-                                              0.1); rows are free afterwards"}
+                                              0.1); rows are free afterwards"},
+        "grad_clip": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": DEFAULT_GRAD_CLIP,
+                      "description": "clip the global L2 norm of all gradients to this value before each Adam \
+                                      step (SAELens clips at 1 for every architecture); null: no clipping (the \
+                                      older default)"}
     });
     for (k, v) in own.as_object().unwrap() {
         props.insert(k.clone(), v.clone());
@@ -183,6 +192,7 @@ impl JumpConfig {
         };
         let target_l0_gain = positive("target_l0_gain", DEFAULT_TARGET_GAIN)?;
         let decoder_init_norm = positive("decoder_init_norm", DEFAULT_DECODER_INIT_NORM)?;
+        let grad_clip = grad_clip_key(&own)?;
         Ok(JumpConfig {
             common,
             l0_coeff,
@@ -193,6 +203,7 @@ impl JumpConfig {
             target_l0,
             target_l0_gain,
             decoder_init_norm,
+            grad_clip,
         })
     }
 
@@ -213,7 +224,8 @@ impl JumpConfig {
     }
 
     /// The engine's config: SAELens's initialisation (`W_enc = W_decᵀ`, rows at `decoder_init_norm`, biases zero),
-    /// no AuxK, no gradient clipping; the thread count is set by the run.
+    /// no AuxK, the gradient norm clipped at `grad_clip` (SAELens clips at 1); the thread
+    /// count is set by the run.
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
             batch: self.common.batch,
@@ -228,6 +240,7 @@ impl JumpConfig {
                 dec_norm: self.decoder_init_norm as f32,
                 enc_scale: 1.0,
             },
+            grad_clip: self.grad_clip.map(|c| c as f32),
             ..EngineConfig::new(self.common.d_sae)
         }
     }
@@ -252,6 +265,7 @@ impl JumpConfig {
         m.insert("target_l0".into(), json!(self.target_l0));
         m.insert("target_l0_gain".into(), json!(self.target_l0_gain));
         m.insert("decoder_init_norm".into(), json!(self.decoder_init_norm));
+        m.insert("grad_clip".into(), json!(self.grad_clip));
         m
     }
 }
@@ -344,7 +358,7 @@ mod tests {
         assert!(
             e.starts_with(
                 "config key `threshold` is not a sae-jumprelu config key; the keys are: d_sae,"
-            ) && e.ends_with("target_l0, target_l0_gain, decoder_init_norm"),
+            ) && e.ends_with("target_l0, target_l0_gain, decoder_init_norm, grad_clip"),
             "{e}"
         );
         let mut v = base();

@@ -1,11 +1,13 @@
 //! The plugin's config: the common trainer keys (`husai_kernels::trainer::config`) plus the standard SAE's own
-//! (`l1_coeff`, `l1_warmup_steps`, `penalty`, `decoder_init_norm`), their JSON Schema (what `describe` publishes) and
+//! (`l1_coeff`, `l1_warmup_steps`, `penalty`, `decoder_init_norm`, `grad_clip`), their JSON Schema (what `describe` publishes) and
 //! the checked Rust form.
 
 use husai_kernels::adam::AdamConfig;
 use husai_kernels::bdec::BDecInit;
 use husai_kernels::engine::{EngineConfig, InitConfig};
-use husai_kernels::trainer::config::{CommonDefaults, int_key, split_family_keys};
+use husai_kernels::trainer::config::{
+    CommonDefaults, DEFAULT_GRAD_CLIP, grad_clip_key, int_key, split_family_keys,
+};
 use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value, json};
 
@@ -16,11 +18,12 @@ use crate::penalty::Weighting;
 pub const PLUGIN: &str = "sae-relu";
 
 /// The standard SAE's own keys.
-pub const FAMILY_KEYS: [&str; 4] = [
+pub const FAMILY_KEYS: [&str; 5] = [
     "l1_coeff",
     "l1_warmup_steps",
     "penalty",
     "decoder_init_norm",
+    "grad_clip",
 ];
 
 /// λ by default: SAELens 6's `StandardTrainingSAEConfig.l1_coefficient` default (1.0). It has to be tuned to the
@@ -52,6 +55,8 @@ pub struct ReluConfig {
     pub penalty: Weighting,
     /// Decoder row norm at initialisation (decoder-norm variant).
     pub decoder_init_norm: f64,
+    /// Global gradient-norm clip; `None`: off.
+    pub grad_clip: Option<f64>,
 }
 
 /// JSON Schema (draft 2020-12) of [`ReluConfig`].
@@ -82,6 +87,13 @@ pub fn config_schema() -> Value {
         json!({"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_DECODER_INIT_NORM,
                "description": "decoder row norm at initialisation with penalty = decoder_norm (SAELens's \
                                decoder_init_norm, 0.1); unit_norm starts at 1"}),
+    );
+    props.insert(
+        "grad_clip".into(),
+        json!({"type": ["number", "null"], "exclusiveMinimum": 0, "default": DEFAULT_GRAD_CLIP,
+               "description": "clip the global L2 norm of all gradients to this value before each Adam step \
+                               (SAELens clips at 1 for every architecture); null: no clipping (the older \
+                               default)"}),
     );
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -134,12 +146,14 @@ impl ReluConfig {
             Some(v) => husai_kernels::trainer::config::positive_key("decoder_init_norm", v)?,
             None => DEFAULT_DECODER_INIT_NORM,
         };
+        let grad_clip = grad_clip_key(&own)?;
         Ok(ReluConfig {
             common,
             l1_coeff,
             l1_warmup_steps,
             penalty,
             decoder_init_norm,
+            grad_clip,
         })
     }
 
@@ -150,6 +164,7 @@ impl ReluConfig {
         m.insert("l1_warmup_steps".into(), json!(self.l1_warmup_steps));
         m.insert("penalty".into(), json!(self.penalty.as_str()));
         m.insert("decoder_init_norm".into(), json!(self.decoder_init_norm));
+        m.insert("grad_clip".into(), json!(self.grad_clip));
         m
     }
 
@@ -163,7 +178,8 @@ impl ReluConfig {
     }
 
     /// The engine's config: SAELens's initialisation (`W_enc = W_decᵀ`, rows at [`ReluConfig::initial_row_norm`],
-    /// biases zero), no AuxK, no gradient clipping; the thread count is set by the run.
+    /// biases zero), no AuxK, the gradient norm clipped at `grad_clip` (SAELens clips at 1); the thread
+    /// count is set by the run.
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
             batch: self.common.batch,
@@ -178,6 +194,7 @@ impl ReluConfig {
                 dec_norm: self.initial_row_norm(),
                 enc_scale: 1.0,
             },
+            grad_clip: self.grad_clip.map(|c| c as f32),
             ..EngineConfig::new(self.common.d_sae)
         }
     }
@@ -246,7 +263,7 @@ mod tests {
         assert!(
             e.starts_with(
                 "config key `k` is not a sae-relu config key; the keys are: d_sae, seed,"
-            ) && e.ends_with("l1_coeff, l1_warmup_steps, penalty, decoder_init_norm"),
+            ) && e.ends_with("l1_coeff, l1_warmup_steps, penalty, decoder_init_norm, grad_clip"),
             "{e}"
         );
         let mut v = base();

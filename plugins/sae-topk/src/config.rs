@@ -28,7 +28,9 @@ use husai_kernels::AuxKConfig;
 use husai_kernels::adam::AdamConfig;
 use husai_kernels::bdec::BDecInit;
 use husai_kernels::engine::{EngineConfig, InitConfig};
-use husai_kernels::trainer::config::{CommonDefaults, int_key, split_family_keys};
+use husai_kernels::trainer::config::{
+    CommonDefaults, DEFAULT_GRAD_CLIP, grad_clip_key, int_key, split_family_keys,
+};
 use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value, json};
 
@@ -47,9 +49,6 @@ pub const DEFAULT_AUX_COEFF: f64 = 1.0 / 32.0;
 
 /// Initial decoder row norm by default: SAELens 6's `decoder_init_norm` (see the module documentation).
 pub const DEFAULT_DEC_INIT_NORM: f64 = 0.1;
-
-/// Global gradient-norm clip by default: SAELens 6's `SAETrainer` clips at 1 (see the module documentation).
-pub const DEFAULT_GRAD_CLIP: f64 = 1.0;
 
 /// The common keys' defaults for TopK.
 ///
@@ -188,18 +187,7 @@ impl TopKConfig {
         };
         let dec_init_norm = positive("dec_init_norm", DEFAULT_DEC_INIT_NORM)?;
         let enc_init_scale = positive("enc_init_scale", 1.0)?;
-        let grad_clip = match own.get("grad_clip") {
-            Some(Value::Null) => None,
-            _ => Some(positive("grad_clip", DEFAULT_GRAD_CLIP).map_err(|_| {
-                TrainerError::config(
-                    "grad_clip",
-                    format!(
-                        "= {} is invalid: must be a finite number > 0, or null for no clipping",
-                        own["grad_clip"]
-                    ),
-                )
-            })?),
-        };
+        let grad_clip = grad_clip_key(&own)?;
         Ok(TopKConfig {
             common,
             k,

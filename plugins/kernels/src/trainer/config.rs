@@ -597,3 +597,28 @@ pub fn check_resume_fingerprint(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grad_clip_defaults_to_one_null_turns_it_off_and_bad_values_are_named() {
+        let own = |v: Option<Value>| -> Map<String, Value> {
+            v.map(|v| Map::from_iter([("grad_clip".to_owned(), v)]))
+                .unwrap_or_default()
+        };
+        assert_eq!(grad_clip_key(&own(None)).unwrap(), Some(DEFAULT_GRAD_CLIP));
+        assert_eq!(grad_clip_key(&own(Some(Value::Null))).unwrap(), None);
+        assert_eq!(grad_clip_key(&own(Some(json!(0.5)))).unwrap(), Some(0.5));
+        for bad in [json!(0), json!(-1), json!("1")] {
+            let e = grad_clip_key(&own(Some(bad.clone()))).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "config key `grad_clip` = {bad} is invalid: must be a finite number > 0, or null for no clipping"
+                )
+            );
+        }
+    }
+}
