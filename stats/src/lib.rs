@@ -981,6 +981,90 @@ pub fn pairwise_difference_bootstrap_t(
     })
 }
 
+/// Mean and `sd/√m` (the jackknife standard error of a mean) of independent values.
+fn mean_and_se(values: &[f64]) -> (f64, f64) {
+    let m = values.len() as f64;
+    let mean = fsum(values) / m;
+    let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+    (mean, (ss / (m - 1.0)).sqrt() / m.sqrt())
+}
+
+/// The studentized seed-level interval of `a.mean() − mean(values)`, where `a` holds a statistic between every two
+/// of its seeds and `values` are independent draws of the same statistic (e.g. PWMCC of disjoint pairs of random
+/// dictionaries). Each side is resampled by its own independent unit: `a` by seeds with replacement (pairs of
+/// distinct drawn seeds, jackknife standard error, as [`pairwise_difference_bootstrap_t`]), `values` by values with
+/// replacement (standard error `sd/√m`). Bootstrap-t: `t* = (D* − D) / √(se_a*² + se_v*²)`, interval
+/// `[D − t*₁₋α/₂ · se, D − t*α/₂ · se]`. Needs [`MIN_PAIRWISE_T_SEEDS`] seeds in `a` and two values; its coverage is
+/// checked by `tests/suite/coverage.rs`.
+pub fn pairwise_vs_values_bootstrap_t(
+    a: &PairwiseMatrix,
+    values: &[f64],
+    confidence: f64,
+    spec: BootstrapSpec,
+) -> Result<Interval, StatsError> {
+    check_bootstrap(confidence, spec)?;
+    if a.n < MIN_PAIRWISE_T_SEEDS {
+        return Err(StatsError::TooFewValues {
+            what: "studentized pairwise seed bootstrap (seeds of the pairwise side)",
+            needed: MIN_PAIRWISE_T_SEEDS,
+            got: a.n,
+        });
+    }
+    if values.len() < 2 {
+        return Err(StatsError::TooFewValues {
+            what: "studentized pairwise seed bootstrap (independent values)",
+            needed: 2,
+            got: values.len(),
+        });
+    }
+    let all: Vec<usize> = (0..a.n).collect();
+    let mut scratch = Vec::new();
+    let (v_mean, v_se) = mean_and_se(values);
+    let estimate = a.mean() - v_mean;
+    let a_se = a.jackknife_se(&all, &mut scratch);
+    let se = (a_se * a_se + v_se * v_se).sqrt();
+    if se == 0.0 {
+        return Ok(Interval {
+            estimate,
+            low: estimate,
+            high: estimate,
+            n: a.n,
+        });
+    }
+    let mut rng = SplitMix64::new(spec.seed);
+    let mut draw = vec![0; a.n];
+    let mut resampled = vec![0.0; values.len()];
+    let mut stats: Vec<f64> = (0..spec.resamples)
+        .map(|_| {
+            a.draw_three(&mut rng, &mut draw);
+            for slot in resampled.iter_mut() {
+                *slot = values[rng.below(values.len() as u64) as usize];
+            }
+            let (vm, vse) = mean_and_se(&resampled);
+            let ase = a.jackknife_se(&draw, &mut scratch);
+            let centred = a.mean_over(&draw) - vm - estimate;
+            let se_star = (ase * ase + vse * vse).sqrt();
+            if se_star > 0.0 {
+                centred / se_star
+            } else if centred == 0.0 {
+                0.0
+            } else {
+                centred.signum() * f64::INFINITY
+            }
+        })
+        .collect();
+    stats.sort_by(f64::total_cmp);
+    let alpha = 1.0 - confidence;
+    let t_low = quantile_sorted_extended(&stats, alpha / 2.0);
+    let t_high = quantile_sorted_extended(&stats, 1.0 - alpha / 2.0);
+    Ok(Interval {
+        estimate,
+        low: estimate - t_high * se,
+        high: estimate - t_low * se,
+        n: a.n,
+    })
+}
+
 /// Jackknife standard error of `mean_a − mean_b` over one shared draw of seeds (the paired design).
 fn paired_jackknife_se(
     a: &PairwiseMatrix,

@@ -10,7 +10,7 @@
 //!   SAE seeds.
 //! * **Random**: [`Settings::random_draws`] (default 200) decoders drawn with the trainers' own initialisation,
 //!   compared in disjoint pairs ([`null`]: why that law and why that pairing).
-//! * **Difference** of the means, bounded by a studentized seed-level bootstrap ([`interval`]): trained seeds and
+//! * **Difference** of the means, bounded by a studentized seed-level bootstrap ([`stats::pairwise_vs_values_bootstrap_t`]): trained seeds and
 //!   random pairs, each the independent unit of its side, are resampled. With fewer than
 //!   [`husai_kernels::stats::MIN_PAIRWISE_T_SEEDS`] trained seeds the bound is `null` with a reason, and the gate
 //!   cannot pass.
@@ -22,7 +22,6 @@
 //! reads those runs' manifests itself and checks them against the release candidate.
 
 pub mod inputs;
-pub mod interval;
 pub mod null;
 
 use std::collections::BTreeMap;
@@ -320,10 +319,11 @@ pub fn evaluate(
         done += 1;
         progress(done, total);
     })?;
-    let t_matrix = interval::Pairwise::from_pairs(n, &trained_pairs)?;
+    let t_matrix = stats::PairwiseMatrix::from_pairs(n, &trained_pairs)?;
     let t_values: Vec<f64> = trained_pairs.iter().map(|p| p.2).collect();
     let (t_mean, r_mean) = (t_matrix.mean(), stats::mean(&random)?);
-    let bound = interval::difference(&t_matrix, &random, s.confidence, s.bootstrap);
+    let bound =
+        stats::pairwise_vs_values_bootstrap_t(&t_matrix, &random, s.confidence, s.bootstrap);
     done += 1;
     progress(done, total);
 

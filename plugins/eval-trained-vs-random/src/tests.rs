@@ -1,4 +1,4 @@
-//! The evaluation on dictionaries with a known answer, its settings and inputs, and the interval's coverage.
+//! The evaluation on dictionaries with a known answer, its settings and inputs (the interval's coverage is simulated in stats/tests/suite/coverage.rs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -472,69 +472,4 @@ fn sae_inputs_keep_the_command_line_order() {
             PathBuf::from("sae-10")
         ]
     );
-}
-
-/// A standard normal draw (Box–Muller on two SplitMix64 uniforms in (0, 1)).
-fn normal(rng: &mut SplitMix64) -> f64 {
-    let u = |rng: &mut SplitMix64| ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    let (a, b) = (u(rng), u(rng));
-    (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
-}
-
-/// Simulated coverage of the interval (seeded): trained PWMCC with seed effects, `v_ij = μ_t + a_i + a_j + e_ij`
-/// over 8 seeds (the dependence that makes the seed the unit), against 100 independent random-pair values; the
-/// true difference is known. With 1000 replications the Monte-Carlo standard error of a coverage of 0.95 is
-/// 0.0069, so the band is about three of them wide.
-#[test]
-fn the_difference_interval_covers_at_its_nominal_level() {
-    let mut rng = SplitMix64::new(2026);
-    let (mu_t, mu_r) = (0.3012, 0.2985);
-    let reps: u64 = 1000;
-    let mut covered = 0;
-    for r in 0..reps {
-        let a: Vec<f64> = (0..8).map(|_| 0.0010 * normal(&mut rng)).collect();
-        let mut pairs = Vec::new();
-        for i in 0..8 {
-            for j in i + 1..8 {
-                pairs.push((i, j, mu_t + a[i] + a[j] + 0.0006 * normal(&mut rng)));
-            }
-        }
-        let t = interval::Pairwise::from_pairs(8, &pairs).unwrap();
-        let random: Vec<f64> = (0..100).map(|_| mu_r + 0.0011 * normal(&mut rng)).collect();
-        let i = interval::difference(
-            &t,
-            &random,
-            0.95,
-            BootstrapSpec {
-                resamples: 1000,
-                seed: r + 1,
-            },
-        )
-        .unwrap();
-        if i.low <= mu_t - mu_r && mu_t - mu_r <= i.high {
-            covered += 1;
-        }
-    }
-    let c = covered as f64 / reps as f64;
-    assert!((0.93..=0.975).contains(&c), "coverage {c}");
-}
-
-#[test]
-fn the_interval_refuses_too_few_seeds_and_bad_levels() {
-    let pairs: Vec<(usize, usize, f64)> = (0..5)
-        .flat_map(|i| (i + 1..5).map(move |j| (i, j, 0.3)))
-        .collect();
-    let t = interval::Pairwise::from_pairs(5, &pairs).unwrap();
-    let spec = BootstrapSpec {
-        resamples: 100,
-        seed: 1,
-    };
-    let e = interval::difference(&t, &[0.2, 0.21], 0.95, spec).unwrap_err();
-    assert!(
-        e.to_string().contains("needs at least 8 value(s), got 5"),
-        "{e}"
-    );
-    let e = interval::difference(&t, &[0.2, 0.21], 1.5, spec).unwrap_err();
-    assert!(e.to_string().contains("strictly between 0 and 1"), "{e}");
-    assert!(interval::Pairwise::from_pairs(5, &pairs[1..]).is_err());
 }

@@ -235,6 +235,19 @@ fn normalize_rows(m: &mut [f32], d: usize, target: f32) {
     });
 }
 
+/// Every trainer's initial decoder for `seed`: `[d_sae, d_in]` row-major, entries uniform in ±1/√d_in from
+/// `SplitMix64::new(seed)`, each row then scaled to norm `dec_norm`. Public so that a random-dictionary null (the
+/// trained-vs-random eval) draws from exactly the law the SAEs start from.
+pub fn initial_decoder(d_in: usize, d_sae: usize, seed: u64, dec_norm: f32) -> Vec<f32> {
+    let bound = 1.0 / (d_in as f32).sqrt();
+    let mut rng = SplitMix64::new(seed);
+    let mut w_dec: Vec<f32> = (0..d_sae * d_in)
+        .map(|_| (2.0 * rng.uniform_f32() - 1.0) * bound)
+        .collect();
+    normalize_rows(&mut w_dec, d_in, dec_norm);
+    w_dec
+}
+
 fn row_norms(m: &[f32], d: usize, out: &mut Vec<f32>) {
     out.clear();
     out.resize(m.len() / d, 0.0);
@@ -269,12 +282,7 @@ impl Sae {
         init: InitConfig,
     ) -> Result<Self, KernelError> {
         check_dims(d_in, d_sae)?;
-        let bound = 1.0 / (d_in as f32).sqrt();
-        let mut rng = SplitMix64::new(seed);
-        let mut w_dec: Vec<f32> = (0..d_sae * d_in)
-            .map(|_| (2.0 * rng.uniform_f32() - 1.0) * bound)
-            .collect();
-        normalize_rows(&mut w_dec, d_in, init.dec_norm);
+        let w_dec = initial_decoder(d_in, d_sae, seed, init.dec_norm);
         let w_enc_t = w_dec.iter().map(|&v| v * init.enc_scale).collect();
         let params = family.params(d_in, d_sae);
         Ok(Self {
