@@ -951,7 +951,7 @@ pub fn pairwise_difference_bootstrap_t(
     }
     let mut rng = SplitMix64::new(spec.seed);
     let (mut draw_a, mut draw_b) = (vec![0; a.n], vec![0; b.n]);
-    let mut stats: Vec<f64> = (0..spec.resamples)
+    let stats: Vec<f64> = (0..spec.resamples)
         .map(|_| {
             a.draw_three(&mut rng, &mut draw_a);
             match design {
@@ -960,25 +960,48 @@ pub fn pairwise_difference_bootstrap_t(
             }
             let centred = a.mean_over(&draw_a) - b.mean_over(&draw_b) - estimate;
             let se_star = se_of(&draw_a, &draw_b, &mut scratch);
-            if se_star > 0.0 {
-                centred / se_star
-            } else if centred == 0.0 {
-                0.0
-            } else {
-                centred.signum() * f64::INFINITY
-            }
+            t_statistic(centred, se_star)
         })
         .collect();
+    Ok(studentized_interval(
+        estimate,
+        se,
+        stats,
+        confidence,
+        a.n.min(b.n),
+    ))
+}
+
+/// A resample's studentized statistic `centred / se*`; a resample with no spread gives 0 when it sits on the
+/// estimate and ±∞ otherwise (it still counts towards the quantiles).
+fn t_statistic(centred: f64, se_star: f64) -> f64 {
+    if se_star > 0.0 {
+        centred / se_star
+    } else if centred == 0.0 {
+        0.0
+    } else {
+        centred.signum() * f64::INFINITY
+    }
+}
+
+/// The bootstrap-t interval `[D − t*₁₋α/₂ · se, D − t*α/₂ · se]` from the resamples' statistics.
+fn studentized_interval(
+    estimate: f64,
+    se: f64,
+    mut stats: Vec<f64>,
+    confidence: f64,
+    n: usize,
+) -> Interval {
     stats.sort_by(f64::total_cmp);
     let alpha = 1.0 - confidence;
     let t_low = quantile_sorted_extended(&stats, alpha / 2.0);
     let t_high = quantile_sorted_extended(&stats, 1.0 - alpha / 2.0);
-    Ok(Interval {
+    Interval {
         estimate,
         low: estimate - t_high * se,
         high: estimate - t_low * se,
-        n: a.n.min(b.n),
-    })
+        n,
+    }
 }
 
 /// Mean and `sd/√m` (the jackknife standard error of a mean) of independent values.
@@ -1034,7 +1057,7 @@ pub fn pairwise_vs_values_bootstrap_t(
     let mut rng = SplitMix64::new(spec.seed);
     let mut draw = vec![0; a.n];
     let mut resampled = vec![0.0; values.len()];
-    let mut stats: Vec<f64> = (0..spec.resamples)
+    let stats: Vec<f64> = (0..spec.resamples)
         .map(|_| {
             a.draw_three(&mut rng, &mut draw);
             for slot in resampled.iter_mut() {
@@ -1044,25 +1067,10 @@ pub fn pairwise_vs_values_bootstrap_t(
             let ase = a.jackknife_se(&draw, &mut scratch);
             let centred = a.mean_over(&draw) - vm - estimate;
             let se_star = (ase * ase + vse * vse).sqrt();
-            if se_star > 0.0 {
-                centred / se_star
-            } else if centred == 0.0 {
-                0.0
-            } else {
-                centred.signum() * f64::INFINITY
-            }
+            t_statistic(centred, se_star)
         })
         .collect();
-    stats.sort_by(f64::total_cmp);
-    let alpha = 1.0 - confidence;
-    let t_low = quantile_sorted_extended(&stats, alpha / 2.0);
-    let t_high = quantile_sorted_extended(&stats, 1.0 - alpha / 2.0);
-    Ok(Interval {
-        estimate,
-        low: estimate - t_high * se,
-        high: estimate - t_low * se,
-        n: a.n,
-    })
+    Ok(studentized_interval(estimate, se, stats, confidence, a.n))
 }
 
 /// Jackknife standard error of `mean_a − mean_b` over one shared draw of seeds (the paired design).
