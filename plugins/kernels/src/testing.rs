@@ -1,0 +1,144 @@
+//! Helpers the trainer plugins' tests share (feature `testing`, enabled only in their `[dev-dependencies]`, so
+//! release builds do not carry it): a synthetic bank in a temporary directory, in-process runs of a plugin's
+//! `run`, and readers of what a run wrote.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use husai_plugin_api::{ErrorKind, PluginError, Progress, RunRequest};
+use serde_json::Value;
+
+use crate::activations::write_npy_f32;
+use crate::synth::{SynthConfig, generate};
+
+/// A plugin's in-process `run` (what [`crate::export_trainer!`] defines).
+pub type RunFn = fn(&RunRequest, &mut Progress) -> Result<Value, PluginError>;
+
+/// The MiniLM residual bank of `../shared/data` (32768 × 384 float32).
+pub const MINILM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/data/minilm_l3_resid_dev.npy"
+);
+
+/// A temporary directory with a synthetic bank (`d_in` 32, 96 features, 3 active per row, seed 9) and the
+/// plugin run under test.
+pub struct Work {
+    /// The directory (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// The bank, `bank.npy`.
+    pub bank: PathBuf,
+    run: RunFn,
+}
+
+impl Work {
+    /// `rows` synthetic rows for `run`.
+    pub fn synthetic(run: RunFn, rows: usize) -> Work {
+        let data = generate(&SynthConfig {
+            rows,
+            d_in: 32,
+            n_features: 96,
+            l0: 3,
+            coef_min: 0.5,
+            coef_max: 1.5,
+            seed: 9,
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bank = dir.path().join("bank.npy");
+        write_npy_f32(&bank, rows, 32, &data.x).unwrap();
+        Work { dir, bank, run }
+    }
+
+    /// A fresh output directory `name`.
+    pub fn out(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir(&p).unwrap();
+        p
+    }
+
+    /// Runs the plugin; its result or error.
+    pub fn try_run(
+        &self,
+        config: Value,
+        inputs: &[(&str, &Path)],
+        out: &Path,
+    ) -> Result<Value, PluginError> {
+        (self.run)(&request(config, inputs, out), &mut Progress::discard())
+    }
+
+    /// Runs the plugin, which must succeed.
+    pub fn go(&self, config: Value, inputs: &[(&str, &Path)], out: &Path) -> Value {
+        self.try_run(config, inputs, out).unwrap()
+    }
+
+    /// Runs `config` on the bank, which must fail as an invalid config with nothing written; the error.
+    pub fn bad_config(&self, config: Value) -> PluginError {
+        let out = self.out(&format!("bad{}", unique()));
+        let e = self
+            .try_run(config, &[("activations", &self.bank)], &out)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidConfig, "{e}");
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            0,
+            "no run: nothing written for {e}"
+        );
+        e
+    }
+}
+
+/// A run request.
+pub fn request(config: Value, inputs: &[(&str, &Path)], out: &Path) -> RunRequest {
+    RunRequest {
+        config,
+        inputs: inputs
+            .iter()
+            .map(|(r, p)| (r.to_string(), p.to_path_buf()))
+            .collect::<BTreeMap<_, _>>(),
+        output_dir: out.to_path_buf(),
+    }
+}
+
+/// A run's `metrics.json`.
+pub fn metrics(out: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap()
+}
+
+/// The bytes a same-seed or resumed run must reproduce: SAELens config, weights and the trainer state.
+pub fn state_bytes(out: &Path) -> Vec<Vec<u8>> {
+    [
+        "cfg.json",
+        "sae_weights.safetensors",
+        "trainer_state.safetensors",
+    ]
+    .iter()
+    .map(|f| std::fs::read(out.join(f)).unwrap())
+    .collect()
+}
+
+/// The tensor names and shapes of a safetensors file, in header (data offset) order.
+pub fn tensor_shapes(path: &Path) -> Vec<(String, Value)> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut v: Vec<(u64, String, Value)> = header
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, t)| {
+            (
+                t["data_offsets"][0].as_u64().unwrap(),
+                k.clone(),
+                t["shape"].clone(),
+            )
+        })
+        .collect();
+    v.sort_by_key(|t| t.0);
+    v.into_iter().map(|(_, k, s)| (k, s)).collect()
+}
+
+/// A number not returned before in this process (distinct output directory names).
+pub fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
