@@ -1,63 +1,15 @@
 //! The plugin's `run`, in process, against the trainer contract: held-out metrics on the real MiniLM bank,
 //! exact resume and interruption, divergence, AuxK and the dead window, inputs and config errors.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use husai_kernels::activations::write_npy_f32;
-use husai_kernels::synth::{SynthConfig, generate};
-use husai_plugin_api::{ErrorKind, Progress, RunRequest};
+use husai_kernels::testing::{MINILM, Work, metrics, request, state_bytes, unique};
+use husai_plugin_api::{ErrorKind, Progress};
 use serde_json::{Value, json};
 
 use super::{OUTPUTS, run};
-
-const MINILM: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/minilm_l3_resid_dev.npy"
-);
-
-struct Work {
-    dir: tempfile::TempDir,
-    bank: PathBuf,
-}
-
-impl Work {
-    fn synthetic(rows: usize) -> Work {
-        let data = generate(&SynthConfig {
-            rows,
-            d_in: 32,
-            n_features: 96,
-            l0: 3,
-            coef_min: 0.5,
-            coef_max: 1.5,
-            seed: 9,
-        })
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let bank = dir.path().join("bank.npy");
-        write_npy_f32(&bank, rows, 32, &data.x).unwrap();
-        Work { dir, bank }
-    }
-
-    fn out(&self, name: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::create_dir(&p).unwrap();
-        p
-    }
-}
-
-fn request(config: Value, inputs: &[(&str, &Path)], out: &Path) -> RunRequest {
-    RunRequest {
-        config,
-        inputs: inputs
-            .iter()
-            .map(|(r, p)| (r.to_string(), p.to_path_buf()))
-            .collect::<BTreeMap<_, _>>(),
-        output_dir: out.to_path_buf(),
-    }
-}
 
 fn go(config: Value, inputs: &[(&str, &Path)], out: &Path) -> Value {
     run(&request(config, inputs, out), &mut Progress::discard()).unwrap()
@@ -78,10 +30,6 @@ fn sha256(path: &Path) -> String {
     d.remove("x").unwrap()
 }
 
-fn metrics(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap()
-}
-
 fn stream_steps(out: &Path) -> Vec<u64> {
     std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap()
@@ -94,18 +42,6 @@ fn stream_steps(out: &Path) -> Vec<u64> {
         .collect()
 }
 
-/// The bytes a resumed run must reproduce: weights, SAELens config and the trainer state.
-fn state_bytes(out: &Path) -> Vec<Vec<u8>> {
-    [
-        "cfg.json",
-        "sae_weights.safetensors",
-        "trainer_state.safetensors",
-    ]
-    .iter()
-    .map(|f| std::fs::read(out.join(f)).unwrap())
-    .collect()
-}
-
 fn small(steps: u64) -> Value {
     json!({"d_sae": 256, "k": 4, "seed": 5, "steps": steps, "batch": 64, "dead_window": 2, "log_every": 5,
            "b_dec_init": "geometric_median"})
@@ -114,7 +50,7 @@ fn small(steps: u64) -> Value {
 #[test]
 fn held_out_metrics_on_the_minilm_bank_differ_from_in_sample_and_name_their_rows() {
     let bank = Path::new(MINILM);
-    let w = Work::synthetic(10);
+    let w = Work::synthetic(run, 10);
     let out = w.out("minilm");
     let cfg = json!({"d_sae": 1536, "k": 32, "seed": 7, "steps": 60, "batch": 1024});
     let result = go(cfg, &[("activations", bank)], &out);
@@ -160,7 +96,7 @@ fn held_out_metrics_on_the_minilm_bank_differ_from_in_sample_and_name_their_rows
 
 #[test]
 fn resuming_and_interrupting_give_the_bytes_of_one_uninterrupted_run() {
-    let w = Work::synthetic(2000);
+    let w = Work::synthetic(run, 2000);
     let bank = w.bank.as_path();
     let acts = [("activations", bank)];
     let a = w.out("a");
@@ -278,7 +214,7 @@ fn resuming_and_interrupting_give_the_bytes_of_one_uninterrupted_run() {
 
 #[test]
 fn a_huge_learning_rate_ends_as_diverged_with_every_output_written() {
-    let w = Work::synthetic(2000);
+    let w = Work::synthetic(run, 2000);
     let out = w.out("d");
     let mut cfg = small(100);
     cfg["lr"] = json!(1e9);
@@ -307,7 +243,7 @@ fn auxk_lowers_the_dead_fraction_against_auxk_off() {
     // latents whose pre-activation is negative on every row. (Selecting among ReLU'd values instead, as sparsify
     // does, gave 0.1035 against 0.1100 here and more dead latents on held-out rows.)
     let bank = Path::new(MINILM);
-    let w = Work::synthetic(10);
+    let w = Work::synthetic(run, 10);
     let run_with = |aux: f64, name: &str| {
         let out = w.out(name);
         let cfg = json!({"d_sae": 1536, "k": 32, "seed": 3, "steps": 200, "batch": 1024, "lr": 1e-2,
@@ -347,9 +283,9 @@ fn auxk_lowers_the_dead_fraction_against_auxk_off() {
 
 #[test]
 fn a_separate_eval_bank_and_bad_requests() {
-    let w = Work::synthetic(2000);
+    let w = Work::synthetic(run, 2000);
     let bank = w.bank.as_path();
-    let other = Work::synthetic(300);
+    let other = Work::synthetic(run, 300);
     let out = w.out("eval-data");
     let mut cfg = small(10);
     cfg["eval"] = json!({"data": true});
@@ -369,7 +305,7 @@ fn a_separate_eval_bank_and_bad_requests() {
 
     let err = |cfg: Value, inputs: &[(&str, &Path)]| {
         run(
-            &request(cfg, inputs, &w.out(&format!("e{}", rand_name()))),
+            &request(cfg, inputs, &w.out(&format!("e{}", unique()))),
             &mut Progress::discard(),
         )
         .unwrap_err()
@@ -408,10 +344,4 @@ fn a_separate_eval_bank_and_bad_requests() {
             .starts_with("sae-topk config key `rows` = 0..5000 is invalid"),
         "{e}"
     );
-}
-
-fn rand_name() -> u64 {
-    use std::sync::atomic::AtomicU64;
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::SeqCst)
 }
