@@ -3,38 +3,18 @@
 //! (The batch-level selection, its tie rule and the gradient check are unit tests of
 //! `husai_kernels::families` and `husai_kernels::engine`.)
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use husai_kernels::activations::write_npy_f32;
 use husai_kernels::synth::{SynthConfig, generate, recovery};
-use husai_plugin_api::{ErrorKind, Progress, RunRequest};
+use husai_kernels::testing::{MINILM, metrics, request, unique};
+use husai_plugin_api::{ErrorKind, Progress};
 use serde_json::{Value, json};
 
 use super::{OUTPUTS, run};
 
-const MINILM: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/minilm_l3_resid_dev.npy"
-);
-
-fn request(config: Value, inputs: &[(&str, &Path)], out: &Path) -> RunRequest {
-    RunRequest {
-        config,
-        inputs: inputs
-            .iter()
-            .map(|(r, p)| (r.to_string(), p.to_path_buf()))
-            .collect::<BTreeMap<_, _>>(),
-        output_dir: out.to_path_buf(),
-    }
-}
-
 fn go(config: Value, inputs: &[(&str, &Path)], out: &Path) -> Value {
     run(&request(config, inputs, out), &mut Progress::discard()).unwrap()
-}
-
-fn metrics(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap()
 }
 
 fn tensor(out: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
@@ -190,7 +170,7 @@ fn bad_config_is_a_clear_error_naming_the_key_and_nothing_runs() {
     let bank = dir.path().join("b.npy");
     write_npy_f32(&bank, 64, 4, &vec![1.0; 256]).unwrap();
     let fail = |config: Value| {
-        let out = subdir(dir.path(), &format!("o{}", rand_name()));
+        let out = subdir(dir.path(), &format!("o{}", unique()));
         let e = run(
             &request(config, &[("activations", &bank)], &out),
             &mut Progress::discard(),
@@ -242,10 +222,4 @@ fn the_schema_matches_its_golden_file() {
         golden == text,
         "{path} differs from config_schema(); rerun with HUSAI_UPDATE_GOLDEN=1 after review"
     );
-}
-
-fn rand_name() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }
