@@ -363,3 +363,53 @@ fn recovers_90_percent_of_512_superposed_features() {
 
 /// λ of the recovery test.
 const RECOVERY_L0: f64 = 0.1;
+
+/// The MiniLM bank's rows (float32 `.npy`, version 1 header), read whole.
+fn minilm() -> (Vec<f32>, usize) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/minilm_l3_resid_dev.npy"
+    );
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(
+        header.contains("'<f4'") && header.contains("(32768, 384)"),
+        "{header}"
+    );
+    let x = bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (x, 384)
+}
+
+/// Target-L0 mode on the MiniLM bank reaches held-out L0 32 within ±10 %: d_sae 1536, batch 1024, 300 steps, lr
+/// 1e-3, seed 7, trained on rows 0..29491 (the plugins' default split), L0 on rows 29491..32768, the plugin's
+/// defaults (controller gain 0.05, starting λ 1, gradient clip 1) with the tanh penalty. Measured: held-out L0
+/// 32.44 (seed 7) and 32.46 (seed 8), FVU 0.186 and 0.189; about 15 s in release on 2 cores.
+///
+/// With the default `step` penalty the target is out of reach in 300 steps at lr 1e-3: the step's L0 term reaches
+/// only θ, and θ = exp(t) with Adam moving t by at most about lr per step can grow by at most e^0.3 ≈ 1.35 from
+/// its 0.01 start, while L0 32 needs θ near 0.25 (SAELens 6.54 reaches that with θ as a direct parameter). Measured:
+/// L0 1176 with λ at the controller's ceiling. The tanh penalty also reaches the pre-activations and the decoder.
+#[test]
+fn target_l0_32_is_reached_on_held_out_minilm_rows_with_the_tanh_penalty() {
+    let (x, d_in) = minilm();
+    let cut = 29_491;
+    let cfg = crate::config::JumpConfig::from_json(&serde_json::json!({
+        "d_sae": 1536, "seed": 7, "steps": 300, "batch": 1024, "target_l0": 32, "sparsity": "tanh"
+    }))
+    .unwrap();
+    let mut e = cfg.engine_config();
+    e.threads = 2;
+    let t = train(e, cfg.family(), &x[..cut * d_in], d_in, 300);
+    let m = t.evaluate(&x[cut * d_in..]).unwrap();
+    eprintln!(
+        "jumprelu target-L0 32 (tanh) on MiniLM: held-out l0 {:.2}, fvu {:.4}",
+        m.l0, m.reconstruction.fvu
+    );
+    assert!((m.l0 - 32.0).abs() <= 3.2, "held-out L0 {}", m.l0);
+    assert!(m.reconstruction.fvu < 0.3, "fvu {}", m.reconstruction.fvu);
+}
