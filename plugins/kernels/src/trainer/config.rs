@@ -612,7 +612,9 @@ mod tests {
         assert_eq!(grad_clip_key(&own(Some(Value::Null))).unwrap(), None);
         assert_eq!(grad_clip_key(&own(Some(json!(0.5)))).unwrap(), Some(0.5));
         for bad in [json!(0), json!(-1), json!("1")] {
-            let e = grad_clip_key(&own(Some(bad.clone()))).unwrap_err().to_string();
+            let e = grad_clip_key(&own(Some(bad.clone())))
+                .unwrap_err()
+                .to_string();
             assert_eq!(
                 e,
                 format!(
