@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use husai_kernels::rng::SplitMix64 as Rng;
-use husai_kernels::stats::{BootstrapSpec, SplitMix64};
+use husai_kernels::stats::BootstrapSpec;
 use husai_plugin_api::{ErrorKind, Plugin, Progress, RunRequest};
 use serde_json::{Value, json};
 
