@@ -5,19 +5,22 @@
 # persists to run it cheaply.
 #
 # 1. creates .venv-saelens at the repository root (once) and installs sae-lens from PyPI into it;
-# 2. builds husai-audit, the family plugins, the data plugin and the family_encode example (release);
+# 2. builds husai-audit, the four family plugins and the data plugin (release);
 # 3. in a scratch directory, for each family in FAMILIES, trains an SAE with `husai-audit train` as a signed run,
 #    on DATA (default: the MiniLM activation bank in ../shared/data, else a synthetic bank made with
 #    `husai-audit data synth`);
-# 4. writes husai's encoder output for the first 100 rows (TopK: `husai-audit data encode`, a plain file, not a
-#    run; the other families: husai_kernels' `family_encode` example, the engine's inference rule);
+# 4. writes husai's encoder output for the first 100 rows with `husai-audit data encode` (the product's path: it
+#    verifies the run, then applies the inference rule cfg.json's architecture names; a plain file, not a run);
 # 5. loads the run directory with sae_lens.SAE.load_from_disk, checks the architecture SAELens loads it as
-#    (topk -> topk, batchtopk -> jumprelu with the estimated threshold) and that SAELens's encoder output on
+#    (topk -> topk, batchtopk -> jumprelu with the estimated threshold, relu -> standard, jumprelu -> jumprelu) and
+#    that SAELens's encoder output on
 #    those rows matches husai's within 1e-5 (scripts/saelens_interop.py).
 #
 # Usage: scripts/saelens_interop.sh [DATA.npy]
-# Env:   HUSAI_SAELENS_VENV (default .venv-saelens), FAMILIES ("topk batchtopk"), INTEROP_D_SAE (1536),
-#        INTEROP_K (32), INTEROP_STEPS (200)
+# Env:   HUSAI_SAELENS_VENV (default .venv-saelens), FAMILIES ("topk batchtopk relu jumprelu"), INTEROP_D_SAE
+#        (1536), INTEROP_K (32), INTEROP_STEPS (200), INTEROP_RELU_L1 (l1_coeff, default 2: held-out L0 31.8 and
+#        31.4 on MiniLM at d_sae 1536, batch 1024, 300 steps, seeds 7 and 8), INTEROP_JUMPRELU_L0 (l0_coeff of the
+#        tanh penalty, default 0.42: held-out L0 32.3 there)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,8 +32,8 @@ if ! "$venv/bin/python" -c "import sae_lens" 2>/dev/null; then
     "$venv/bin/pip" install --progress-bar off sae-lens
 fi
 
-(cd "$root" && cargo build --release -p husai-audit -p husai-sae-topk -p husai-sae-batchtopk -p husai-data \
-    && cargo build --release -p husai-kernels --example family_encode)
+(cd "$root" && cargo build --release -p husai-audit -p husai-sae-topk -p husai-sae-batchtopk -p husai-sae-relu \
+    -p husai-sae-jumprelu -p husai-data)
 bin=$root/target/release/husai-audit
 
 work=$(mktemp -d)
@@ -47,48 +50,24 @@ if [ ! -f "$data" ]; then
     data=$work/$("$venv/bin/python" -c 'import json; print(json.load(open("synth.json"))["dir"])')/activations.npy
 fi
 
-# family -> (plugin, the architecture SAELens must load it as)
-declare -A PLUGIN=([topk]=sae-topk [batchtopk]=sae-batchtopk)
-declare -A ARCH=([topk]=topk [batchtopk]=jumprelu)
+# family -> the plugin, the architecture SAELens must load it as, and the family's own settings (L0 about 32)
+declare -A PLUGIN=([topk]=sae-topk [batchtopk]=sae-batchtopk [relu]=sae-relu [jumprelu]=sae-jumprelu)
+declare -A ARCH=([topk]=topk [batchtopk]=jumprelu [relu]=standard [jumprelu]=jumprelu)
+declare -A SETS=([topk]="k=${INTEROP_K:-32}" [batchtopk]="k=${INTEROP_K:-32}"
+    [relu]="l1_coeff=${INTEROP_RELU_L1:-2}" [jumprelu]="sparsity=\"tanh\" l0_coeff=${INTEROP_JUMPRELU_L0:-0.42}")
 status=0
-for family in ${FAMILIES:-topk batchtopk}; do
-    "$bin" train --plugin "${PLUGIN[$family]}" --data "$data" --set d_sae="${INTEROP_D_SAE:-1536}" \
-        --set k="${INTEROP_K:-32}" --seed 0 --set steps="${INTEROP_STEPS:-200}" --set batch=1024 \
+for family in ${FAMILIES:-topk batchtopk relu jumprelu}; do
+    sets=()
+    for s in ${SETS[$family]}; do sets+=(--set "$s"); done
+    "$bin" train --plugin "${PLUGIN[$family]}" --data "$data" --set d_sae="${INTEROP_D_SAE:-1536}" "${sets[@]}" \
+        --seed 0 --set steps="${INTEROP_STEPS:-200}" --set batch=1024 \
         --campaign "interop-$family" --key interop.pem --plugin-dir "$root/target/release" --json >"train-$family.json"
     run=$work/$("$venv/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["dir"])' "train-$family.json")
     echo "trained $family: $(tr -d '\n' <"train-$family.json" | tr -s ' ')" >&2
-    if [ "$family" = topk ]; then
-        "$bin" data encode --checkpoint "$run" --data "$data" --rows 100 --out "ours-$family.npy" >&2
-    else
-        "$root/target/release/examples/family_encode" --checkpoint "$run" --data "$data" --rows 100 \
-            --out "ours-$family.npy"
-    fi
+    "$bin" data encode --checkpoint "$run" --data "$data" --rows 100 --out "ours-$family.npy" \
+        --plugin-dir "$root/target/release" >&2
     "$venv/bin/python" "$root/scripts/saelens_interop.py" --checkpoint "$run" --data "$data" \
         --ours "ours-$family.npy" --arch "${ARCH[$family]}" --rows 100 --tol 1e-5 || status=1
 done
-# --- sae-relu (SAELens `standard`) and sae-jumprelu (SAELens `jumprelu`) ---
-# Each trains with `husai-audit train --plugin PLUGIN` on the same data, encodes the first 100 rows with the plugin
-# crate's encode example (`relu_encode`, `jumprelu_encode`) (the family's inference rule on the trained weights; `data encode` reads TopK
-# checkpoints only), and checks that SAELens loads the run as ARCH and encodes those rows like ours within 1e-5.
-# Env: INTEROP_RELU_L1 (l1_coeff, default 2: held-out L0 31.8 and 31.4 on MiniLM at d_sae 1536, batch 1024, 300 steps, seeds 7 and 8), INTEROP_JUMPRELU_TARGET_L0 (32).
-interop_family() {
-    local plugin=$1 arch=$2 crate=$3 example=$4
-    shift 4
-    (cd "$root" && cargo build --release -p "$crate" -p husai-audit && cargo build --release -p "$crate" --example "$example")
-    local sets=()
-    for s in "$@"; do sets+=(--set "$s"); done
-    "$bin" train --plugin "$plugin" --data "$data" --set d_sae="${INTEROP_D_SAE:-1536}" --seed 0 \
-        --set steps="${INTEROP_STEPS:-200}" --set batch=1024 "${sets[@]}" --campaign "interop-$arch" \
-        --key interop.pem --plugin-dir "$root/target/release" --json >"train-$arch.json"
-    local dir
-    dir=$work/$("$venv/bin/python" -c "import json; print(json.load(open('train-$arch.json'))['dir'])")
-    echo "trained $plugin: $(tr -d '\n' <"train-$arch.json" | tr -s ' ')" >&2
-    "$root/target/release/examples/$example" "$dir" "$data" 100 "ours-$arch.npy"
-    "$venv/bin/python" "$root/scripts/saelens_interop.py" --checkpoint "$dir" --data "$data" --ours "ours-$arch.npy" \
-        --rows 100 --tol 1e-5 --arch "$arch"
-}
-
-interop_family sae-relu standard husai-sae-relu relu_encode l1_coeff="${INTEROP_RELU_L1:-2}" || status=1
-interop_family sae-jumprelu jumprelu husai-sae-jumprelu jumprelu_encode target_l0="${INTEROP_JUMPRELU_TARGET_L0:-32}" || status=1
 
 exit $status
