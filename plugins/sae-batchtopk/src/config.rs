@@ -8,7 +8,7 @@ use husai_kernels::engine::{EngineConfig, InitConfig};
 use husai_kernels::families::{BatchTopK, DEFAULT_THRESHOLD_LR};
 use husai_kernels::train::AuxKConfig;
 use husai_kernels::trainer::config::{
-    CommonDefaults, DEFAULT_GRAD_CLIP, grad_clip_key, int_key, split_family_keys,
+    CommonDefaults, grad_clip_key, insert_init_properties, int_key, split_family_keys,
 };
 use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value, json};
@@ -87,25 +87,7 @@ pub fn config_schema() -> Value {
                "description": "rate of the moving average that estimates the inference threshold from each \
                                step's smallest kept activation (SAELens's topk_threshold_lr)"}),
     );
-    props.insert(
-        "dec_init_norm".into(),
-        json!({"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_DEC_INIT_NORM,
-               "description": "L2 norm of each initial decoder row (SAELens's decoder_init_norm, 0.1); the encoder \
-                               starts as enc_init_scale times the decoder's transpose, so this also sets the \
-                               encoder's initial scale (decoder rows are renormalised to 1 after every step). 1: \
-                               the older default"}),
-    );
-    props.insert(
-        "enc_init_scale".into(),
-        json!({"type": "number", "exclusiveMinimum": 0, "default": 1.0,
-               "description": "the encoder starts as enc_init_scale times the decoder's transpose"}),
-    );
-    props.insert(
-        "grad_clip".into(),
-        json!({"type": ["number", "null"], "exclusiveMinimum": 0, "default": DEFAULT_GRAD_CLIP,
-               "description": "clip the global L2 norm of all gradients to this value before each Adam step \
-                               (SAELens clips at 1); null: no clipping (the older default)"}),
-    );
+    insert_init_properties(&mut props, DEFAULT_DEC_INIT_NORM);
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "sae-batchtopk config",

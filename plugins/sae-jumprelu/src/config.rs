@@ -5,7 +5,7 @@ use husai_kernels::adam::AdamConfig;
 use husai_kernels::bdec::BDecInit;
 use husai_kernels::engine::{EngineConfig, InitConfig};
 use husai_kernels::trainer::config::{
-    CommonDefaults, DEFAULT_GRAD_CLIP, grad_clip_key, int_key, positive_key, split_family_keys,
+    CommonDefaults, grad_clip_key, grad_clip_property, int_key, positive_key, split_family_keys,
 };
 use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value, json};
@@ -109,10 +109,7 @@ pub fn config_schema() -> Value {
         "decoder_init_norm": {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_DECODER_INIT_NORM,
                               "description": "decoder row norm at initialisation (SAELens's decoder_init_norm, \
                                               0.1); rows are free afterwards"},
-        "grad_clip": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": DEFAULT_GRAD_CLIP,
-                      "description": "clip the global L2 norm of all gradients to this value before each Adam \
-                                      step (SAELens clips at 1 for every architecture); null: no clipping (the \
-                                      older default)"}
+        "grad_clip": grad_clip_property()
     });
     for (k, v) in own.as_object().unwrap() {
         props.insert(k.clone(), v.clone());

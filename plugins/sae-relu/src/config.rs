@@ -6,7 +6,7 @@ use husai_kernels::adam::AdamConfig;
 use husai_kernels::bdec::BDecInit;
 use husai_kernels::engine::{EngineConfig, InitConfig};
 use husai_kernels::trainer::config::{
-    CommonDefaults, DEFAULT_GRAD_CLIP, grad_clip_key, int_key, split_family_keys,
+    CommonDefaults, grad_clip_key, grad_clip_property, int_key, split_family_keys,
 };
 use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value, json};
@@ -88,13 +88,7 @@ pub fn config_schema() -> Value {
                "description": "decoder row norm at initialisation with penalty = decoder_norm (SAELens's \
                                decoder_init_norm, 0.1); unit_norm starts at 1"}),
     );
-    props.insert(
-        "grad_clip".into(),
-        json!({"type": ["number", "null"], "exclusiveMinimum": 0, "default": DEFAULT_GRAD_CLIP,
-               "description": "clip the global L2 norm of all gradients to this value before each Adam step \
-                               (SAELens clips at 1 for every architecture); null: no clipping (the older \
-                               default)"}),
-    );
+    props.insert("grad_clip".into(), grad_clip_property());
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "sae-relu config",

@@ -322,6 +322,32 @@ pub fn positive_key(key: &str, v: &Value) -> Result<f64, TrainerError> {
 /// figures), so every trainer clips at 1 by default.
 pub const DEFAULT_GRAD_CLIP: f64 = 1.0;
 
+/// The JSON Schema of every trainer's `grad_clip` key (read by [`grad_clip_key`]).
+pub fn grad_clip_property() -> Value {
+    json!({"type": ["number", "null"], "exclusiveMinimum": 0, "default": DEFAULT_GRAD_CLIP,
+           "description": "clip the global L2 norm of all gradients to this value before each Adam step \
+                           (SAELens clips at 1 for every architecture); null: no clipping (the older default)"})
+}
+
+/// The schema of the initialisation keys of the trainers whose encoder starts as a scaled copy of the decoder's
+/// transpose (TopK, BatchTopK): `dec_init_norm` (default `dec_init_norm`), `enc_init_scale` and `grad_clip`.
+pub fn insert_init_properties(props: &mut Map<String, Value>, dec_init_norm: f64) {
+    props.insert(
+        "dec_init_norm".into(),
+        json!({"type": "number", "exclusiveMinimum": 0, "default": dec_init_norm,
+               "description": "L2 norm of each initial decoder row (SAELens's decoder_init_norm, 0.1); the encoder \
+                               starts as enc_init_scale times the decoder's transpose, so this also sets the \
+                               encoder's initial scale (decoder rows are renormalised to 1 after every step). 1: \
+                               the older default"}),
+    );
+    props.insert(
+        "enc_init_scale".into(),
+        json!({"type": "number", "exclusiveMinimum": 0, "default": 1.0,
+               "description": "the encoder starts as enc_init_scale times the decoder's transpose"}),
+    );
+    props.insert("grad_clip".into(), grad_clip_property());
+}
+
 /// The family key `grad_clip` of `own`: absent is [`DEFAULT_GRAD_CLIP`], `null` is no clipping (the older
 /// behaviour), else a finite number `> 0`.
 pub fn grad_clip_key(own: &Map<String, Value>) -> Result<Option<f64>, TrainerError> {
