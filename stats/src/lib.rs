@@ -682,6 +682,70 @@ pub fn seed_bootstrap_t_mean(
     })
 }
 
+/// Studentized (bootstrap-t) interval of `mean(a) − mean(b)` for two independent samples: seeds of a trained
+/// model on one side, draws of a random null on the other. Each resample draws each side with replacement and gives
+/// `t* = (D* − D) / √(sd_a*²/n_a + sd_b*²/n_b)`; the interval is `[D − t*₁₋α/₂ · se, D − t*α/₂ · se]`. Needs
+/// [`MIN_BOOTSTRAP_T_SEEDS`] values on side `a` (the percentile bootstrap this replaces covers about 84 % at 5 seeds)
+/// and two on side `b`; coverage is simulated in `tests/suite/coverage.rs`. When neither side has any spread the
+/// interval is the point.
+pub fn two_sample_bootstrap_t(
+    a: &[f64],
+    b: &[f64],
+    confidence: f64,
+    spec: BootstrapSpec,
+) -> Result<Interval, StatsError> {
+    check_bootstrap(confidence, spec)?;
+    if a.len() < MIN_BOOTSTRAP_T_SEEDS {
+        return Err(StatsError::TooFewValues {
+            what: "studentized two-sample bootstrap (seeds of the first sample)",
+            needed: MIN_BOOTSTRAP_T_SEEDS,
+            got: a.len(),
+        });
+    }
+    if b.len() < 2 {
+        return Err(StatsError::TooFewValues {
+            what: "studentized two-sample bootstrap (values of the second sample)",
+            needed: 2,
+            got: b.len(),
+        });
+    }
+    let (a_mean, a_se) = mean_and_se(a);
+    let (b_mean, b_se) = mean_and_se(b);
+    let estimate = a_mean - b_mean;
+    let se = (a_se * a_se + b_se * b_se).sqrt();
+    let scale = a.iter().chain(b).fold(0.0f64, |m, v| m.max(v.abs()));
+    if se <= 64.0 * f64::EPSILON * scale {
+        return Ok(Interval {
+            estimate,
+            low: estimate,
+            high: estimate,
+            n: a.len(),
+        });
+    }
+    let mut rng = SplitMix64::new(spec.seed);
+    let (mut draw_a, mut draw_b) = (vec![0.0; a.len()], vec![0.0; b.len()]);
+    let stats: Vec<f64> = (0..spec.resamples)
+        .map(|_| {
+            for slot in draw_a.iter_mut() {
+                *slot = a[rng.below(a.len() as u64) as usize];
+            }
+            for slot in draw_b.iter_mut() {
+                *slot = b[rng.below(b.len() as u64) as usize];
+            }
+            let (am, ase) = mean_and_se(&draw_a);
+            let (bm, bse) = mean_and_se(&draw_b);
+            t_statistic(am - bm - estimate, (ase * ase + bse * bse).sqrt())
+        })
+        .collect();
+    Ok(studentized_interval(
+        estimate,
+        se,
+        stats,
+        confidence,
+        a.len(),
+    ))
+}
+
 /// The sample standard deviation by the two-pass formula, for resamples (the exact [`sample_sd`] is for reported
 /// figures; a resample's spread only has to be accurate, not bit-identical to Python).
 fn plain_sd(values: &[f64], mean: f64) -> f64 {

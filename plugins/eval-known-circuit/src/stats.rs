@@ -1,12 +1,6 @@
-//! The small statistics this eval needs: a seed-level percentile bootstrap of a difference of means, and empirical
-//! quantiles of a random null.
-//!
-//! Seed level (reference upstream-stress-evals.md §3.6 K5): the unit that is resampled is the trained seed (one value
-//! per SAE seed or per model seed), never a pair or a latent; the random side (many independent draws) is resampled
-//! alongside. The percentile bootstrap undercovers at very small n (about 84 % nominal-95 % coverage at n = 5, issue
-//! #11 item 6), so the summary names the method and n, and the parts that use it require at least 5 seeds.
-
-use husai_kernels::rng::SplitMix64;
+//! The small statistics this eval needs beside `husai_stats`: means and empirical quantiles of a random null. The
+//! seed-level interval of a difference is `husai_stats::two_sample_bootstrap_t` (the unit resampled is the trained
+//! seed, never a pair or a latent, reference upstream-stress-evals.md §3.6 K5; see `comparison` in lib.rs).
 
 /// A two-sided interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,22 +33,6 @@ pub fn empirical(v: &[f64], level: f64) -> Interval {
     }
 }
 
-/// Percentile bootstrap of mean(trained) − mean(random): each replicate draws the trained seeds with replacement and
-/// the random draws with replacement.
-pub fn difference(trained: &[f64], random: &[f64], level: f64, reps: usize, seed: u64) -> Interval {
-    let mut rng = SplitMix64::new(seed);
-    let resample = |v: &[f64], rng: &mut SplitMix64| {
-        (0..v.len())
-            .map(|_| v[rng.below(v.len() as u64) as usize])
-            .sum::<f64>()
-            / v.len() as f64
-    };
-    let reps: Vec<f64> = (0..reps)
-        .map(|_| resample(trained, &mut rng) - resample(random, &mut rng))
-        .collect();
-    empirical(&reps, level)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,19 +44,5 @@ mod tests {
         assert_eq!(quantile(&v, 1.0), 4.0);
         assert!((quantile(&v, 0.5) - 2.5).abs() < 1e-12);
         assert!((quantile(&v, 0.25) - 1.75).abs() < 1e-12);
-    }
-
-    #[test]
-    fn the_difference_interval_covers_the_point_and_is_seeded() {
-        let t = [0.9, 0.92, 0.88, 0.91, 0.93];
-        let r: Vec<f64> = (0..200).map(|i| 0.28 + 0.001 * (i % 7) as f64).collect();
-        let a = difference(&t, &r, 0.95, 2000, 1);
-        let point = mean(&t) - mean(&r);
-        assert!(a.lower < point && point < a.upper, "{a:?}");
-        assert!(a.lower > 0.55 && a.upper < 0.7, "{a:?}");
-        assert_eq!(a, difference(&t, &r, 0.95, 2000, 1));
-        // With n = 1 the trained side has no spread: the interval is the random side's.
-        let one = difference(&[0.5], &r, 0.95, 500, 2);
-        assert!(one.upper - one.lower < 0.01);
     }
 }

@@ -120,6 +120,12 @@ fn a_planted_embedding_scores_its_share_and_is_recovered_above_random() {
     let share = part["trained"]["mean"].as_f64().unwrap();
     assert!((share - 0.947).abs() < 1e-4, "{share}");
     assert_eq!(part["outcome"], "recovered_above_random");
+    // One model: no seed-level spread, and the method says what the interval is instead.
+    assert_eq!(
+        part["difference"]["method"],
+        "1 trained value(s), fewer than the 5 a seed-level interval needs: the trained mean against the central \
+         interval of the random draws (model seeds and random inits)"
+    );
     let mut keys: Vec<u64> = part["key_frequencies"]
         .as_array()
         .unwrap()
@@ -251,6 +257,10 @@ fn planted_recovery_is_above_random_for_decoders_near_the_dictionary() {
     assert_eq!(part["outcome"], "recovered_above_random", "{part}");
     assert_eq!(part["trained"]["mean"], 1.0);
     assert_eq!(part["random"]["mean"], 0.0);
+    assert_eq!(
+        part["difference"]["method"],
+        "studentized bootstrap over SAE seeds and random decoders"
+    );
     // Random decoders as the "trained" SAEs: a null result.
     let mut random = Vec::new();
     for i in 0..5 {
