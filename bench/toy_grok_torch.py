@@ -4,7 +4,13 @@ plugins/toy-modadd (husai's Rust version, timed by `target/release/examples/grok
 h = E[a] + E[b]; r = h + W_out·ReLU(W_in·h + b_in); logits = Uᵀr; cross-entropy on c = (a + b) mod p; full-batch
 AdamW (decoupled weight decay 1.0, lr 3e-3, betas (0.9, 0.98)); 30 % of the p² pairs trained on.
 
+With --token-tables the same function is computed as husai computes it (plugins/toy-modadd/src/step.rs):
+P = E·W_inᵀ, Q = E·U, M = W_outᵀ·U, hidden = ReLU(P[a] + P[b] + b_in), logits = Q[a] + Q[b] + hidden·M, with autograd
+for the backward pass (no symmetric-pair deduplication). It is there to show how much of husai's lead is that
+algebra rather than the implementation; the peer of record is the plain eager form.
+
 Usage: python bench/toy_grok_torch.py [--p 113] [--d 128] [--width 512] [--steps 1500] [--threads 2] [--seed 0]
+                                      [--token-tables]
 Prints one JSON line (same keys as grok_time).
 """
 import argparse
@@ -24,6 +30,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stop-at-grok", action="store_true")
+    ap.add_argument("--token-tables", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     g = torch.Generator().manual_seed(a.seed)
@@ -41,6 +48,10 @@ def main():
     train, test = pairs[perm[:n_train]], pairs[perm[n_train:]]
 
     def logits(x):
+        if a.token_tables:
+            P, Q, M = E @ W_in.T, E @ U, W_out.T @ U
+            hidden = torch.relu(P[x[:, 0]] + P[x[:, 1]] + b_in)
+            return Q[x[:, 0]] + Q[x[:, 1]] + hidden @ M
         h = E[x[:, 0]] + E[x[:, 1]]
         r = h + torch.relu(h @ W_in.T + b_in) @ W_out.T
         return r @ U
@@ -62,7 +73,7 @@ def main():
                 if a.stop_at_grok:
                     break
     total = time.perf_counter() - start
-    print(json.dumps({"impl": "pytorch-eager", "p": p, "d": d, "width": w, "threads": a.threads,
+    print(json.dumps({"impl": "pytorch-eager" + ("-token-tables" if a.token_tables else ""), "p": p, "d": d, "width": w, "threads": a.threads,
                       "grok_step": grok_step, "grok_seconds": grok_s, "total_seconds": total, "steps": step,
                       "test_acc": acc, "torch": torch.__version__}))
 

@@ -63,7 +63,7 @@ pub mod gemm;
 pub mod inference;
 pub mod metrics;
 pub mod rng;
-mod simd;
+pub mod simd;
 pub mod state;
 /// The statistics core uses (crate `husai-stats`: intervals, seed-level bootstrap, PWMCC, Mann-Whitney U), so that
 /// an eval plugin computes each statistic with the one definition the selector and the gate use.

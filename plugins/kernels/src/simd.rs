@@ -11,7 +11,10 @@
 
 /// Defines `$vis fn $name(args) -> ret` that runs `$body` compiled for the best ISA level the CPU
 /// has. `$body` must be an `#[inline(always)]` function so it is compiled inside each version.
-macro_rules! multiversion {
+/// Exported so that a plugin's own streaming loops get the same treatment (`husai_kernels::simd::multiversion!`).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __husai_multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
         $(#[$m])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
@@ -38,7 +41,7 @@ macro_rules! multiversion {
         }
     };
 }
-pub(crate) use multiversion;
+pub use crate::__husai_multiversion as multiversion;
 
 #[inline(always)]
 fn axpy_body(y: &mut [f32], a: f32, x: &[f32]) {
@@ -72,7 +75,7 @@ fn dot_body(a: &[f32], b: &[f32]) -> f32 {
 
 multiversion! {
     /// `y += a * x` over `min(y.len(), x.len())` elements.
-    pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) => axpy_body
+    pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) => axpy_body
 }
 
 #[inline(always)]
@@ -88,12 +91,12 @@ fn axpy2_body(y1: &mut [f32], a1: f32, x1: &[f32], y2: &mut [f32], a2: f32, x2: 
 multiversion! {
     /// `y1 += a1 * x1` and `y2 += a2 * x2` in one pass (over the shortest length); the same
     /// elementwise operations as two `axpy` calls, so the same bits.
-    pub(crate) fn axpy2(y1: &mut [f32], a1: f32, x1: &[f32], y2: &mut [f32], a2: f32, x2: &[f32]) => axpy2_body
+    pub fn axpy2(y1: &mut [f32], a1: f32, x1: &[f32], y2: &mut [f32], a2: f32, x2: &[f32]) => axpy2_body
 }
 
 multiversion! {
     /// Dot product of `a` and `b` (over the shorter length), in a fixed summation order.
-    pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 => dot_body
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 => dot_body
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use husai_kernels::fourier;
 use husai_toy_modadd::model::{self, GROKKED, ToyConfig};
+use husai_toy_modadd::step;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -56,7 +57,8 @@ fn main() {
             "impl": "husai-rust", "p": cfg.p, "d": cfg.d_model, "width": cfg.width,
             "threads": pool.current_num_threads(), "grok_step": t.grok_step, "grok_seconds": grok_s,
             "total_seconds": total, "steps": t.steps_done, "test_acc": last.test_acc,
-            "top5_share": share, "key_frequencies": keys,
+            "top5_share": share, "key_frequencies": keys, "train_pairs": t.split.train.len(),
+            "train_rows": step::Rows::new(&t.split.train, cfg.p, cfg.leaky_parity).len(),
         })
     );
 }

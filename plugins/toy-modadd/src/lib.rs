@@ -15,6 +15,7 @@
 //!   embedding's top-5 folded-frequency share trained and at init.
 
 pub mod model;
+pub mod step;
 
 use std::path::Path;
 

@@ -9,12 +9,17 @@
 //! scaled by (1 − lr·wd), then moved by the Adam step (as PyTorch's `AdamW`). Strong decay on a fraction of the
 //! pairs is the grokking regime of Power et al. 2022 and Nanda et al. 2023.
 //!
+//! [`forward`] computes the layers one by one (it writes the activation banks); training and the held-out evaluation
+//! run through the token tables of [`crate::step`], the same function in a third of the arithmetic.
+//!
 //! Layouts, row-major f32: E, A [p, d]; W_in [width, d]; b_in [width]; W_out [d, width]; U [d, p].
 
 use husai_kernels::KernelError;
 use husai_kernels::adam::{Adam, AdamConfig, Moments};
 use husai_kernels::gemm::{MatMut, MatRef, matmul};
 use husai_kernels::rng::SplitMix64;
+
+use crate::step::{Rows, Step};
 
 /// Hyper-parameters and sizes.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +77,7 @@ pub struct ToyModel {
 }
 
 /// Every parameter tensor in a fixed order, for the optimiser and the gradients.
-const N_TENSORS: usize = 6;
+pub const N_TENSORS: usize = 6;
 
 impl ToyModel {
     /// PyTorch-like initialisation: embeddings N(0, 1/d); linear layers U(±1/√fan_in), as `nn.Linear`.
@@ -122,7 +127,7 @@ impl ToyModel {
         ]
     }
 
-    fn zeros_like(&self) -> [Vec<f32>; N_TENSORS] {
+    pub(crate) fn zeros_like(&self) -> [Vec<f32>; N_TENSORS] {
         [
             vec![0.0; self.embed.len()],
             vec![0.0; self.answer_embed.len()],
@@ -230,129 +235,6 @@ pub fn forward(m: &ToyModel, pairs: &[(usize, usize)]) -> Result<Forward, Kernel
     })
 }
 
-/// Mean cross-entropy on c and accuracy; with `grad`, overwrites it with dLoss/dlogits.
-fn cross_entropy(
-    logits: &[f32],
-    pairs: &[(usize, usize)],
-    p: usize,
-    mut grad: Option<&mut [f32]>,
-) -> (f64, f64) {
-    let n = pairs.len();
-    let (mut loss, mut correct) = (0.0f64, 0usize);
-    for (i, &(a, b)) in pairs.iter().enumerate() {
-        let c = (a + b) % p;
-        let row = &logits[i * p..(i + 1) * p];
-        let (mut best, mut max) = (0, f32::NEG_INFINITY);
-        for (j, &v) in row.iter().enumerate() {
-            if v > max {
-                max = v;
-                best = j;
-            }
-        }
-        correct += usize::from(best == c);
-        let sum: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
-        loss += sum.ln() - f64::from(row[c] - max);
-        if let Some(g) = grad.as_deref_mut() {
-            let g = &mut g[i * p..(i + 1) * p];
-            for j in 0..p {
-                let soft = f64::from(row[j] - max).exp() / sum;
-                let target = if j == c { 1.0 } else { 0.0 };
-                g[j] = ((soft - target) / n as f64) as f32;
-            }
-        }
-    }
-    (loss / n as f64, correct as f64 / n as f64)
-}
-
-/// Loss and gradients on `pairs` (full batch).
-pub fn loss_and_grads(
-    m: &ToyModel,
-    pairs: &[(usize, usize)],
-) -> Result<(f64, f64, [Vec<f32>; N_TENSORS]), KernelError> {
-    let (d, w, p) = (m.d, m.width, m.p);
-    let f = forward(m, pairs)?;
-    let n = f.n;
-    let mut g_logits = vec![0.0f32; n * p];
-    let (loss, acc) = cross_entropy(&f.logits, pairs, p, Some(&mut g_logits));
-    let mut g = m.zeros_like();
-    let [g_embed, g_answer, g_w_in, g_b_in, g_w_out, g_unembed] = &mut g;
-    // dU = rᵀ g_logits
-    matmul(
-        MatMut::row_major("g_unembed", g_unembed, d, p)?,
-        view("r", &f.resid_post, n, d)?.t(),
-        view("g_logits", &g_logits, n, p)?,
-        false,
-    )?;
-    // g_r = g_logits Uᵀ
-    let mut g_r = vec![0.0f32; n * d];
-    matmul(
-        MatMut::row_major("g_r", &mut g_r, n, d)?,
-        view("g_logits", &g_logits, n, p)?,
-        view("unembed", &m.unembed, d, p)?.t(),
-        false,
-    )?;
-    // dW_out = g_rᵀ hidden
-    matmul(
-        MatMut::row_major("g_w_out", g_w_out, d, w)?,
-        view("g_r", &g_r, n, d)?.t(),
-        view("hidden", &f.hidden, n, w)?,
-        false,
-    )?;
-    // g_pre = (g_r W_out) ⊙ [pre > 0]
-    let mut g_pre = vec![0.0f32; n * w];
-    matmul(
-        MatMut::row_major("g_pre", &mut g_pre, n, w)?,
-        view("g_r", &g_r, n, d)?,
-        view("w_out", &m.w_out, d, w)?,
-        false,
-    )?;
-    for (g, &z) in g_pre.iter_mut().zip(&f.pre) {
-        if z <= 0.0 {
-            *g = 0.0;
-        }
-    }
-    for row in g_pre.chunks(w) {
-        for (acc, v) in g_b_in.iter_mut().zip(row) {
-            *acc += v;
-        }
-    }
-    // dW_in = g_preᵀ h
-    matmul(
-        MatMut::row_major("g_w_in", g_w_in, w, d)?,
-        view("g_pre", &g_pre, n, w)?.t(),
-        view("h", &f.resid_pre, n, d)?,
-        false,
-    )?;
-    // g_h = g_r + g_pre W_in
-    let mut g_h = g_r;
-    matmul(
-        MatMut::row_major("g_h", &mut g_h, n, d)?,
-        view("g_pre", &g_pre, n, w)?,
-        view("w_in", &m.w_in, w, d)?,
-        true,
-    )?;
-    for (i, &(a, b)) in pairs.iter().enumerate() {
-        let row = &g_h[i * d..(i + 1) * d];
-        for j in 0..d {
-            g_embed[a * d + j] += row[j];
-            g_embed[b * d + j] += row[j];
-        }
-        if !g_answer.is_empty() {
-            let c = (a + b) % p;
-            for j in 0..d {
-                g_answer[c * d + j] += row[j];
-            }
-        }
-    }
-    Ok((loss, acc, g))
-}
-
-/// Loss and accuracy on `pairs` (no gradients).
-pub fn evaluate(m: &ToyModel, pairs: &[(usize, usize)]) -> Result<(f64, f64), KernelError> {
-    let f = forward(m, pairs)?;
-    Ok(cross_entropy(&f.logits, pairs, m.p, None))
-}
-
 /// One point of the training curve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurvePoint {
@@ -400,12 +282,15 @@ pub fn train(
         .map(|t| Moments::zeros(t.len()))
         .collect();
     let decay = 1.0 - cfg.lr * cfg.weight_decay;
+    let mut train_step = Step::new(Rows::new(&split.train, cfg.p, cfg.leaky_parity), &model);
+    let mut test_step = Step::new(Rows::new(&split.test, cfg.p, cfg.leaky_parity), &model);
+    let mut grads = model.zeros_like();
     let mut curve = Vec::new();
     let mut grok_step = None;
     let mut steps_done = 0;
     for step in 1..=cfg.steps {
-        let (train_loss, train_acc, grads) =
-            pool.install(|| loss_and_grads(&model, &split.train))?;
+        let (train_loss, train_acc) =
+            pool.install(|| train_step.loss_and_grads(&model, &mut grads))?;
         if !train_loss.is_finite() {
             return Err(KernelError::Mismatch {
                 what: "toy model training".into(),
@@ -429,7 +314,7 @@ pub fn train(
         })?;
         steps_done = step;
         if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
-            let (test_loss, test_acc) = pool.install(|| evaluate(&model, &split.test))?;
+            let (test_loss, test_acc) = pool.install(|| test_step.evaluate(&model))?;
             let point = CurvePoint {
                 step,
                 train_loss,
@@ -457,6 +342,130 @@ pub fn train(
     })
 }
 
+/// The layer-by-layer loss and gradients ([`forward`] and its plain backward pass), the reference the token-table
+/// step ([`crate::step`]) is checked against.
+#[cfg(test)]
+pub(crate) mod reference {
+    use super::*;
+
+    /// Mean cross-entropy on c and accuracy; with `grad`, overwrites it with dLoss/dlogits.
+    fn cross_entropy(
+        logits: &[f32],
+        pairs: &[(usize, usize)],
+        p: usize,
+        mut grad: Option<&mut [f32]>,
+    ) -> (f64, f64) {
+        let n = pairs.len();
+        let (mut loss, mut correct) = (0.0f64, 0usize);
+        for (i, &(a, b)) in pairs.iter().enumerate() {
+            let c = (a + b) % p;
+            let row = &logits[i * p..(i + 1) * p];
+            let (mut best, mut max) = (0, f32::NEG_INFINITY);
+            for (j, &v) in row.iter().enumerate() {
+                if v > max {
+                    max = v;
+                    best = j;
+                }
+            }
+            correct += usize::from(best == c);
+            let sum: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
+            loss += sum.ln() - f64::from(row[c] - max);
+            if let Some(g) = grad.as_deref_mut() {
+                let g = &mut g[i * p..(i + 1) * p];
+                for j in 0..p {
+                    let soft = f64::from(row[j] - max).exp() / sum;
+                    let target = if j == c { 1.0 } else { 0.0 };
+                    g[j] = ((soft - target) / n as f64) as f32;
+                }
+            }
+        }
+        (loss / n as f64, correct as f64 / n as f64)
+    }
+
+    /// Loss and gradients on `pairs` (full batch).
+    pub(super) fn loss_and_grads(
+        m: &ToyModel,
+        pairs: &[(usize, usize)],
+    ) -> Result<(f64, f64, [Vec<f32>; N_TENSORS]), KernelError> {
+        let (d, w, p) = (m.d, m.width, m.p);
+        let f = forward(m, pairs)?;
+        let n = f.n;
+        let mut g_logits = vec![0.0f32; n * p];
+        let (loss, acc) = cross_entropy(&f.logits, pairs, p, Some(&mut g_logits));
+        let mut g = m.zeros_like();
+        let [g_embed, g_answer, g_w_in, g_b_in, g_w_out, g_unembed] = &mut g;
+        // dU = rᵀ g_logits
+        matmul(
+            MatMut::row_major("g_unembed", g_unembed, d, p)?,
+            view("r", &f.resid_post, n, d)?.t(),
+            view("g_logits", &g_logits, n, p)?,
+            false,
+        )?;
+        // g_r = g_logits Uᵀ
+        let mut g_r = vec![0.0f32; n * d];
+        matmul(
+            MatMut::row_major("g_r", &mut g_r, n, d)?,
+            view("g_logits", &g_logits, n, p)?,
+            view("unembed", &m.unembed, d, p)?.t(),
+            false,
+        )?;
+        // dW_out = g_rᵀ hidden
+        matmul(
+            MatMut::row_major("g_w_out", g_w_out, d, w)?,
+            view("g_r", &g_r, n, d)?.t(),
+            view("hidden", &f.hidden, n, w)?,
+            false,
+        )?;
+        // g_pre = (g_r W_out) ⊙ [pre > 0]
+        let mut g_pre = vec![0.0f32; n * w];
+        matmul(
+            MatMut::row_major("g_pre", &mut g_pre, n, w)?,
+            view("g_r", &g_r, n, d)?,
+            view("w_out", &m.w_out, d, w)?,
+            false,
+        )?;
+        for (g, &z) in g_pre.iter_mut().zip(&f.pre) {
+            if z <= 0.0 {
+                *g = 0.0;
+            }
+        }
+        for row in g_pre.chunks(w) {
+            for (acc, v) in g_b_in.iter_mut().zip(row) {
+                *acc += v;
+            }
+        }
+        // dW_in = g_preᵀ h
+        matmul(
+            MatMut::row_major("g_w_in", g_w_in, w, d)?,
+            view("g_pre", &g_pre, n, w)?.t(),
+            view("h", &f.resid_pre, n, d)?,
+            false,
+        )?;
+        // g_h = g_r + g_pre W_in
+        let mut g_h = g_r;
+        matmul(
+            MatMut::row_major("g_h", &mut g_h, n, d)?,
+            view("g_pre", &g_pre, n, w)?,
+            view("w_in", &m.w_in, w, d)?,
+            true,
+        )?;
+        for (i, &(a, b)) in pairs.iter().enumerate() {
+            let row = &g_h[i * d..(i + 1) * d];
+            for j in 0..d {
+                g_embed[a * d + j] += row[j];
+                g_embed[b * d + j] += row[j];
+            }
+            if !g_answer.is_empty() {
+                let c = (a + b) % p;
+                for j in 0..d {
+                    g_answer[c * d + j] += row[j];
+                }
+            }
+        }
+        Ok((loss, acc, g))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,7 +480,20 @@ mod tests {
         }
     }
 
-    /// Central-difference gradient check of every parameter tensor on a tiny model, in f64 terms of the f32 code.
+    use crate::step::{Rows, Step};
+
+    /// Pairs with both orders of some pairs, and some (a, a), so that deduplication and the doubled token matter.
+    fn mixed_pairs(p: usize, n: usize) -> Vec<(usize, usize)> {
+        (0..p)
+            .flat_map(|a| (0..p).map(move |b| (a, b)))
+            .step_by(3)
+            .take(n)
+            .chain([(1, 2), (2, 1), (3, 3)])
+            .collect()
+    }
+
+    /// Central-difference gradient check of every parameter tensor of the token-table step on a tiny model, in f64
+    /// terms of the f32 code.
     #[test]
     fn gradients_match_finite_differences() {
         for leaky in [false, true] {
@@ -480,21 +502,19 @@ mod tests {
                 ..small()
             };
             let mut m = ToyModel::init(&cfg);
-            // Move biases off zero-crossings so ReLU is differentiable at every probe.
-            let pairs: Vec<(usize, usize)> = (0..7)
-                .flat_map(|a| (0..7).map(move |b| (a, b)))
-                .take(20)
-                .collect();
-            let (_, _, g) = loss_and_grads(&m, &pairs).unwrap();
+            let pairs = mixed_pairs(7, 20);
+            let mut step = Step::new(Rows::new(&pairs, 7, leaky), &m);
+            let mut g = m.zeros_like();
+            step.loss_and_grads(&m, &mut g).unwrap();
             let h = 1e-3f32;
             for (t, g_t) in g.iter().enumerate().take(N_TENSORS) {
                 let len = m.tensors_mut()[t].len();
                 for i in (0..len).step_by(len.div_ceil(7).max(1)) {
                     let orig = m.tensors_mut()[t][i];
                     m.tensors_mut()[t][i] = orig + h;
-                    let up = evaluate(&m, &pairs).unwrap().0;
+                    let up = step.evaluate(&m).unwrap().0;
                     m.tensors_mut()[t][i] = orig - h;
-                    let down = evaluate(&m, &pairs).unwrap().0;
+                    let down = step.evaluate(&m).unwrap().0;
                     m.tensors_mut()[t][i] = orig;
                     let numeric = (up - down) / (2.0 * f64::from(h));
                     let analytic = f64::from(g_t[i]);
@@ -505,6 +525,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The token-table step computes the layer-by-layer model's loss, accuracy and gradients (to f32 rounding), on
+    /// a trained-for-a-while model where many pre-activations are negative, for both the plain and the leaky input.
+    #[test]
+    fn the_token_table_step_matches_the_layer_by_layer_model() {
+        for leaky in [false, true] {
+            let cfg = ToyConfig {
+                p: 11,
+                d_model: 8,
+                width: 24,
+                leaky_parity: leaky,
+                ..ToyConfig::new(5)
+            };
+            let m = ToyModel::init(&cfg);
+            let pairs = mixed_pairs(11, 40);
+            let rows = Rows::new(&pairs, 11, leaky);
+            let unordered: std::collections::BTreeSet<_> =
+                pairs.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect();
+            assert!(unordered.len() < pairs.len());
+            assert_eq!(rows.len(), unordered.len(), "(a, b) and (b, a) are one row");
+            let mut step = Step::new(rows, &m);
+            let mut g = m.zeros_like();
+            let (loss, acc) = step.loss_and_grads(&m, &mut g).unwrap();
+            let (ref_loss, ref_acc, ref_g) = reference::loss_and_grads(&m, &pairs).unwrap();
+            assert!(
+                (loss - ref_loss).abs() < 1e-6 * ref_loss,
+                "leaky {leaky}: loss {loss} vs {ref_loss}"
+            );
+            assert_eq!(acc, ref_acc, "leaky {leaky}");
+            assert_eq!(
+                step.evaluate(&m).unwrap(),
+                (loss, acc),
+                "evaluate is the same forward pass"
+            );
+            for (t, (ours, theirs)) in g.iter().zip(&ref_g).enumerate() {
+                let scale = theirs.iter().fold(0f32, |a, v| a.max(v.abs()));
+                assert!(leaky || t != 1 || theirs.is_empty());
+                for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * scale,
+                        "leaky {leaky} tensor {t}[{i}]: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_step_refuses_a_model_of_other_sizes() {
+        let m = ToyModel::init(&small());
+        let mut step = Step::new(Rows::new(&[(1, 2)], 7, false), &m);
+        let other = ToyModel::init(&ToyConfig {
+            leaky_parity: true,
+            ..small()
+        });
+        let err = step.evaluate(&other).unwrap_err().to_string();
+        assert!(
+            err.contains("built for 7 tokens") && err.contains("the model has 14"),
+            "{err}"
+        );
     }
 
     #[test]

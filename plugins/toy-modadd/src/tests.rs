@@ -110,3 +110,31 @@ fn the_config_refuses_a_modulus_that_is_not_an_odd_prime_and_runaway_decay() {
     assert!(cfg.leaky_parity && cfg.p == 113 && cfg.seed == 4);
     assert!(ToyModel::init(&cfg).answer_embed.len() == 113 * 128);
 }
+
+/// Training is a function of the config alone: the same seed gives bitwise the same weights and curve on 1 thread
+/// and on 3 (the token-table step's row-parallel loops and reductions do not depend on the thread count).
+#[test]
+fn training_is_bitwise_reproducible_and_independent_of_the_thread_count() {
+    let cfg = ToyConfig {
+        p: 53,
+        d_model: 32,
+        width: 256,
+        steps: 30,
+        eval_every: 10,
+        ..ToyConfig::new(4)
+    };
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        train(&cfg, &pool, &mut |_| true).unwrap()
+    };
+    let (one, three) = (run(1), run(3));
+    assert_eq!(one.model, three.model);
+    assert_eq!(one.curve, three.curve);
+    assert_ne!(
+        one.model.embed, one.init_embed,
+        "training moved the embedding"
+    );
+}
