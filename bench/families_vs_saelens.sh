@@ -11,7 +11,7 @@
 #   minilm-topk      : topk k 32                         -> topk k 32
 #   minilm-batchtopk : batchtopk k 32                    -> batchtopk k 32 (inference: the global threshold)
 #   minilm-relu      : relu l1_coeff 2                   -> standard --l1 2
-#   minilm-jumprelu  : jumprelu tanh, l0_coeff 0.42      -> jumprelu --jumprelu-mode tanh --l0-coeff 0.5
+#   minilm-jumprelu  : jumprelu tanh, l0_coeff 0.5       -> jumprelu --jumprelu-mode tanh --l0-coeff 0.5
 #   synth-batchtopk  : batchtopk k 32 on synthetic d_in 512 / d_sae 4096, batch 4096 (both trainers alike)
 # MiniLM: /work/shared/data/minilm_l3_resid_dev.npy [32768, 384] split as the plugins split it by default (rows
 # 0..29491 train, 29491..32768 held out, written once to two .npy files); d_sae 1536, batch 1024, 300 timed steps,
@@ -62,7 +62,7 @@ declare -A HUSAI=(
   [minilm-topk]="--family topk --k 32 $MINI"
   [minilm-batchtopk]="--family batchtopk --k 32 $MINI"
   [minilm-relu]="--family relu --set l1_coeff=2 $MINI"
-  [minilm-jumprelu]="--family jumprelu --set sparsity=\"tanh\" --set l0_coeff=0.42 $MINI"
+  [minilm-jumprelu]="--family jumprelu --set sparsity=\"tanh\" --set l0_coeff=0.5 $MINI"
   [synth-batchtopk]="--family batchtopk --k 32 $SYN"
 )
 declare -A PEER=(

@@ -69,7 +69,7 @@ mod target;
 mod topk_config;
 /// `crate::family` as both plugins' configs name their family.
 mod family {
-    pub use crate::jump_family::JumpRelu;
+    pub use crate::jump_family::{JumpRelu, ThresholdParam};
     pub use crate::relu_family::Relu;
 }
 

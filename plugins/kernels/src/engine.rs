@@ -1222,6 +1222,7 @@ impl<F: Family> FamilyTrainer<F> {
             if family.decoder_norm() == DecoderNorm::UnitEachStep {
                 normalize_rows(&mut model.w_dec, model.d_in, 1.0);
             }
+            family.project(&mut model.fam);
             fired.fill(false);
             for (&j, &v) in ws.code.idx.iter().zip(&ws.code.val) {
                 if v != 0.0 {

@@ -289,6 +289,10 @@ pub trait Family: Send + Sync {
     /// The decoder-norm policy.
     fn decoder_norm(&self) -> DecoderNorm;
 
+    /// Projects the family's parameters onto their constraint set after every optimiser update (JumpReLU's
+    /// directly trained threshold onto θ >= 0). Default: unconstrained.
+    fn project(&self, _params: &mut [Vec<f32>]) {}
+
     /// Fills `code` from `pre` (`[rows, d_sae]`, with `b_enc` added) by `rule`. Only slots with `val > 0` are
     /// decoded; with [`Rule::Train`] the family adds the gradient slots it needs.
     fn activate(&self, rule: Rule, ctx: &StepCtx<'_>, pre: &[f32], code: &mut SlotCode);

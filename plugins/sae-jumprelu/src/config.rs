@@ -10,7 +10,7 @@ use husai_kernels::trainer::config::{
 use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value, json};
 
-use crate::family::JumpRelu;
+use crate::family::{JumpRelu, ThresholdParam};
 use crate::jump::Sparsity;
 use crate::target::L0Controller;
 
@@ -18,13 +18,14 @@ use crate::target::L0Controller;
 pub const PLUGIN: &str = "sae-jumprelu";
 
 /// JumpReLU's own keys.
-pub const FAMILY_KEYS: [&str; 10] = [
+pub const FAMILY_KEYS: [&str; 11] = [
     "l0_coeff",
     "l0_warmup_steps",
     "sparsity",
     "tanh_scale",
     "bandwidth",
     "init_threshold",
+    "threshold_param",
     "target_l0",
     "target_l0_gain",
     "decoder_init_norm",
@@ -67,6 +68,8 @@ pub struct JumpConfig {
     pub bandwidth: f64,
     /// θ at initialisation.
     pub init_threshold: f64,
+    /// How θ is trained.
+    pub threshold_param: ThresholdParam,
     /// Target-L0 mode: the L0 to reach, with the controller's gain.
     pub target_l0: Option<f64>,
     /// The controller's gain.
@@ -99,7 +102,13 @@ pub fn config_schema() -> Value {
                                       (SAELens's jumprelu_bandwidth)"},
         "init_threshold": {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_INIT_THRESHOLD,
                            "description": "θ of every latent at initialisation (SAELens's \
-                                           jumprelu_init_threshold); trained as log θ"},
+                                           jumprelu_init_threshold)"},
+        "threshold_param": {"enum": ["log", "direct"], "default": "direct",
+                            "description": "direct: Adam on θ itself, kept >= 0 after every update, as SAELens 6 \
+                                            trains it (θ moves by about lr per step); log: θ = exp(t) with Adam on \
+                                            t, as Rajamanoharan et al. 2024 (θ moves by a factor of about e^lr per \
+                                            step, so from 0.01 it stays near 0.01 in a short run: held-out FVU \
+                                            0.162 against 0.149 for direct on MiniLM at L0 32 after 300 steps)"},
         "target_l0": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": null,
                       "description": "target-L0 mode: λ adapts every step so that the training L0 reaches this \
                                       (integral control of log λ on the batch's relative L0 error; <= d_sae); \
@@ -168,6 +177,19 @@ impl JumpConfig {
         };
         let bandwidth = positive("bandwidth", DEFAULT_BANDWIDTH)?;
         let init_threshold = positive("init_threshold", DEFAULT_INIT_THRESHOLD)?;
+        let threshold_param = match get("threshold_param") {
+            None => ThresholdParam::Direct,
+            Some(v) => match v.as_str() {
+                Some("log") => ThresholdParam::Log,
+                Some("direct") => ThresholdParam::Direct,
+                _ => {
+                    return Err(TrainerError::config(
+                        "threshold_param",
+                        format!("= {v} is invalid: must be \"log\" or \"direct\""),
+                    ));
+                }
+            },
+        };
         let target_l0 = match get("target_l0") {
             Some(v) => {
                 let t = positive_key("target_l0", v)?;
@@ -197,6 +219,7 @@ impl JumpConfig {
             sparsity,
             bandwidth,
             init_threshold,
+            threshold_param,
             target_l0,
             target_l0_gain,
             decoder_init_norm,
@@ -210,6 +233,7 @@ impl JumpConfig {
             sparsity: self.sparsity,
             bandwidth: self.bandwidth as f32,
             init_threshold: self.init_threshold as f32,
+            param: self.threshold_param,
             lambda: self.l0_coeff,
             warmup_steps: self.l0_warmup_steps,
             controller: self.target_l0.map(|target| L0Controller {
@@ -259,6 +283,10 @@ impl JumpConfig {
         m.insert("tanh_scale".into(), json!(self.tanh_scale()));
         m.insert("bandwidth".into(), json!(self.bandwidth));
         m.insert("init_threshold".into(), json!(self.init_threshold));
+        m.insert(
+            "threshold_param".into(),
+            json!(self.threshold_param.as_str()),
+        );
         m.insert("target_l0".into(), json!(self.target_l0));
         m.insert("target_l0_gain".into(), json!(self.target_l0_gain));
         m.insert("decoder_init_norm".into(), json!(self.decoder_init_norm));
@@ -322,6 +350,11 @@ mod tests {
                 "sparsity",
                 json!("l1"),
                 "= \"l1\" is invalid: must be \"step\" or \"tanh\"",
+            ),
+            (
+                "threshold_param",
+                json!("exp"),
+                "= \"exp\" is invalid: must be \"log\" or \"direct\"",
             ),
             (
                 "target_l0",

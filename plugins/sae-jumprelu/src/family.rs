@@ -6,15 +6,75 @@ use husai_kernels::family::{
     DecoderNorm, Family, FamilyParam, LossCtx, PreGradCtx, Rule, SlotCode, StepCtx,
 };
 use husai_kernels::inference::jump_row;
+use rayon::prelude::*;
 
 use crate::jump::{Sparsity, entry_dtheta, in_band};
 use crate::target::L0Controller;
 
+/// Slots per parallel task in the slot-wise hooks (fixed, so results never depend on the thread count).
+const SLOT_CHUNK: usize = 8192;
+
 /// The family name recorded in `trainer_state.safetensors`.
 pub const FAMILY: &str = "jumprelu";
 
-/// The family parameter `t = log θ` (SAELens's `log_threshold`).
+/// The family parameter `t = log θ` (SAELens's `log_threshold` before 6.x), with [`ThresholdParam::Log`].
 pub const LOG_THRESHOLD: &str = "log_threshold";
+
+/// The family parameter θ itself, with [`ThresholdParam::Direct`].
+pub const THRESHOLD: &str = "threshold";
+
+/// How the per-latent threshold is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThresholdParam {
+    /// θ = exp(t), Adam on t (Rajamanoharan et al. 2024): θ stays positive, and moves multiplicatively, by about a
+    /// factor e^lr per step.
+    Log,
+    /// Adam on θ, projected onto θ >= 0 after every update (SAELens 6's parameterisation, its issue #494): θ moves by
+    /// about lr per step, so a small initial θ can reach the data's scale within a short run.
+    Direct,
+}
+
+impl ThresholdParam {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThresholdParam::Log => "log",
+            ThresholdParam::Direct => "direct",
+        }
+    }
+
+    /// The family parameter's name.
+    pub fn param_name(self) -> &'static str {
+        match self {
+            ThresholdParam::Log => LOG_THRESHOLD,
+            ThresholdParam::Direct => THRESHOLD,
+        }
+    }
+
+    /// θ from the trained parameter, in f32 exactly as saved and as inference compares it.
+    pub fn thresholds(self, param: &[f32]) -> Vec<f32> {
+        match self {
+            ThresholdParam::Log => param.iter().map(|t| t.exp()).collect(),
+            ThresholdParam::Direct => param.to_vec(),
+        }
+    }
+
+    /// The trained parameter at initial threshold θ_0.
+    pub fn init(self, theta0: f32) -> f32 {
+        match self {
+            ThresholdParam::Log => theta0.ln(),
+            ThresholdParam::Direct => theta0,
+        }
+    }
+
+    /// ∂L/∂param from ∂L/∂θ at θ: θ·∂L/∂θ through exp, ∂L/∂θ itself when direct.
+    pub fn chain(self, theta: f32, g_theta: f64) -> f64 {
+        match self {
+            ThresholdParam::Log => f64::from(theta) * g_theta,
+            ThresholdParam::Direct => g_theta,
+        }
+    }
+}
 
 /// The controller's state entry in the trainer state.
 const LAMBDA_STATE: &str = "lambda";
@@ -28,6 +88,8 @@ pub struct JumpRelu {
     pub bandwidth: f32,
     /// θ at initialisation.
     pub init_threshold: f32,
+    /// How θ is trained.
+    pub param: ThresholdParam,
     /// λ after warm-up (fixed-λ mode).
     pub lambda: f64,
     /// λ's warm-up steps (fixed-λ mode).
@@ -36,12 +98,12 @@ pub struct JumpRelu {
     pub controller: Option<L0Controller>,
 }
 
-/// θ = exp(t), in f32 exactly as saved and as inference compares it.
-pub fn thresholds(log_threshold: &[f32]) -> Vec<f32> {
-    log_threshold.iter().map(|t| t.exp()).collect()
-}
-
 impl JumpRelu {
+    /// θ from the trained parameter ([`ThresholdParam::thresholds`]).
+    pub fn thresholds(&self, param: &[f32]) -> Vec<f32> {
+        self.param.thresholds(param)
+    }
+
     /// λ of the step with `steps_done` steps before it.
     pub fn lambda_at(&self, steps_done: u64) -> f64 {
         match &self.controller {
@@ -70,8 +132,8 @@ impl Family for JumpRelu {
 
     fn params(&self, _d_in: usize, d_sae: usize) -> Vec<FamilyParam> {
         vec![FamilyParam {
-            name: LOG_THRESHOLD,
-            init: vec![self.init_threshold.ln(); d_sae],
+            name: self.param.param_name(),
+            init: vec![self.param.init(self.init_threshold); d_sae],
         }]
     }
 
@@ -81,11 +143,18 @@ impl Family for JumpRelu {
         DecoderNorm::Free
     }
 
+    /// A directly trained θ is kept at θ >= 0 (below zero the gate would pass negative pre-activations).
+    fn project(&self, params: &mut [Vec<f32>]) {
+        if self.param == ThresholdParam::Direct {
+            params[0].iter_mut().for_each(|t| *t = t.max(0.0));
+        }
+    }
+
     /// Active latents (`h > θ`, value `h`) in index order; training adds the gradient slots `|h - θ| < ε/2` with
     /// value 0. Inference is the kernels' [`jump_row`] (what `data encode` applies to a `jumprelu` checkpoint; its
-    /// `h > 0` holds wherever `h > θ`, as θ = exp(t) > 0).
+    /// `h > 0` holds wherever `h > θ`, as θ >= 0).
     fn activate(&self, rule: Rule, ctx: &StepCtx<'_>, pre: &[f32], code: &mut SlotCode) {
-        let theta = thresholds(&ctx.params[0]);
+        let theta = self.thresholds(&ctx.params[0]);
         if rule == Rule::Infer {
             code.fill_rows(pre, ctx.d_sae, |_, p, out| jump_row(p, &theta, out));
             return;
@@ -93,9 +162,11 @@ impl Family for JumpRelu {
         let eps = self.bandwidth;
         code.fill_rows(pre, ctx.d_sae, |_, p, out| {
             for (j, (&h, &t)) in p.iter().zip(&theta).enumerate() {
+                // Most latents are far below θ: one f32 comparison (`t - h >= eps` is outside the half-width
+                // ε/2 band with room to spare) skips them before the exact band test.
                 if h > t {
                     out.push(j as u32, h, h);
-                } else if in_band(h, t, eps) {
+                } else if t - h < eps && in_band(h, t, eps) {
                     out.push(j as u32, 0.0, h);
                 }
             }
@@ -106,43 +177,77 @@ impl Family for JumpRelu {
     /// its `∂/∂‖W_dec,i‖ / ‖W_dec,i‖` into the decoder coefficient. The step's θ-gradient is in `pre_grad`.
     fn loss_terms(&self, code: &SlotCode, ctx: &mut LossCtx<'_>) -> Vec<(&'static str, f64)> {
         let scale = self.lambda_at(ctx.step.step) / ctx.step.rows as f64;
-        let mut total = 0f64;
-        for ((d, &j), &z) in ctx.dz.iter_mut().zip(&code.idx).zip(&code.val) {
-            let n = ctx.dec_norms[j as usize];
-            total += self.sparsity.entry(z, n);
-            if let Sparsity::Tanh { .. } = self.sparsity {
-                *d += (scale * self.sparsity.dz(z, n)) as f32;
-                if z != 0.0 && n > 0.0 {
-                    ctx.dw_dec_scale[j as usize] +=
-                        (scale * self.sparsity.dnorm(z, n) / f64::from(n)) as f32;
+        let (d_sae, norms, sparsity) = (ctx.step.d_sae, ctx.dec_norms, self.sparsity);
+        let tanh = matches!(sparsity, Sparsity::Tanh { .. });
+        // Fixed slot chunks in parallel, each with its own per-latent partial sums, added in chunk order.
+        let parts: Vec<(f64, Vec<f32>)> = ctx
+            .dz
+            .par_chunks_mut(SLOT_CHUNK)
+            .zip(code.idx.par_chunks(SLOT_CHUNK))
+            .zip(code.val.par_chunks(SLOT_CHUNK))
+            .map(|((dz, idx), val)| {
+                let mut total = 0f64;
+                let mut dw = if tanh { vec![0f32; d_sae] } else { Vec::new() };
+                for ((d, &j), &z) in dz.iter_mut().zip(idx).zip(val) {
+                    let n = norms[j as usize];
+                    let (p, p_z, p_norm) = sparsity.terms(z, n);
+                    total += p;
+                    if tanh {
+                        *d += (scale * p_z) as f32;
+                        if z != 0.0 && n > 0.0 {
+                            dw[j as usize] += (scale * p_norm / f64::from(n)) as f32;
+                        }
+                    }
                 }
+                (total, dw)
+            })
+            .collect();
+        let mut total = 0f64;
+        for (t, dw) in &parts {
+            total += t;
+            for (o, &v) in ctx.dw_dec_scale.iter_mut().zip(dw) {
+                *o += v;
             }
         }
         vec![("l0", scale * total)]
     }
 
-    /// `∂L/∂h = ∂L/∂z` on active slots (no straight-through into h); `∂L/∂t_j = θ_j Σ_slots [∂L/∂z · ∂z/∂θ + λ_t/B ·
-    /// ∂P/∂θ]`, summed serially in slot order (deterministic).
+    /// `∂L/∂h = ∂L/∂z` on active slots (no straight-through into h); `∂L/∂θ_j = Σ_slots [∂L/∂z · ∂z/∂θ + λ_t/B ·
+    /// ∂P/∂θ]` (fixed slot chunks in parallel, their per-latent sums added in chunk order: deterministic), times
+    /// θ_j for `t = log θ`.
     fn pre_grad(&self, code: &SlotCode, ctx: &mut PreGradCtx<'_>) {
-        let theta = thresholds(&ctx.step.params[0]);
+        let theta = self.thresholds(&ctx.step.params[0]);
         let lambda = self.lambda_at(ctx.step.step);
         let scale = 1.0 / ctx.step.rows as f64;
-        let mut g_theta = vec![0f64; ctx.step.d_sae];
-        for s in 0..code.slots() {
-            let (j, z, h, g) = (code.idx[s] as usize, code.val[s], code.pre[s], ctx.dz[s]);
-            ctx.dpre[s] = if z != 0.0 { g } else { 0.0 };
-            g_theta[j] += entry_dtheta(
-                self.sparsity,
-                h,
-                theta[j],
-                self.bandwidth,
-                f64::from(g),
-                lambda,
-                scale,
-            );
+        let d_sae = ctx.step.d_sae;
+        let (sparsity, eps, theta_ref) = (self.sparsity, self.bandwidth, &theta);
+        let parts: Vec<Vec<f64>> = ctx
+            .dpre
+            .par_chunks_mut(SLOT_CHUNK)
+            .zip(code.idx.par_chunks(SLOT_CHUNK))
+            .zip(code.val.par_chunks(SLOT_CHUNK))
+            .zip(code.pre.par_chunks(SLOT_CHUNK))
+            .zip(ctx.dz.par_chunks(SLOT_CHUNK))
+            .map(|((((dpre, idx), val), pre), dz)| {
+                let mut g_theta = vec![0f64; d_sae];
+                for ((((o, &j), &z), &h), &g) in dpre.iter_mut().zip(idx).zip(val).zip(pre).zip(dz)
+                {
+                    *o = if z != 0.0 { g } else { 0.0 };
+                    let j = j as usize;
+                    g_theta[j] +=
+                        entry_dtheta(sparsity, h, theta_ref[j], eps, f64::from(g), lambda, scale);
+                }
+                g_theta
+            })
+            .collect();
+        let mut g_theta = vec![0f64; d_sae];
+        for part in &parts {
+            for (o, &v) in g_theta.iter_mut().zip(part) {
+                *o += v;
+            }
         }
         for ((o, &g), &t) in ctx.param_grads[0].iter_mut().zip(&g_theta).zip(&theta) {
-            *o = (f64::from(t) * g) as f32;
+            *o = self.param.chain(t, g) as f32;
         }
     }
 
@@ -180,7 +285,7 @@ impl Family for JumpRelu {
 
     /// θ's quantiles (min, 10 %, median, 90 %, max) and mean, and λ as it is now.
     fn figures(&self, params: &[Vec<f32>]) -> Vec<(String, f64)> {
-        let mut theta = thresholds(&params[0]);
+        let mut theta = self.thresholds(&params[0]);
         theta.sort_by(f32::total_cmp);
         let mean = theta.iter().map(|&t| f64::from(t)).sum::<f64>() / theta.len().max(1) as f64;
         let mut out: Vec<(String, f64)> = [
@@ -202,12 +307,12 @@ impl Family for JumpRelu {
         "jumprelu"
     }
 
-    /// SAELens's inference `JumpReLUSAE` has a `threshold` tensor (it saves `exp(log_threshold)` under that name).
+    /// SAELens's inference `JumpReLUSAE` has a `threshold` tensor (θ, whichever way it was trained).
     fn saelens_tensors(
         &self,
         params: &[Vec<f32>],
         d_sae: usize,
     ) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        vec![("threshold".into(), vec![d_sae], thresholds(&params[0]))]
+        vec![("threshold".into(), vec![d_sae], self.thresholds(&params[0]))]
     }
 }

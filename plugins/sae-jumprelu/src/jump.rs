@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! h   = (x - b_dec) · W_enc + b_enc                       pre-activation
-//! θ_i = exp(t_i)                                          learned per latent, kept positive
+//! θ_i >= 0                                                learned per latent (directly, or as exp(t_i))
 //! z_i = h_i · H(h_i - θ_i)                                JumpReLU (eq. 4); H(u) = 1{u > 0}
 //! ```
 //!
@@ -16,7 +16,7 @@
 //! ∂z_i/∂θ_i          := -(θ_i / ε) · K((h_i - θ_i) / ε)
 //! ∂H(h_i - θ_i)/∂θ_i := -(1 / ε)   · K((h_i - θ_i) / ε)
 //! ∂z_i/∂h_i          =  H(h_i - θ_i)                      (no straight-through estimate into h)
-//! ∂L/∂t_i            =  θ_i · ∂L/∂θ_i                     (chain rule through θ = exp(t))
+//! ∂L/∂t_i            =  θ_i · ∂L/∂θ_i                     (when trained as t = log θ)
 //! ```
 //!
 //! So a latent with `z_i = 0` whose pre-activation lies within ε/2 of its threshold still needs `∂L/∂z_i` (a
@@ -31,8 +31,8 @@
 //!   `jumprelu_tanh_scale = c` (default 4). It is a function of `z`, so it reaches θ through `∂z/∂θ` and also reaches `h` and the decoder norms.
 //!
 //! Threshold and bandwidth defaults are SAELens 6's (`JumpReLUTrainingSAEConfig`): `jumprelu_init_threshold =
-//! 0.01`, `jumprelu_bandwidth = 0.05`, with `b_enc = 0` and the threshold stored as its logarithm during training
-//! and as `threshold` in the saved weights.
+//! 0.01`, `jumprelu_bandwidth = 0.05`, with `b_enc = 0` and the threshold trained as itself, projected onto θ >= 0
+//! after every update (SAELens 6; `crate::family::ThresholdParam`), and saved as `threshold`.
 
 /// The sparsity penalty.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,42 +91,35 @@ pub fn jump_row(pre: &[f32], theta: &[f32], eps: f32, idx: &mut Vec<u32>, val: &
     }
 }
 
-/// `sech²(u) = 1 - tanh²(u)`.
-fn sech2(u: f64) -> f64 {
-    let t = u.tanh();
-    1.0 - t * t
-}
-
 impl Sparsity {
-    /// One entry's penalty (`z` its value, `norm` its decoder row norm), without λ.
+    /// One entry's penalty (`z` its value, `norm` its decoder row norm) without λ, with its derivatives in `z` and
+    /// in the norm: for tanh, `(tanh u, c ‖W_dec,i‖ sech² u, c z sech² u)` with `u = c z ‖W_dec,i‖` (one tanh);
+    /// for the step, `(1{z ≠ 0}, 0, 0)` (the step reaches θ directly instead, [`Sparsity::dtheta`]).
+    pub fn terms(self, z: f32, norm: f32) -> (f64, f64, f64) {
+        match self {
+            Sparsity::Step => (f64::from(u8::from(z != 0.0)), 0.0, 0.0),
+            Sparsity::Tanh { scale } => {
+                let (z, n) = (f64::from(z), f64::from(norm));
+                let t = (scale * z * n).tanh();
+                let sech2 = 1.0 - t * t;
+                (t, scale * n * sech2, scale * z * sech2)
+            }
+        }
+    }
+
+    /// One entry's penalty without λ.
     pub fn entry(self, z: f32, norm: f32) -> f64 {
-        match self {
-            Sparsity::Step => f64::from(u8::from(z != 0.0)),
-            Sparsity::Tanh { scale } => (scale * f64::from(z) * f64::from(norm)).tanh(),
-        }
+        self.terms(z, norm).0
     }
 
-    /// The entry's penalty's derivative in `z` (without λ): `c ‖W_dec,i‖ sech²(c z ‖W_dec,i‖)` for tanh; 0 for the
-    /// step, which reaches θ directly instead ([`Sparsity::dtheta`]).
+    /// The entry's penalty's derivative in `z` (without λ).
     pub fn dz(self, z: f32, norm: f32) -> f64 {
-        match self {
-            Sparsity::Step => 0.0,
-            Sparsity::Tanh { scale } => {
-                let n = f64::from(norm);
-                scale * n * sech2(scale * f64::from(z) * n)
-            }
-        }
+        self.terms(z, norm).1
     }
 
-    /// The entry's penalty's derivative in its decoder row norm (without λ): `c z sech²(c z ‖W_dec,i‖)` for tanh.
+    /// The entry's penalty's derivative in its decoder row norm (without λ).
     pub fn dnorm(self, z: f32, norm: f32) -> f64 {
-        match self {
-            Sparsity::Step => 0.0,
-            Sparsity::Tanh { scale } => {
-                let z = f64::from(z);
-                scale * z * sech2(scale * z * f64::from(norm))
-            }
-        }
+        self.terms(z, norm).2
     }
 
     /// The entry's penalty's direct pseudo-derivative in θ (without λ): the step's `-(1/ε) K`; 0 for tanh, whose

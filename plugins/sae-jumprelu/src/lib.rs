@@ -1,12 +1,13 @@
 //! husai trainer plugin `sae-jumprelu`: JumpReLU sparse autoencoders (Rajamanoharan et al. 2024, "Jumping Ahead")
-//! on CPU, following the trainer contract (`docs/trainer-contract.md`): learned per-latent thresholds θ = exp(t)
-//! trained through straight-through pseudo-derivatives, an L0 (or SAELens's tanh) penalty, and a target-L0 mode.
+//! on CPU, following the trainer contract (`docs/trainer-contract.md`): learned per-latent thresholds θ (trained
+//! directly and kept >= 0, as SAELens 6, or as θ = exp(t), as the paper) through straight-through
+//! pseudo-derivatives, an L0 (or SAELens's tanh) penalty, and a target-L0 mode.
 //! This crate is only the family: its config keys ([`config`]) and maths ([`jump`], [`target`], [`family`]); the run
 //! itself is `husai_kernels::trainer::family_run` on the shared engine.
 //!
 //! Outputs: `cfg.json` + `sae_weights.safetensors` (SAELens's layout; `sae_lens.SAE.load_from_disk` loads it as
 //! architecture `jumprelu`, with its `threshold` tensor), `trainer_state.safetensors` (with the trained
-//! `log_threshold` and, in target-L0 mode, λ), `metrics.json` and `metrics.jsonl` (with θ's quantiles).
+//! `threshold` or `log_threshold` and, in target-L0 mode, λ), `metrics.json` and `metrics.jsonl` (with θ's quantiles).
 
 pub mod config;
 pub mod family;

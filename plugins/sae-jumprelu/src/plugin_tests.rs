@@ -44,7 +44,7 @@ fn a_run_writes_a_jumprelu_checkpoint_with_its_threshold_and_the_same_bytes_for_
         m["eval"]["threshold_p50"].as_f64().unwrap(),
         m["eval"]["threshold_max"].as_f64().unwrap(),
     );
-    assert!(lo <= mid && mid <= hi && lo > 0.0, "{m}");
+    assert!(lo <= mid && mid <= hi && lo >= 0.0, "{m}");
     assert!(
         (lo, hi) != (0.01, 0.01),
         "the thresholds moved from 0.01: {m}"
@@ -53,34 +53,34 @@ fn a_run_writes_a_jumprelu_checkpoint_with_its_threshold_and_the_same_bytes_for_
 
 #[test]
 fn a_resumed_target_l0_run_gives_the_bytes_of_one_uninterrupted_run() {
-    let w = Work::synthetic(super::run, 1000);
-    let (whole, first, second) = (w.out("whole"), w.out("first"), w.out("second"));
-    let cfg = |steps| {
-        let mut c = small(steps);
-        c["target_l0"] = json!(4);
-        c["target_l0_gain"] = json!(0.2);
-        c
-    };
-    w.go(cfg(30), &[("activations", &w.bank)], &whole);
-    w.go(cfg(12), &[("activations", &w.bank)], &first);
-    w.go(
-        cfg(30),
-        &[("activations", &w.bank), ("resume", &first)],
-        &second,
-    );
-    assert_eq!(state_bytes(&whole), state_bytes(&second));
-    let names: Vec<String> = tensor_shapes(&whole.join("trainer_state.safetensors"))
-        .into_iter()
-        .map(|t| t.0)
-        .collect();
-    assert!(
-        names.contains(&"family_state.lambda".to_string()),
-        "{names:?}"
-    );
-    assert!(
-        names.contains(&"fam.log_threshold".to_string()),
-        "{names:?}"
-    );
+    for (param, tensor) in [("direct", "fam.threshold"), ("log", "fam.log_threshold")] {
+        let w = Work::synthetic(super::run, 1000);
+        let (whole, first, second) = (w.out("whole"), w.out("first"), w.out("second"));
+        let cfg = |steps| {
+            let mut c = small(steps);
+            c["target_l0"] = json!(4);
+            c["target_l0_gain"] = json!(0.2);
+            c["threshold_param"] = json!(param);
+            c
+        };
+        w.go(cfg(30), &[("activations", &w.bank)], &whole);
+        w.go(cfg(12), &[("activations", &w.bank)], &first);
+        w.go(
+            cfg(30),
+            &[("activations", &w.bank), ("resume", &first)],
+            &second,
+        );
+        assert_eq!(state_bytes(&whole), state_bytes(&second), "{param}");
+        let names: Vec<String> = tensor_shapes(&whole.join("trainer_state.safetensors"))
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
+        assert!(
+            names.contains(&"family_state.lambda".to_string()),
+            "{names:?}"
+        );
+        assert!(names.contains(&tensor.to_string()), "{param}: {names:?}");
+    }
 }
 
 #[test]
@@ -101,6 +101,11 @@ fn bad_configs_name_the_key_and_write_nothing() {
             "target_l0",
             json!(65),
             "= 65 is invalid: must be <= d_sae (64)",
+        ),
+        (
+            "threshold_param",
+            json!("exp"),
+            "= \"exp\" is invalid: must be \"log\" or \"direct\"",
         ),
     ] {
         let mut c = small(5);
