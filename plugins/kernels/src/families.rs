@@ -143,14 +143,17 @@ impl BatchTopK {
         code.fill_rows(pre, d_sae, |r, p, out| {
             let mut ties_left = take[r];
             for (j, &v) in p.iter().enumerate() {
-                // `v > 0.0` is false for NaN too: only positive values are ever kept.
-                if v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-                    continue;
-                }
-                let b = v.to_bits();
-                if cut.is_none() || b > cut_bits {
+                // As i32, the bits of a positive float order as the float, and a negative float (sign bit set)
+                // is below every positive one; `<= INF_BITS` leaves out NaN. So with a cutoff, one comparison,
+                // true for about one value in fifty, finds the kept values, and only positive values are kept.
+                let b = v.to_bits() as i32;
+                let keep = match cut {
+                    None => v > 0.0,
+                    Some(_) => b > cut_bits as i32 && b <= INF_BITS,
+                };
+                if keep {
                     out.push(j as u32, v, v);
-                } else if b == cut_bits && ties_left > 0 {
+                } else if b == cut_bits as i32 && ties_left > 0 && cut.is_some() {
                     ties_left -= 1;
                     out.push(j as u32, v, v);
                 }
@@ -158,6 +161,9 @@ impl BatchTopK {
         });
     }
 }
+
+/// The bits of +∞ as i32 (every NaN with the sign bit clear is above it).
+const INF_BITS: i32 = 0x7f80_0000;
 
 /// The bit pattern of the `want`-th largest strictly positive value of `pre` and how many values equal to it must
 /// be kept (so that exactly `want` are kept), by a three-pass radix select on the f32 bits (positive floats order
@@ -174,15 +180,17 @@ fn cutoff(pre: &[f32], want: usize) -> (Option<u32>, usize) {
         let hist = pre
             .par_chunks(CHUNK)
             .map(|c| {
-                let mut h = vec![0u32; buckets];
+                // Branch-free: a value that is not positive, or outside the prefix range, counts in the extra
+                // bucket `buckets` (about half the pre-activations are positive, so a branch here mispredicts on
+                // every other value).
+                let mut h = vec![0u32; buckets + 1];
                 for &v in c {
-                    if v > 0.0 {
-                        let b = v.to_bits();
-                        if b & prefix_mask == prefix {
-                            h[((b >> shift) as usize) & (buckets - 1)] += 1;
-                        }
-                    }
+                    let b = v.to_bits();
+                    let counted = usize::from((v > 0.0) & (b & prefix_mask == prefix));
+                    let bucket = ((b >> shift) as usize) & (buckets - 1);
+                    h[counted * bucket + (1 - counted) * buckets] += 1;
                 }
+                h.truncate(buckets);
                 h
             })
             .reduce(
@@ -351,6 +359,39 @@ mod tests {
             (code.offsets.clone(), code.idx.clone()),
             (vec![0, 0, 1, 1], vec![1])
         );
+    }
+
+    /// The branch-free histogram and the i32 comparison treat the odd values as the plain float comparison does:
+    /// NaN (either sign), −0, negatives and −∞ are never kept; +∞ and subnormals are positive values like others.
+    #[test]
+    fn batch_selection_keeps_only_the_largest_positive_values_among_odd_ones() {
+        let (rows, d_sae, k) = (2, 8, 2);
+        let pre = vec![
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            -0.0,
+            1e-40,
+            0.5,
+            -3.0,
+            f32::NEG_INFINITY, //
+            0.25,
+            2.0,
+            f32::NAN,
+            0.0,
+            -1e-40,
+            0.75,
+            1e-40,
+            -0.5,
+        ];
+        let mut code = SlotCode::default();
+        BatchTopK::new(k, 0.01).activate(Rule::Train, &ctx(rows, d_sae), &pre, &mut code);
+        // The 4 largest positive values: +∞, 2.0, 0.75, 0.5.
+        assert_eq!(code.offsets, vec![0, 2, 4]);
+        assert_eq!(code.idx, vec![2, 5, 1, 5]);
+        // With room for more than the 7 positive values (B·k = 8), all of them are kept, and nothing else.
+        BatchTopK::new(4, 0.01).activate(Rule::Train, &ctx(rows, d_sae), &pre, &mut code);
+        assert_eq!(code.idx, vec![2, 4, 5, 0, 1, 5, 6]);
     }
 
     #[test]
