@@ -19,7 +19,10 @@
 # rows, 2048 features, L0 8, seed 0), 30 timed steps, metrics on the first 16384 rows (in-sample) for both.
 # Env overrides: HUSAI_SAELENS_VENV (torch, numpy, sae-lens; default /work/venv-peer), HUSAI_SAELENS_PEER,
 # HUSAI_TORCH_PEER (for its synthetic()), HUSAI_REAL_NPY, HUSAI_BENCH_THREADS (default 2), HUSAI_BENCH_STEPS_MINILM,
-# HUSAI_BENCH_STEPS_SYNTH, HUSAI_BENCH_CASES (space-separated subset of the case names above).
+# HUSAI_BENCH_STEPS_SYNTH, HUSAI_BENCH_CASES (space-separated subset of the case names above), HUSAI_BENCH_SEED
+# (default 7; both trainers use it), HUSAI_BENCH_EXTRA_HUSAI / HUSAI_BENCH_EXTRA_SAELENS (extra flags for one side).
+# Quality on several seeds, e.g.: for s in 7 8 9 10 11; do HUSAI_BENCH_SEED=$s HUSAI_BENCH_CASES=minilm-jumprelu
+# bench/families_vs_saelens.sh 1; done
 # A smoke run: HUSAI_BENCH_STEPS_MINILM=10 HUSAI_BENCH_STEPS_SYNTH=2 bench/families_vs_saelens.sh 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +34,7 @@ REAL=${HUSAI_REAL_NPY:-$SHARED/data/minilm_l3_resid_dev.npy}
 THREADS=${HUSAI_BENCH_THREADS:-2}
 STEPS_MINILM=${HUSAI_BENCH_STEPS_MINILM:-300}
 STEPS_SYNTH=${HUSAI_BENCH_STEPS_SYNTH:-30}
+SEED=${HUSAI_BENCH_SEED:-7}
 VENV=${HUSAI_SAELENS_VENV:-/work/venv-peer}
 PY="$VENV/bin/python"
 CASES=${HUSAI_BENCH_CASES:-minilm-topk minilm-batchtopk minilm-relu minilm-jumprelu synth-batchtopk}
@@ -55,8 +59,8 @@ np.save(sys.argv[2] + "/minilm_train.npy", np.ascontiguousarray(x[:cut], dtype=n
 np.save(sys.argv[2] + "/minilm_eval.npy", np.ascontiguousarray(x[cut:], dtype=np.float32))
 PY
 
-MINI="--d-sae 1536 --batch 1024 --steps $STEPS_MINILM --lr 1e-3 --seed 7 --threads $THREADS"
-SYN="--d-sae 4096 --batch 4096 --steps $STEPS_SYNTH --lr 1e-3 --seed 7 --threads $THREADS"
+MINI="--d-sae 1536 --batch 1024 --steps $STEPS_MINILM --lr 1e-3 --seed $SEED --threads $THREADS"
+SYN="--d-sae 4096 --batch 4096 --steps $STEPS_SYNTH --lr 1e-3 --seed $SEED --threads $THREADS"
 declare -A DATA=([minilm]="--npy $WORK/minilm_train.npy --eval-npy $WORK/minilm_eval.npy" [synth]="--npy $WORK/synth.npy")
 declare -A HUSAI=(
   [minilm-topk]="--family topk --k 32 $MINI"
@@ -81,8 +85,8 @@ for case in $CASES; do
     order=(husai saelens); ((r % 2)) && order=(saelens husai)
     for impl in "${order[@]}"; do
       case $impl in
-        husai) line=$("$OURS" $data ${HUSAI[$case]}) ;;
-        saelens) line=$("$PY" "$SAELENS_PEER" $data ${PEER[$case]} 2>/dev/null | tail -n 1) ;;
+        husai) line=$("$OURS" $data ${HUSAI[$case]} ${HUSAI_BENCH_EXTRA_HUSAI:-}) ;;
+        saelens) line=$("$PY" "$SAELENS_PEER" $data ${PEER[$case]} ${HUSAI_BENCH_EXTRA_SAELENS:-} 2>/dev/null | tail -n 1) ;;
       esac
       echo "$case $impl $line" | tee -a "$RESULTS" >&2
     done
