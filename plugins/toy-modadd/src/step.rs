@@ -232,16 +232,16 @@ impl Step {
         Ok(())
     }
 
+    /// Rows, tokens, d, width and p.
+    fn sizes(&self, model: &ToyModel) -> (usize, usize, usize, usize, usize) {
+        let rows = &self.rows;
+        (rows.len(), rows.n_tokens(), model.d, model.width, model.p)
+    }
+
     /// The tables, the hidden layer and the logits of every row.
     fn forward(&mut self, model: &ToyModel) -> Result<(), KernelError> {
         self.check(model)?;
-        let (n, t, d, w, p) = (
-            self.rows.len(),
-            self.rows.n_tokens(),
-            model.d,
-            model.width,
-            model.p,
-        );
+        let (n, t, d, w, p) = self.sizes(model);
         self.table[..p * d].copy_from_slice(&model.embed);
         self.table[p * d..].copy_from_slice(&model.answer_embed);
         matmul(
@@ -348,13 +348,7 @@ impl Step {
     ) -> Result<(f64, f64), KernelError> {
         self.forward(model)?;
         let (loss, acc) = self.cross_entropy(model.p, true);
-        let (n, t, d, w, p) = (
-            self.rows.len(),
-            self.rows.n_tokens(),
-            model.d,
-            model.width,
-            model.p,
-        );
+        let (n, t, d, w, p) = self.sizes(model);
         let [g_embed, g_answer, g_w_in, g_b_in, g_w_out, g_unembed] = g;
         let g_logits = &self.logits;
         // ∂M = hiddenᵀ·∂logits; ∂W_out = U·∂Mᵀ; ∂U = W_out·∂M (+ Tᵀ·∂Q below).
