@@ -57,10 +57,6 @@ fn train(p: &Project, data: &str, plugin_dir: &str, envs: &[(&str, &str)]) -> st
         "batch=32",
         "--set",
         "steps=5",
-        // Five steps from sae-topk's default decoder init (norm 0.1, SAELens's) leave the held-out FVU just above 1,
-        // which the divergence check (fvu_ceiling 1) reports; this test is about pinning, so it starts from norm 1.
-        "--set",
-        "dec_init_norm=1",
         "--campaign",
         "sweep",
         "--key",

@@ -206,7 +206,8 @@ pub fn common_properties(defaults: &CommonDefaults) -> Map<String, Value> {
                       "description": "one metrics.jsonl line every N steps (and at the last step)"},
         "fvu_ceiling": {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_FVU_CEILING,
                         "description": "a held-out FVU above this (1.0: worse than predicting the column means) \
-                                        ends training with status diverged"},
+                                        and above the held-out FVU the run started from ends training with status \
+                                        diverged"},
         "b_dec_init": {"enum": ["zeros", "mean", "geometric_median"], "default": defaults.b_dec_init.as_str(),
                        "description": format!(
                            "decoder-bias initialisation from the training rows: zeros, their mean, or their \

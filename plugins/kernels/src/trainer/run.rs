@@ -2,8 +2,11 @@
 //! run's status (trainer contract §4–§6):
 //!
 //! - **diverged**: after a step, a non-finite loss term (`loss.<term>`) or parameter (`w_enc`, `b_enc`, `w_dec`,
-//!   `b_dec`), checked every step; or a held-out FVU that is non-finite or above `fvu_ceiling` (`eval.fvu`),
-//!   checked every `eval_every` steps and after the last. Training stops at that step.
+//!   `b_dec`), checked every step; or a held-out FVU that is non-finite, or above both `fvu_ceiling` and the
+//!   held-out FVU this session started from (`eval.fvu`), checked every `eval_every` steps and after the last.
+//!   Training stops at that step. The start matters because an untrained model can begin above the ceiling (with
+//!   `b_dec = 0` on activations whose mean is large, FVU starts well above 1), and a short run that improves on it
+//!   has not diverged.
 //! - **interrupted**: `stop()` was true after a step before the total was reached; training stops after that step.
 //! - **ok**: otherwise.
 //!
@@ -140,9 +143,11 @@ fn kernel(e: KernelError) -> TrainerError {
     TrainerError::Failed(format!("training failed: {e}"))
 }
 
-fn fvu_check(ev: &EvalMetrics, step: u64, ceiling: f64) -> Option<Detail> {
+/// The held-out FVU check: diverged when `ev`'s FVU is not finite, or above both `ceiling` and `start` (the FVU
+/// at the start of this session).
+fn fvu_check(ev: &EvalMetrics, step: u64, ceiling: f64, start: f64) -> Option<Detail> {
     let fvu = ev.reconstruction.fvu;
-    if fvu.is_finite() && fvu <= ceiling {
+    if fvu.is_finite() && (fvu <= ceiling || fvu <= start) {
         return None;
     }
     Some(Detail {
@@ -152,7 +157,8 @@ fn fvu_check(ev: &EvalMetrics, step: u64, ceiling: f64) -> Option<Detail> {
         message: if fvu.is_finite() {
             format!(
                 "held-out FVU {fvu:.4} at step {step} is above fvu_ceiling {ceiling} (worse than predicting the \
-                 column means when 1); lower lr or raise fvu_ceiling"
+                 column means when 1) and above the {start:.4} this run started from; lower lr or raise \
+                 fvu_ceiling"
             )
         } else {
             format!("held-out FVU is not finite at step {step}; lower lr")
@@ -191,6 +197,12 @@ pub fn drive(
 ) -> Result<DriveOutcome, TrainerError> {
     let d_in = data.d_in;
     let n_train = data.train_len();
+    // Where this session starts, for the FVU check (one held-out evaluation, outside the timed span).
+    let start_fvu = session
+        .evaluate(&data.eval)
+        .map_err(kernel)?
+        .reconstruction
+        .fvu;
     let t0 = Instant::now();
     let mut t_warm = t0;
     let (mut last_line_t, mut last_line_step) = (t0, session.steps_done());
@@ -232,7 +244,7 @@ pub fn drive(
         let mut eval = None;
         if status == Status::Ok && plan.eval_every > 0 && step.is_multiple_of(plan.eval_every) {
             let ev = session.evaluate(&data.eval).map_err(kernel)?;
-            if let Some(d) = fvu_check(&ev, step, plan.fvu_ceiling) {
+            if let Some(d) = fvu_check(&ev, step, plan.fvu_ceiling, start_fvu) {
                 status = Status::Diverged;
                 detail = Some(d);
             }
@@ -284,7 +296,7 @@ pub fn drive(
     let steps_done = session.steps_done();
     let eval = session.evaluate(&data.eval).map_err(kernel)?;
     if status == Status::Ok
-        && let Some(d) = fvu_check(&eval, steps_done, plan.fvu_ceiling)
+        && let Some(d) = fvu_check(&eval, steps_done, plan.fvu_ceiling, start_fvu)
     {
         status = Status::Diverged;
         detail = Some(d);
