@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use husai_kernels::activations::write_npy_f32;
 use husai_kernels::synth::{SynthConfig, generate, recovery};
-use husai_kernels::testing::{MINILM, metrics, request, unique};
+use husai_kernels::testing::{MINILM, Work, metrics, request, state_bytes, unique};
 use husai_plugin_api::{ErrorKind, Progress};
 use serde_json::{Value, json};
 
@@ -113,55 +113,33 @@ fn held_out_inference_l0_with_the_saved_threshold_is_within_15_percent_of_k_on_m
 
 #[test]
 fn same_seed_gives_byte_identical_outputs_and_resume_continues_exactly() {
-    let data = generate(&SynthConfig {
-        rows: 4096,
-        d_in: 32,
-        n_features: 96,
-        l0: 3,
-        coef_min: 0.5,
-        coef_max: 1.5,
-        seed: 9,
-    })
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let bank = dir.path().join("b.npy");
-    write_npy_f32(&bank, 4096, 32, &data.x).unwrap();
+    let w = Work::synthetic(run, 4096);
     let cfg = |steps: u64| json!({"d_sae": 128, "k": 4, "seed": 5, "steps": steps, "batch": 256, "dead_window": 3});
-    let files = |out: &Path| -> Vec<Vec<u8>> {
-        [
-            "cfg.json",
-            "sae_weights.safetensors",
-            "trainer_state.safetensors",
-        ]
-        .iter()
-        .map(|f| std::fs::read(out.join(f)).unwrap())
-        .collect()
-    };
-    let a = subdir(dir.path(), "a");
-    let b = subdir(dir.path(), "b");
-    go(cfg(20), &[("activations", &bank)], &a);
-    go(cfg(20), &[("activations", &bank)], &b);
-    assert_eq!(files(&a), files(&b));
-    let half = subdir(dir.path(), "half");
-    go(cfg(8), &[("activations", &bank)], &half);
-    let resumed = subdir(dir.path(), "resumed");
-    go(
+    let bank = [("activations", w.bank.as_path())];
+    let (a, b) = (w.out("a"), w.out("b"));
+    w.go(cfg(20), &bank, &a);
+    w.go(cfg(20), &bank, &b);
+    assert_eq!(state_bytes(&a), state_bytes(&b));
+    let half = w.out("half");
+    w.go(cfg(8), &bank, &half);
+    let resumed = w.out("resumed");
+    w.go(
         cfg(20),
-        &[("activations", &bank), ("resume", &half)],
+        &[("activations", &w.bank), ("resume", &half)],
         &resumed,
     );
     assert_eq!(
-        files(&a),
-        files(&resumed),
+        state_bytes(&a),
+        state_bytes(&resumed),
         "resuming at step 8 gives the uninterrupted run's bytes"
     );
-    let other = subdir(dir.path(), "other");
-    go(
+    let other = w.out("other");
+    w.go(
         json!({"d_sae": 128, "k": 4, "seed": 6, "steps": 20, "batch": 256, "dead_window": 3}),
-        &[("activations", &bank)],
+        &bank,
         &other,
     );
-    assert_ne!(files(&a)[1], files(&other)[1]);
+    assert_ne!(state_bytes(&a)[1], state_bytes(&other)[1]);
 }
 
 #[test]
