@@ -9,7 +9,9 @@ use husai_plugin_api::{ErrorKind, PluginError, Progress, RunRequest};
 use serde_json::Value;
 
 use crate::activations::write_npy_f32;
-use crate::synth::{SynthConfig, generate};
+use crate::engine::FamilyTrainer;
+use crate::family::Family;
+use crate::synth::{SynthConfig, SynthData, generate, recovery};
 
 /// A plugin's in-process `run` (what [`crate::export_trainer!`] defines).
 pub type RunFn = fn(&RunRequest, &mut Progress) -> Result<Value, PluginError>;
@@ -141,4 +143,25 @@ pub fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// Asserts that `t` recovers at least 90 % of `data`'s planted features at cosine > 0.9 (rows of width `d_in`),
+/// printing that fraction with the FVU and L0 on the first 8192 rows under `label`.
+pub fn assert_recovers<F: Family>(
+    t: &FamilyTrainer<F>,
+    data: &SynthData,
+    d_in: usize,
+    label: &str,
+) {
+    let rec = recovery(&data.dictionary, t.model().w_dec(), d_in, 0.9).unwrap();
+    let m = t.evaluate(&data.x[..8192 * d_in]).unwrap();
+    eprintln!(
+        "{label} recovery: {:.3} at cosine > 0.9, fvu {:.4}, l0 {:.2}",
+        rec.recovered_fraction, m.reconstruction.fvu, m.l0
+    );
+    assert!(
+        rec.recovered_fraction >= 0.9,
+        "{label}: recovered {:.3}",
+        rec.recovered_fraction
+    );
 }

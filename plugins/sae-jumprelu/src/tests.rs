@@ -6,7 +6,8 @@ use husai_kernels::engine::{
     EngineConfig, FamilyTrainer, Grads, InitConfig, ModelParts, Sae, Workspace, loss_and_grads,
 };
 use husai_kernels::rng::SplitMix64;
-use husai_kernels::synth::{SynthConfig, generate, recovery};
+use husai_kernels::synth::{SynthConfig, generate};
+use husai_kernels::testing::assert_recovers;
 
 use crate::family::{JumpRelu, ThresholdParam};
 use crate::jump::Sparsity;
@@ -385,17 +386,7 @@ fn recovers_90_percent_of_512_superposed_features() {
             ..family(Sparsity::Tanh { scale: 4.0 })
         };
         let t = train(engine(1024, 1024, 0, 2, 4e-3), f, &data.x, 128, 300);
-        let rec = recovery(&data.dictionary, t.model().w_dec(), 128, 0.9).unwrap();
-        let m = t.evaluate(&data.x[..8192 * 128]).unwrap();
-        eprintln!(
-            "jumprelu recovery ({param:?}): {:.3} at cosine > 0.9, fvu {:.4}, l0 {:.2}",
-            rec.recovered_fraction, m.reconstruction.fvu, m.l0
-        );
-        assert!(
-            rec.recovered_fraction >= 0.9,
-            "{param:?}: recovered {:.3}",
-            rec.recovered_fraction
-        );
+        assert_recovers(&t, &data, 128, &format!("jumprelu ({param:?})"));
     }
 }
 

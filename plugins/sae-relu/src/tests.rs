@@ -6,7 +6,8 @@ use husai_kernels::engine::{
 };
 use husai_kernels::family::Family;
 use husai_kernels::rng::SplitMix64;
-use husai_kernels::synth::{SynthConfig, generate, recovery};
+use husai_kernels::synth::{SynthConfig, generate};
+use husai_kernels::testing::assert_recovers;
 
 use crate::family::Relu;
 use crate::penalty::Weighting;
@@ -247,17 +248,7 @@ fn recovers_90_percent_of_512_superposed_features() {
         128,
         300,
     );
-    let rec = recovery(&data.dictionary, t.model().w_dec(), 128, 0.9).unwrap();
-    let m = t.evaluate(&data.x[..8192 * 128]).unwrap();
-    eprintln!(
-        "relu recovery: {:.3} at cosine > 0.9, fvu {:.4}, l0 {:.2}",
-        rec.recovered_fraction, m.reconstruction.fvu, m.l0
-    );
-    assert!(
-        rec.recovered_fraction >= 0.9,
-        "recovered {:.3}",
-        rec.recovered_fraction
-    );
+    assert_recovers(&t, &data, 128, "relu");
 }
 
 /// λ of the recovery test.
