@@ -146,6 +146,7 @@ impl BatchTopK {
                 // As i32, the bits of a positive float order as the float, and a negative float (sign bit set)
                 // is below every positive one; `<= INF_BITS` leaves out NaN. So with a cutoff, one comparison,
                 // true for about one value in fifty, finds the kept values, and only positive values are kept.
+                // (Without one, `take` is all zeros, so the tie branch never keeps anything.)
                 let b = v.to_bits() as i32;
                 let keep = match cut {
                     None => v > 0.0,
@@ -153,7 +154,7 @@ impl BatchTopK {
                 };
                 if keep {
                     out.push(j as u32, v, v);
-                } else if b == cut_bits as i32 && ties_left > 0 && cut.is_some() {
+                } else if b == cut_bits as i32 && ties_left > 0 {
                     ties_left -= 1;
                     out.push(j as u32, v, v);
                 }

@@ -28,16 +28,9 @@ pub const ARCHITECTURES: [&str; 3] = ["topk", "standard", "jumprelu"];
 /// The standard SAE's rule, `z = ReLU(h)`: every positive pre-activation of the row `pre` is a slot, in index
 /// order.
 pub fn relu_row(pre: &[f32], out: &mut RowSlots) {
-    // Most pre-activations are negative: a branch-free test per block of 16 (it vectorises) skips the blocks with
-    // none above zero before the per-latent branch.
-    for (b, block) in pre.chunks(16).enumerate() {
-        if !block.iter().fold(false, |any, &h| any | (h > 0.0)) {
-            continue;
-        }
-        for (i, &h) in block.iter().enumerate() {
-            if h > 0.0 {
-                out.push((b * 16 + i) as u32, h, h);
-            }
+    for (j, &h) in pre.iter().enumerate() {
+        if h > 0.0 {
+            out.push(j as u32, h, h);
         }
     }
 }
