@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::adam::{Adam, AdamConfig, Moments};
 use crate::bdec::{BDecInit, initial_b_dec};
 use crate::error::{KernelError, check_finite, check_len};
-use crate::family::{DecoderNorm, Family, LossCtx, PreGradCtx, Rule, SlotCode, StepCtx};
+use crate::family::{DecoderNorm, Family, LossCtx, Nesting, PreGradCtx, Rule, SlotCode, StepCtx};
 use crate::gemm::{MatMut, MatRef, matmul};
 use crate::metrics::EvalMetrics;
 use crate::metrics::{Reconstruction, ReconstructionAccumulator};
@@ -514,6 +514,42 @@ impl Sae {
         Ok(out)
     }
 
+    /// Adds each level's reconstruction of the rows `x` (coded as `code`) to its accumulator: level `c` decodes
+    /// the slots of levels `<= c`, built up level by level in one buffer.
+    fn accumulate_levels(
+        &self,
+        nest: &Nesting,
+        code: &SlotCode,
+        x: &[f32],
+        accs: &mut [ReconstructionAccumulator],
+    ) -> Result<(), KernelError> {
+        let d_in = self.d_in;
+        let mut x_hat = vec![0f32; x.len()];
+        x_hat
+            .par_chunks_mut(d_in)
+            .for_each(|row| row.copy_from_slice(&self.b_dec));
+        for (lv, a) in accs.iter_mut().enumerate() {
+            x_hat
+                .par_chunks_mut(d_in * ROW_CHUNK)
+                .enumerate()
+                .for_each(|(c, block)| {
+                    for (i, row) in block.chunks_exact_mut(d_in).enumerate() {
+                        let r = c * ROW_CHUNK + i;
+                        let start = code.offsets[r] as usize;
+                        for s in code.range(r) {
+                            let (j, v) = (code.idx[s], code.val[s]);
+                            if v != 0.0 && nest.level(j, s - start) == lv {
+                                let w = &self.w_dec[j as usize * d_in..(j as usize + 1) * d_in];
+                                axpy(row, v, w);
+                            }
+                        }
+                    }
+                });
+            a.add(x, &x_hat)?;
+        }
+        Ok(())
+    }
+
     /// Metrics on `x` under the inference rule (MSE, FVU, L0, dead fraction), streamed in blocks; `figures` gets
     /// the family's figures. When the family's training rule differs (`train_rule_l0`), the L0 of the training
     /// rule on the same blocks is added as the figure `l0_train_rule`.
@@ -529,6 +565,12 @@ impl Sae {
         let mut fired = vec![false; self.d_sae];
         let (mut nnz, mut nnz_train) = (0usize, 0usize);
         let (mut xc, mut pre, mut code) = (Vec::new(), Vec::new(), SlotCode::default());
+        let nest = family.nesting();
+        let mut level_acc: Vec<ReconstructionAccumulator> = nest.map_or(Vec::new(), |n| {
+            (0..n.count())
+                .map(|_| ReconstructionAccumulator::new(self.d_in))
+                .collect()
+        });
         for xb in x.chunks(EVAL_BLOCK * self.d_in) {
             self.pre_acts(xb, &mut xc, &mut pre);
             let ctx = self.ctx(step, xb.len() / self.d_in);
@@ -539,6 +581,9 @@ impl Sae {
             family.activate(Rule::Infer, &ctx, &pre, &mut code);
             let x_hat = self.decode(&code)?;
             acc.add(xb, &x_hat)?;
+            if let Some(n) = nest {
+                self.accumulate_levels(n, &code, xb, &mut level_acc)?;
+            }
             for (&j, &v) in code.idx.iter().zip(&code.val) {
                 if v != 0.0 {
                     fired[j as usize] = true;
@@ -549,6 +594,11 @@ impl Sae {
         let mut figures = Vec::new();
         if train_rule_l0 {
             figures.push(("l0_train_rule".to_string(), nnz_train as f64 / rows as f64));
+        }
+        if let Some(n) = nest {
+            for (name, a) in n.figure_names.iter().zip(level_acc) {
+                figures.push((name.clone(), a.finish().fvu));
+            }
         }
         figures.extend(family.figures(&self.fam));
         Ok(EvalMetrics {
@@ -564,8 +614,13 @@ impl Sae {
 /// Loss parts of one step, in the engine's units (summed over d_in, mean over rows).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepLoss {
-    /// Reconstruction loss.
+    /// Reconstruction loss (of the full reconstruction, for a nested family too).
     pub mse_loss: f64,
+    /// A nested family's objective `Σ_c w_c L_c` (which replaces `mse_loss` in [`StepLoss::total`]); `None`
+    /// otherwise.
+    pub nested_mse: Option<f64>,
+    /// A nested family's per-level reconstruction losses `L_c` (empty otherwise).
+    pub levels: Vec<f64>,
     /// Weighted AuxK loss (0 when off or nothing is dead).
     pub aux_loss: f64,
     /// The family's terms.
@@ -579,7 +634,9 @@ pub struct StepLoss {
 impl StepLoss {
     /// The optimised objective.
     pub fn total(&self) -> f64 {
-        self.mse_loss + self.aux_loss + self.family.iter().map(|(_, v)| v).sum::<f64>()
+        self.nested_mse.unwrap_or(self.mse_loss)
+            + self.aux_loss
+            + self.family.iter().map(|(_, v)| v).sum::<f64>()
     }
 }
 
@@ -632,6 +689,7 @@ pub struct Workspace {
     g_aux: Vec<f32>,
     row_loss: Vec<f64>,
     row_aux: Vec<f64>,
+    row_levels: Vec<f64>,
     dec_norms: Vec<f32>,
     dw_scale: Vec<f32>,
     csc_main: Csc,
@@ -758,7 +816,10 @@ pub fn loss_and_grads<F: Family + ?Sized>(
     row_norms(&model.w_dec, d_in, &mut ws.dec_norms);
     let scale = 2.0 / rows as f32;
     let aux_scale = aux.map_or(0.0, |(_, a)| 2.0 * a.coeff / rows as f32);
-    ws.r_main.resize(rows * d_in, 0.0);
+    let nest = family.nesting();
+    // Levels of the nested objective; 1 is the plain `L_rec`, whose residual buffer is one row per data row.
+    let levels = nest.map_or(1, Nesting::count);
+    ws.r_main.resize(rows * levels * d_in, 0.0);
     ws.r_aux
         .resize(if aux.is_some() { rows * d_in } else { 0 }, 0.0);
     ws.dz.clear();
@@ -767,6 +828,8 @@ pub fn loss_and_grads<F: Family + ?Sized>(
     ws.g_aux.resize(ws.aux_code.slots(), 0.0);
     ws.row_loss.resize(rows, 0.0);
     ws.row_aux.resize(rows, 0.0);
+    ws.row_levels
+        .resize(if nest.is_some() { rows * levels } else { 0 }, 0.0);
     {
         let w_dec = &model.w_dec;
         let dec_row = |j: u32| &w_dec[j as usize * d_in..(j as usize + 1) * d_in];
@@ -780,61 +843,130 @@ pub fn loss_and_grads<F: Family + ?Sized>(
         } else {
             (0..n_chunks).map(|_| &mut [][..]).collect()
         };
+        let lv_chunks: Vec<&mut [f64]> = if nest.is_some() {
+            ws.row_levels.chunks_mut(levels * ROW_CHUNK).collect()
+        } else {
+            (0..n_chunks).map(|_| &mut [][..]).collect()
+        };
+        // AuxK of row `r` against the full residual `full = x_hat - x` (unscaled): its loss, `ra_row` (the scaled
+        // AuxK residual) and the AuxK slots' gradients.
+        let aux_part = |r: usize,
+                        full: &[f32],
+                        e_hat: &mut [f32],
+                        ra_row: &mut [f32],
+                        ga: &mut [f32],
+                        abase| {
+            e_hat.fill(0.0);
+            let (aidx, aval) = aux_code.row(r);
+            for (&j, &v) in aidx.iter().zip(aval) {
+                axpy(e_hat, v, dec_row(j));
+            }
+            let mut s = 0f64;
+            for t in 0..d_in {
+                let target = match frozen_target {
+                    Some(ft) => ft[r * d_in + t],
+                    None => -full[t],
+                };
+                let d = e_hat[t] - target;
+                s += d as f64 * d as f64;
+                ra_row[t] = aux_scale * d;
+            }
+            for s in aux_code.range(r) {
+                ga[s - abase] = dot(ra_row, dec_row(aux_code.idx[s]));
+            }
+            s
+        };
         ws.r_main
-            .par_chunks_mut(d_in * ROW_CHUNK)
+            .par_chunks_mut(levels * d_in * ROW_CHUNK)
             .zip(ws.row_loss.par_chunks_mut(ROW_CHUNK))
             .zip(ws.row_aux.par_chunks_mut(ROW_CHUNK))
             .zip(dz_chunks.into_par_iter())
             .zip(ga_chunks.into_par_iter())
             .zip(ra_chunks.into_par_iter())
+            .zip(lv_chunks.into_par_iter())
             .enumerate()
-            .for_each(|(c, (((((rm, rl), ral), dz), ga), ra))| {
+            .for_each(|(c, ((((((rm, rl), ral), dz), ga), ra), rlv))| {
                 let mut e_hat = vec![0f32; if with_aux { d_in } else { 0 }];
+                let (mut run, mut acc) = match nest {
+                    Some(_) => (vec![0f32; d_in], vec![0f32; d_in]),
+                    None => (Vec::new(), Vec::new()),
+                };
                 let base = code.offsets[c * ROW_CHUNK] as usize;
                 let abase = aux_code.offsets[c * ROW_CHUNK] as usize;
                 for i in 0..rl.len() {
                     let r = c * ROW_CHUNK + i;
                     let xr = &x[r * d_in..(r + 1) * d_in];
-                    let res = &mut rm[i * d_in..(i + 1) * d_in];
-                    for ((o, &b), &xv) in res.iter_mut().zip(&model.b_dec).zip(xr) {
+                    let ra_row: &mut [f32] = if with_aux {
+                        &mut ra[i * d_in..(i + 1) * d_in]
+                    } else {
+                        &mut []
+                    };
+                    let Some(nest) = nest else {
+                        let res = &mut rm[i * d_in..(i + 1) * d_in];
+                        for ((o, &b), &xv) in res.iter_mut().zip(&model.b_dec).zip(xr) {
+                            *o = b - xv;
+                        }
+                        let (idx, val) = code.row(r);
+                        for (&j, &v) in idx.iter().zip(val) {
+                            if v != 0.0 {
+                                axpy(res, v, dec_row(j));
+                            }
+                        }
+                        rl[i] = res.iter().map(|&e| e as f64 * e as f64).sum();
+                        ral[i] = if with_aux {
+                            aux_part(r, res, &mut e_hat, ra_row, ga, abase)
+                        } else {
+                            0.0
+                        };
+                        for v in res.iter_mut() {
+                            *v *= scale;
+                        }
+                        for s in code.range(r) {
+                            dz[s - base] = dot(res, dec_row(code.idx[s]));
+                        }
+                        continue;
+                    };
+                    // Nested levels: decode each level's slots into its own buffer, turn the buffers into the
+                    // level residuals e_c = x_hat_c - x by a running sum, then into R_c = Σ_{c' >= c} w_c' e_c' by
+                    // a suffix sum (see `Nesting`): O(levels · d_in) per row on top of the decode.
+                    let rb = &mut rm[i * levels * d_in..(i + 1) * levels * d_in];
+                    rb.fill(0.0);
+                    let start = code.offsets[r] as usize;
+                    for s in code.range(r) {
+                        let v = code.val[s];
+                        if v != 0.0 {
+                            let lv = nest.level(code.idx[s], s - start);
+                            axpy(&mut rb[lv * d_in..(lv + 1) * d_in], v, dec_row(code.idx[s]));
+                        }
+                    }
+                    for ((o, &b), &xv) in run.iter_mut().zip(&model.b_dec).zip(xr) {
                         *o = b - xv;
                     }
-                    let (idx, val) = code.row(r);
-                    for (&j, &v) in idx.iter().zip(val) {
-                        if v != 0.0 {
-                            axpy(res, v, dec_row(j));
+                    for (lv, buf) in rb.chunks_exact_mut(d_in).enumerate() {
+                        let mut sq = 0f64;
+                        for (o, e) in buf.iter_mut().zip(run.iter_mut()) {
+                            *e += *o;
+                            *o = *e;
+                            sq += *e as f64 * *e as f64;
                         }
+                        rlv[i * levels + lv] = sq;
                     }
-                    rl[i] = res.iter().map(|&e| e as f64 * e as f64).sum();
-                    if with_aux {
-                        e_hat.fill(0.0);
-                        let (aidx, aval) = aux_code.row(r);
-                        for (&j, &v) in aidx.iter().zip(aval) {
-                            axpy(&mut e_hat, v, dec_row(j));
-                        }
-                        let ra_row = &mut ra[i * d_in..(i + 1) * d_in];
-                        let mut s = 0f64;
-                        for t in 0..d_in {
-                            let target = match frozen_target {
-                                Some(ft) => ft[r * d_in + t],
-                                None => -res[t],
-                            };
-                            let d = e_hat[t] - target;
-                            s += d as f64 * d as f64;
-                            ra_row[t] = aux_scale * d;
-                        }
-                        ral[i] = s;
-                        for s in aux_code.range(r) {
-                            ga[s - abase] = dot(ra_row, dec_row(aux_code.idx[s]));
-                        }
+                    rl[i] = rlv[i * levels + levels - 1];
+                    ral[i] = if with_aux {
+                        aux_part(r, &run, &mut e_hat, ra_row, ga, abase)
                     } else {
-                        ral[i] = 0.0;
-                    }
-                    for v in res.iter_mut() {
-                        *v *= scale;
+                        0.0
+                    };
+                    acc.fill(0.0);
+                    for (buf, &w) in rb.chunks_exact_mut(d_in).zip(&nest.weights).rev() {
+                        for (o, a) in buf.iter_mut().zip(acc.iter_mut()) {
+                            *a += w * *o;
+                            *o = scale * *a;
+                        }
                     }
                     for s in code.range(r) {
-                        dz[s - base] = dot(res, dec_row(code.idx[s]));
+                        let lv = nest.level(code.idx[s], s - start);
+                        dz[s - base] = dot(&rb[lv * d_in..(lv + 1) * d_in], dec_row(code.idx[s]));
                     }
                 }
             });
@@ -868,8 +1000,25 @@ pub fn loss_and_grads<F: Family + ?Sized>(
             },
         );
     }
+    // Per-level losses summed over rows in row order, then weighted in level order.
+    let level_losses: Vec<f64> = (0..if nest.is_some() { levels } else { 0 })
+        .map(|lv| {
+            (0..rows)
+                .map(|r| ws.row_levels[r * levels + lv])
+                .sum::<f64>()
+                / n
+        })
+        .collect();
     let loss = StepLoss {
         mse_loss: ws.row_loss.iter().sum::<f64>() / n,
+        nested_mse: nest.map(|nt| {
+            level_losses
+                .iter()
+                .zip(&nt.weights)
+                .map(|(l, &w)| w as f64 * l)
+                .sum()
+        }),
+        levels: level_losses,
         aux_loss: aux.map_or(0.0, |(_, a)| {
             a.coeff as f64 * ws.row_aux.iter().sum::<f64>() / n
         }),
@@ -877,11 +1026,19 @@ pub fn loss_and_grads<F: Family + ?Sized>(
         l0: ws.code.nnz() as f64 / n,
         grad_norm: 0.0,
     };
-    backward(model, rows, aux.is_some(), ws, grads);
+    backward(model, nest, rows, aux.is_some(), ws, grads);
     Ok(loss)
 }
 
-fn backward(model: &Sae, rows: usize, with_aux: bool, ws: &mut Workspace, grads: &mut Grads) {
+fn backward(
+    model: &Sae,
+    nest: Option<&Nesting>,
+    rows: usize,
+    with_aux: bool,
+    ws: &mut Workspace,
+    grads: &mut Grads,
+) {
+    let levels = nest.map_or(1, Nesting::count);
     let (d_in, d_sae) = (model.d_in, model.d_sae);
     ws.csc_main.build(&ws.code, d_sae);
     if with_aux {
@@ -914,10 +1071,13 @@ fn backward(model: &Sae, rows: usize, with_aux: bool, ws: &mut Workspace, grads:
                     if z == 0.0 && g == 0.0 {
                         continue;
                     }
+                    // The slot's residual: its level's R_c for a nested family, the row's residual otherwise.
+                    let lv = nest.map_or(0, |n| n.level(j as u32, s - ws.code.offsets[r] as usize));
+                    let res = (r * levels + lv) * d_in;
                     axpy2(
                         gd_row,
                         z,
-                        &ws.r_main[r * d_in..(r + 1) * d_in],
+                        &ws.r_main[res..res + d_in],
                         ge_row,
                         g,
                         &ws.xc[r * d_in..(r + 1) * d_in],
@@ -945,8 +1105,10 @@ fn backward(model: &Sae, rows: usize, with_aux: bool, ws: &mut Workspace, grads:
             }
         });
     g_bdec.fill(0.0);
+    // b_dec is in every level's reconstruction, so its gradient is level 0's R_0 = Σ_c w_c e_c.
     for r in 0..rows {
-        for (o, &v) in g_bdec.iter_mut().zip(&ws.r_main[r * d_in..(r + 1) * d_in]) {
+        let res = r * levels * d_in;
+        for (o, &v) in g_bdec.iter_mut().zip(&ws.r_main[res..res + d_in]) {
             *o += v;
         }
     }
@@ -1041,6 +1203,13 @@ impl<F: Family> FamilyTrainer<F> {
                 threads: config.threads,
                 reason: e.to_string(),
             })?;
+        if let Some(n) = family.nesting() {
+            n.validate(model.d_sae)
+                .map_err(|detail| KernelError::Mismatch {
+                    what: format!("{} nesting", family.name()),
+                    detail,
+                })?;
+        }
         let adam = Adam::new(config.adam)?;
         let grads = Grads::zeros(&model);
         let moments = grads
@@ -1287,7 +1456,12 @@ impl<F: Family> crate::trainer::Session for FamilyTrainer<F> {
     fn step(&mut self, batch: &[f32]) -> Result<crate::trainer::StepStats, KernelError> {
         let loss = FamilyTrainer::step(self, batch)?;
         let d = self.model.d_in as f64;
-        let mut terms = vec![("mse", loss.mse_loss / d)];
+        // A nested family optimises its weighted sum of level losses in place of the plain reconstruction loss;
+        // `mse` (the full reconstruction's) stays the stream's `mse` either way.
+        let mut terms = match loss.nested_mse {
+            Some(v) => vec![("nested_mse", v / d)],
+            None => vec![("mse", loss.mse_loss / d)],
+        };
         // Reported whenever AuxK is configured, weight 0 (off) included, so the stream's terms do not depend on it.
         if self.config.aux_k.is_some() {
             terms.push(("aux", loss.aux_loss / d));
@@ -1444,6 +1618,235 @@ mod tests {
                 },
             )),
         );
+    }
+
+    /// A family with a nested objective on top of `inner`'s rule (what sae-matryoshka and sae-hierarchical-topk
+    /// build), for the engine's own checks.
+    struct Nested<F> {
+        inner: F,
+        nest: Nesting,
+    }
+
+    impl<F: Family> Family for Nested<F> {
+        fn name(&self) -> &'static str {
+            self.inner.name()
+        }
+        fn decoder_norm(&self) -> DecoderNorm {
+            self.inner.decoder_norm()
+        }
+        fn nesting(&self) -> Option<&Nesting> {
+            Some(&self.nest)
+        }
+        fn activate(&self, rule: Rule, ctx: &StepCtx<'_>, pre: &[f32], code: &mut SlotCode) {
+            self.inner.activate(rule, ctx, pre, code)
+        }
+        fn saelens_architecture(&self) -> &'static str {
+            self.inner.saelens_architecture()
+        }
+    }
+
+    fn ranks(k: usize) -> Nesting {
+        Nesting {
+            levels: crate::family::Levels::Ranks(k),
+            weights: vec![1.0 / k as f32; k],
+            figure_names: (1..=k).map(|i| format!("fvu_k_{i}")).collect(),
+        }
+    }
+
+    fn prefixes(bounds: &[u32]) -> Nesting {
+        Nesting {
+            levels: crate::family::Levels::Prefixes(bounds.to_vec()),
+            weights: vec![1.0; bounds.len()],
+            figure_names: bounds.iter().map(|b| format!("fvu_prefix_{b}")).collect(),
+        }
+    }
+
+    /// The nested objective computed the naive way: one full decode per level of the code truncated to the
+    /// slots of levels <= c (the selection held at `code`), `Σ_c w_c ||x_hat_c - x||² / B`; and each `L_c`.
+    fn naive_nested(model: &Sae, nest: &Nesting, code: &SlotCode, x: &[f32]) -> (f64, Vec<f64>) {
+        let rows = code.rows();
+        let per_level: Vec<f64> = (0..nest.count())
+            .map(|lv| {
+                let mut t = SlotCode::default();
+                t.begin_rows();
+                for r in 0..rows {
+                    let mut slots = crate::family::RowSlots::default();
+                    let start = code.offsets[r] as usize;
+                    for s in code.range(r) {
+                        if nest.level(code.idx[s], s - start) <= lv {
+                            slots.push(code.idx[s], code.val[s], code.pre[s]);
+                        }
+                    }
+                    t.push_row(&slots);
+                }
+                let x_hat = model.decode(&t).unwrap();
+                x_hat
+                    .iter()
+                    .zip(x)
+                    .map(|(a, b)| (a - b) as f64 * (a - b) as f64)
+                    .sum::<f64>()
+                    / rows as f64
+            })
+            .collect();
+        let total = per_level
+            .iter()
+            .zip(&nest.weights)
+            .map(|(l, &w)| w as f64 * l)
+            .sum();
+        (total, per_level)
+    }
+
+    /// The one-pass nested loss and gradients against the naive per-level decodes: the level losses agree, and
+    /// central differences of the naive objective (with the code's values moving with the parameters, its
+    /// selection fixed) agree with every analytic gradient. Returns the gradients checked.
+    fn check_nested<F: Family>(f: &Nested<F>, model: &Sae, x: &[f32]) -> usize {
+        let mut ws = Workspace::default();
+        let mut grads = Grads::zeros(model);
+        let base = loss_and_grads(model, f, 0, x, None, &mut ws, &mut grads, None).unwrap();
+        let code0 = ws.code.clone();
+        let (naive, per_level) = naive_nested(model, &f.nest, &code0, x);
+        assert!(
+            (base.total() - naive).abs() <= 1e-5 * naive,
+            "{} vs {naive}",
+            base.total()
+        );
+        for (a, b) in base.levels.iter().zip(&per_level) {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.max(1e-3),
+                "level loss {a} vs naive {b}"
+            );
+        }
+        let eps = 3e-3f32;
+        let mut checked = 0;
+        for (p, grad) in grads.tensors.iter().enumerate() {
+            for (i, &an) in grad.iter().enumerate() {
+                let eval = |delta: f32| {
+                    let mut m = model.clone();
+                    m.params_mut()[p][i] += delta;
+                    let code = m.encode(f, Rule::Train, 0, x).unwrap();
+                    assert_eq!(
+                        code.idx, code0.idx,
+                        "selection or order changed at parameter {p}[{i}]"
+                    );
+                    naive_nested(&m, &f.nest, &code, x).0
+                };
+                let fd = ((eval(eps) - eval(-eps)) / (2.0 * eps as f64)) as f32;
+                assert!(
+                    (fd - an).abs() <= 4e-3 + 1e-2 * an.abs(),
+                    "parameter {p}[{i}]: analytic {an} vs naive finite difference {fd}"
+                );
+                checked += 1;
+            }
+        }
+        checked
+    }
+
+    #[test]
+    fn hierarchical_ranks_one_pass_matches_the_naive_k_decodes() {
+        let f = Nested {
+            inner: TopK::new(4, 12),
+            nest: ranks(4),
+        };
+        let model = tiny(&f, 5, 12);
+        let x = data(7, 5, 3);
+        let n = check_nested(&f, &model, &x);
+        assert_eq!(n, 2 * 5 * 12 + 12 + 5);
+    }
+
+    #[test]
+    fn matryoshka_prefixes_one_pass_matches_the_naive_prefix_decodes() {
+        let f = Nested {
+            inner: BatchTopK::new(4, 0.01),
+            nest: prefixes(&[3, 7, 12]),
+        };
+        let model = tiny(&f, 5, 12);
+        let x = data(7, 5, 4);
+        check_nested(&f, &model, &x);
+    }
+
+    #[test]
+    fn nested_gradients_with_auxk_match_central_differences() {
+        let f = Nested {
+            inner: BatchTopK::new(3, 0.01),
+            nest: prefixes(&[4, 12]),
+        };
+        let model = tiny(&f, 5, 12);
+        let x = data(7, 5, 6);
+        let dead: Vec<bool> = (0..12).map(|j| j % 3 == 1).collect();
+        let aux = AuxKConfig {
+            k_aux: 2,
+            coeff: 0.5,
+        };
+        check_gradients(&f, &model, &x, Some((&dead, aux)));
+    }
+
+    #[test]
+    fn a_nesting_that_does_not_fit_the_model_is_refused_by_name() {
+        let cases = [
+            (
+                prefixes(&[4, 8]),
+                "the last prefix width is 8 but d_sae is 12",
+            ),
+            (
+                prefixes(&[6, 4, 12]),
+                "must be positive and strictly increasing",
+            ),
+            (
+                Nesting {
+                    weights: vec![1.0, f32::NAN],
+                    ..prefixes(&[4, 12])
+                },
+                "level weight NaN is not finite",
+            ),
+            (
+                Nesting {
+                    figure_names: vec!["a".into()],
+                    ..ranks(2)
+                },
+                "one figure name per level (has 2 weights, 1 names)",
+            ),
+        ];
+        for (nest, want) in cases {
+            let f = Nested {
+                inner: TopK::new(2, 12),
+                nest,
+            };
+            let e = FamilyTrainer::new(EngineConfig::new(12), f, 5, false).unwrap_err();
+            assert!(e.to_string().contains(want), "{e} lacks {want:?}");
+            assert!(e.to_string().contains("topk nesting"), "{e}");
+        }
+    }
+
+    #[test]
+    fn evaluation_reports_each_levels_fvu_and_the_last_is_the_full_fvu() {
+        let f = Nested {
+            inner: TopK::new(4, 12),
+            nest: ranks(4),
+        };
+        let model = tiny(&f, 5, 12);
+        let x = data(40, 5, 8);
+        let m = model.evaluate(&f, 0, &x, false).unwrap();
+        let names: Vec<&str> = m.figures.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["fvu_k_1", "fvu_k_2", "fvu_k_3", "fvu_k_4"]);
+        let fvu: Vec<f64> = m.figures.iter().map(|f| f.1).collect();
+        assert!(
+            (fvu[3] - m.reconstruction.fvu).abs() < 1e-12,
+            "{fvu:?} vs {}",
+            m.reconstruction.fvu
+        );
+        // Against the naive decode of the top-2 slots per row.
+        let code = model.encode(&f, Rule::Infer, 0, &x).unwrap();
+        let mut t = SlotCode::default();
+        t.begin_rows();
+        for r in 0..code.rows() {
+            let mut slots = crate::family::RowSlots::default();
+            for s in code.range(r).take(2) {
+                slots.push(code.idx[s], code.val[s], code.pre[s]);
+            }
+            t.push_row(&slots);
+        }
+        let two = reconstruction(&x, &model.decode(&t).unwrap(), 5).unwrap();
+        assert!((two.fvu - fvu[1]).abs() < 1e-9, "{} vs {}", two.fvu, fvu[1]);
     }
 
     // TopK on the engine against the pre-engine TopK trainer's weights: tests/suite/golden.rs.

@@ -233,6 +233,89 @@ pub struct FamilyParam {
     pub init: Vec<f32>,
 }
 
+/// Which reconstruction level each decoded slot belongs to (see [`Nesting`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Levels {
+    /// Matryoshka prefixes (Bussmann et al. 2025): latents `bounds[c-1]..bounds[c]` are level `c` (`bounds[-1]`
+    /// is 0); `bounds` is strictly increasing and ends at d_sae, so level `c`'s reconstruction uses the first
+    /// `bounds[c]` latents.
+    Prefixes(Vec<u32>),
+    /// HierarchicalTopK ranks (Balagansky et al. 2025): the `p`-th slot of a row (0-based; the family writes
+    /// slots in decreasing order of value) is level `min(p, count - 1)`, so level `c`'s reconstruction uses the
+    /// row's `c + 1` largest latents. A row with fewer slots reconstructs the higher levels from all it has.
+    Ranks(usize),
+}
+
+/// A nested reconstruction objective: instead of one `L_rec`, the engine optimises `Σ_c w_c L_c`, where `L_c`
+/// is the reconstruction loss of level `c`, `x̂_c = b_dec + Σ_{slots of level <= c} z_s W_dec[j_s]` (same units as
+/// `L_rec`). Level `count - 1` is the full reconstruction. Every level's gradient flows through one pass per row:
+/// with `e_c = x̂_c − x`, a slot of level `c` sees the residual `R_c = Σ_{c' >= c} w_{c'} e_{c'}` (a suffix sum
+/// over levels), so `g_s = (2/B)⟨R_c, W_dec[j]⟩` and `∂L/∂W_dec[j] += (2/B) z_s R_c`; `∂L/∂b_dec` gets `R_0`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nesting {
+    /// How slots map to levels.
+    pub levels: Levels,
+    /// Weight `w_c` of each level's loss (length [`Nesting::count`]).
+    pub weights: Vec<f32>,
+    /// Name of each level's held-out FVU figure in `metrics.json` (`fvu_prefix_192`, `fvu_k_8`), `[a-z0-9_]+`.
+    pub figure_names: Vec<String>,
+}
+
+impl Nesting {
+    /// Number of levels.
+    pub fn count(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// The level of a slot of latent `j` at position `pos` in its row.
+    #[inline]
+    pub fn level(&self, j: u32, pos: usize) -> usize {
+        match &self.levels {
+            Levels::Prefixes(bounds) => bounds.partition_point(|&b| b <= j),
+            Levels::Ranks(n) => pos.min(n - 1),
+        }
+    }
+
+    /// Checks the shapes against `d_sae`: lengths agree, prefixes strictly increase to d_sae, weights are finite
+    /// and non-negative. The message says what is wrong.
+    pub fn validate(&self, d_sae: usize) -> Result<(), String> {
+        let n = self.count();
+        if n == 0 || self.figure_names.len() != n {
+            return Err(format!(
+                "a nesting needs at least one level and one figure name per level (has {n} weights, {} names)",
+                self.figure_names.len()
+            ));
+        }
+        if let Some(w) = self.weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
+            return Err(format!("level weight {w} is not finite and non-negative"));
+        }
+        match &self.levels {
+            Levels::Prefixes(b) => {
+                if b.len() != n {
+                    return Err(format!("{} prefix bounds for {n} weights", b.len()));
+                }
+                if b.windows(2).any(|w| w[0] >= w[1]) || b[0] == 0 {
+                    return Err(format!(
+                        "prefix widths {b:?} must be positive and strictly increasing"
+                    ));
+                }
+                if *b.last().unwrap() as usize != d_sae {
+                    return Err(format!(
+                        "the last prefix width is {} but d_sae is {d_sae}",
+                        b[n - 1]
+                    ));
+                }
+            }
+            Levels::Ranks(k) => {
+                if *k != n {
+                    return Err(format!("{k} rank levels for {n} weights"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What every hook may read about the step being taken.
 #[derive(Debug, Clone, Copy)]
 pub struct StepCtx<'a> {
@@ -288,6 +371,13 @@ pub trait Family: Send + Sync {
 
     /// The decoder-norm policy.
     fn decoder_norm(&self) -> DecoderNorm;
+
+    /// A nested reconstruction objective (Matryoshka, HierarchicalTopK); `None` (the default) is the plain
+    /// `L_rec`. When present, the training code's slots map to levels by [`Nesting::level`], and the held-out
+    /// evaluation reports one FVU per level.
+    fn nesting(&self) -> Option<&Nesting> {
+        None
+    }
 
     /// Projects the family's parameters onto their constraint set after every optimiser update (JumpReLU's
     /// directly trained threshold onto θ >= 0). Default: unconstrained.
