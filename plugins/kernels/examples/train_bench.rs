@@ -235,7 +235,7 @@ fn run() -> Result<(), String> {
     let (out, train_rule, effective, d_in, rows, eval_source) = match a.family.as_str() {
         "topk" => {
             let c = topk_config::TopKConfig::from_json(&config).map_err(config_error)?;
-            let family = husai_kernels::families::TopK::new(c.k, c.common.d_sae);
+            let family = husai_kernels::families::TopK::new(c.keys.k, c.common.d_sae);
             bench(&a, &inputs, &plan, false, &|d_in| Built {
                 family: family.clone(),
                 engine: c.engine_config(d_in),

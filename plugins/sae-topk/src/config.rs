@@ -24,31 +24,15 @@
 //! active before `dead_window` steps, as SAELens's) and the loss scale (MSE summed over `d_in`, as SAELens's) were
 //! already the same. `dec_init_norm` 1 and `grad_clip` null give the older behaviour back.
 
-use husai_kernels::AuxKConfig;
-use husai_kernels::adam::AdamConfig;
 use husai_kernels::bdec::BDecInit;
-use husai_kernels::engine::{EngineConfig, InitConfig};
-use husai_kernels::trainer::config::{
-    CommonDefaults, grad_clip_key, insert_init_properties, int_key, split_family_keys,
-};
+use husai_kernels::engine::EngineConfig;
+use husai_kernels::trainer::config::{CommonDefaults, split_family_keys};
+use husai_kernels::trainer::topk_keys::{TOPK_KEYS, TopKKeys, insert_topk_properties};
 use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value, json};
 
 /// TopK's own keys.
-pub const FAMILY_KEYS: [&str; 6] = [
-    "k",
-    "k_aux",
-    "aux_coeff",
-    "dec_init_norm",
-    "enc_init_scale",
-    "grad_clip",
-];
-
-/// AuxK's weight by default: 1/32, Gao et al. 2024 ("Scaling and evaluating sparse autoencoders", §A.2, α = 1/32).
-pub const DEFAULT_AUX_COEFF: f64 = 1.0 / 32.0;
-
-/// Initial decoder row norm by default: SAELens 6's `decoder_init_norm` (see the module documentation).
-pub const DEFAULT_DEC_INIT_NORM: f64 = 0.1;
+pub const FAMILY_KEYS: [&str; 6] = TOPK_KEYS;
 
 /// The common keys' defaults for TopK.
 ///
@@ -70,41 +54,14 @@ pub const DEFAULTS: CommonDefaults = CommonDefaults {
 pub struct TopKConfig {
     /// The keys every trainer has.
     pub common: CommonConfig,
-    /// Latents kept per row.
-    pub k: usize,
-    /// Dead latents per row in the AuxK term; `None`: `d_in / 2` (see [`TopKConfig::k_aux_for`]).
-    pub k_aux: Option<usize>,
-    /// AuxK weight; 0 turns AuxK off.
-    pub aux_coeff: f64,
-    /// Initial decoder row norm.
-    pub dec_init_norm: f64,
-    /// `W_enc = enc_init_scale · W_decᵀ` at the start.
-    pub enc_init_scale: f64,
-    /// Global gradient-norm clip; `None`: off.
-    pub grad_clip: Option<f64>,
+    /// The keys every top-k family has (`k`: latents kept per row).
+    pub keys: TopKKeys,
 }
 
 /// JSON Schema (draft 2020-12) of [`TopKConfig`].
 pub fn config_schema() -> Value {
     let mut props = husai_kernels::trainer::config::common_properties(&DEFAULTS);
-    props.insert(
-        "k".into(),
-        json!({"type": "integer", "minimum": 1, "description": "latents kept per row (k <= d_sae)"}),
-    );
-    props.insert(
-        "k_aux".into(),
-        json!({"type": ["integer", "null"], "minimum": 1, "default": null,
-               "description": "dead latents per row that the AuxK loss uses to reconstruct the residual \
-                               (k_aux <= d_sae); null: d_in / 2, as SAELens and sparsify compute it (Gao et al. \
-                               2024 use a power of two near d_in / 2), capped at d_sae"}),
-    );
-    props.insert(
-        "aux_coeff".into(),
-        json!({"type": "number", "minimum": 0, "default": DEFAULT_AUX_COEFF,
-               "description": "weight of the AuxK loss (Gao et al. 2024: 1/32); 0 turns AuxK off. It acts on \
-                               latents dead for dead_window steps"}),
-    );
-    insert_init_properties(&mut props, DEFAULT_DEC_INIT_NORM);
+    insert_topk_properties(&mut props, "latents kept per row (k <= d_sae)");
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "sae-topk config",
@@ -120,114 +77,33 @@ impl TopKConfig {
     pub fn from_json(value: &Value) -> Result<TopKConfig, TrainerError> {
         let (own, common) = split_family_keys("sae-topk", value, &FAMILY_KEYS)?;
         let common = CommonConfig::parse(common, &DEFAULTS)?;
-        let k = own
-            .get("k")
-            .ok_or_else(|| TrainerError::config("k", "is required (latents kept per row)"))?;
-        let k = int_key("k", k, 1)? as usize;
-        if k > common.d_sae {
-            return Err(TrainerError::config(
-                "k",
-                format!("= {k} is invalid: must be <= d_sae ({})", common.d_sae),
-            ));
-        }
-        let k_aux = match own.get("k_aux").filter(|v| !v.is_null()) {
-            Some(v) => {
-                let n = int_key("k_aux", v, 1)? as usize;
-                if n > common.d_sae {
-                    return Err(TrainerError::config(
-                        "k_aux",
-                        format!("= {n} is invalid: must be <= d_sae ({})", common.d_sae),
-                    ));
-                }
-                Some(n)
-            }
-            None => None,
-        };
-        let aux_coeff = match own.get("aux_coeff") {
-            Some(v) => match v.as_f64() {
-                Some(x) if x.is_finite() && x >= 0.0 => x,
-                _ => {
-                    return Err(TrainerError::config(
-                        "aux_coeff",
-                        format!(
-                            "= {v} is invalid: must be a finite number >= 0 (0 turns AuxK off)"
-                        ),
-                    ));
-                }
-            },
-            None => DEFAULT_AUX_COEFF,
-        };
-        let positive = |key: &str, default: f64| match own.get(key) {
-            None => Ok(default),
-            Some(v) => match v.as_f64() {
-                Some(x) if x.is_finite() && x > 0.0 => Ok(x),
-                _ => Err(TrainerError::config(
-                    key,
-                    format!("= {v} is invalid: must be a finite number > 0"),
-                )),
-            },
-        };
-        let dec_init_norm = positive("dec_init_norm", DEFAULT_DEC_INIT_NORM)?;
-        let enc_init_scale = positive("enc_init_scale", 1.0)?;
-        let grad_clip = grad_clip_key(&own)?;
-        Ok(TopKConfig {
-            common,
-            k,
-            k_aux,
-            aux_coeff,
-            dec_init_norm,
-            enc_init_scale,
-            grad_clip,
-        })
+        let keys = TopKKeys::parse(&own, &common, "latents kept per row")?;
+        Ok(TopKConfig { common, keys })
     }
 
     /// The effective config (defaults filled in), as the host records it.
     pub fn effective(&self) -> Map<String, Value> {
         let mut m = self.common.to_json();
-        m.insert("k".into(), json!(self.k));
-        m.insert("k_aux".into(), json!(self.k_aux));
-        m.insert("aux_coeff".into(), json!(self.aux_coeff));
-        m.insert("dec_init_norm".into(), json!(self.dec_init_norm));
-        m.insert("enc_init_scale".into(), json!(self.enc_init_scale));
-        m.insert("grad_clip".into(), json!(self.grad_clip));
+        self.keys.insert_effective(&mut m);
         m
     }
 
     /// `k_aux` for rows of width `d_in`: the configured value, else `d_in / 2` (at least 1, at most `d_sae`).
     pub fn k_aux_for(&self, d_in: usize) -> usize {
-        self.k_aux.unwrap_or(d_in / 2).clamp(1, self.common.d_sae)
+        self.keys.k_aux_for(d_in, self.common.d_sae)
     }
 
     /// The shared engine's config for `d_in`-wide rows (the thread count is set by the run).
     pub fn engine_config(&self, d_in: usize) -> EngineConfig {
-        EngineConfig {
-            batch: self.common.batch,
-            seed: self.common.seed,
-            adam: AdamConfig {
-                lr: self.common.lr as f32,
-                ..AdamConfig::default()
-            },
-            // AuxK is always configured, with weight 0 when off, so the stream keeps reporting `loss.aux` (0) as
-            // the TopK trainer always did; the engine skips the term's work at weight 0.
-            aux_k: Some(AuxKConfig {
-                k_aux: self.k_aux_for(d_in),
-                coeff: self.aux_coeff as f32,
-            }),
-            dead_window: self.common.dead_window,
-            b_dec_init: self.common.b_dec_init,
-            init: InitConfig {
-                dec_norm: self.dec_init_norm as f32,
-                enc_scale: self.enc_init_scale as f32,
-            },
-            grad_clip: self.grad_clip.map(|c| c as f32),
-            ..EngineConfig::new(self.common.d_sae)
-        }
+        self.keys.engine_config(&self.common, d_in)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use husai_kernels::AuxKConfig;
+    use husai_kernels::engine::InitConfig;
 
     fn base() -> Value {
         json!({"d_sae": 64, "k": 8, "seed": 1, "steps": 10})
@@ -244,7 +120,7 @@ mod tests {
             (cfg.common.batch, cfg.common.lr, cfg.common.tensor.clone()),
             (4096, 1e-3, None)
         );
-        assert_eq!((cfg.k_aux, cfg.aux_coeff), (None, 1.0 / 32.0));
+        assert_eq!((cfg.keys.k_aux, cfg.keys.aux_coeff), (None, 1.0 / 32.0));
         assert_eq!(cfg.k_aux_for(384), 64, "d_in / 2 = 192, capped at d_sae 64");
         assert_eq!(cfg.k_aux_for(100), 50);
         assert_eq!(cfg.common.b_dec_init, BDecInit::Zeros);

@@ -23,7 +23,8 @@ use husai_kernels::trainer::plugin::TrainerConfig;
 use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value};
 
-pub use config::{DEFAULT_AUX_COEFF, FAMILY_KEYS, TopKConfig, config_schema};
+pub use config::{FAMILY_KEYS, TopKConfig, config_schema};
+pub use husai_kernels::trainer::topk_keys::DEFAULT_AUX_COEFF;
 pub use husai_kernels::trainer::ACTIVATIONS_INPUT;
 
 /// The family name recorded in `trainer_state.safetensors`.
@@ -50,7 +51,7 @@ impl TrainerConfig for TopKConfig {
         &self.common
     }
     fn family(&self) -> TopK {
-        TopK::new(self.k, self.common.d_sae)
+        TopK::new(self.keys.k, self.common.d_sae)
     }
     fn engine_config(&self, d_in: usize) -> EngineConfig {
         TopKConfig::engine_config(self, d_in)

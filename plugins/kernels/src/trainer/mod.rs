@@ -16,6 +16,7 @@ pub mod family_run;
 pub mod plugin;
 pub mod run;
 pub mod stream;
+pub mod topk_keys;
 
 pub use config::{CommonConfig, CommonDefaults, EvalSpec, Length, RowRange};
 pub use data::{Dataset, Digests, read_input};
