@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every SAE family, husai against SAELens 6 itself, side by side on the same machine and the SAME data:
+# Every SAE family, husai against SAELens 6 itself (or, for a family SAELens lacks, a PyTorch eager peer of the
+# same maths), side by side on the same machine and the SAME data:
 #   husai  : examples/train_bench.rs (the family built by its plugin's own config parser, the plugins' engine and
 #            driver: metric stream, divergence checks, AuxK, gradient clipping at the plugin's defaults)
 #   saelens: /work/shared/bench/saelens_peer.py (SAELens's training SAEs, losses, threshold handling, SAETrainer)
@@ -12,6 +13,10 @@
 #   minilm-batchtopk : batchtopk k 32                    -> batchtopk k 32 (inference: the global threshold)
 #   minilm-relu      : relu l1_coeff 2                   -> standard --l1 2
 #   minilm-jumprelu  : jumprelu tanh, l0_coeff 0.5       -> jumprelu --jumprelu-mode tanh --l0-coeff 0.5
+#   minilm-matryoshka: matryoshka k 32, widths 192,384,768,1536 -> matryoshka_batchtopk, the same widths
+#   minilm-htopk     : hierarchical_topk K 32                 -> bench/htopk_torch.py (SAELens has no such trainer:
+#                      a PyTorch eager peer of the same maths, checked against ours with its --check)
+#   minilm-htopk-gram: the same against that peer's --gram form (no [B, K, d_in] tensors; its faster form)
 #   synth-batchtopk  : batchtopk k 32 on synthetic d_in 512 / d_sae 4096, batch 4096 (both trainers alike)
 # MiniLM: /work/shared/data/minilm_l3_resid_dev.npy [32768, 384] split as the plugins split it by default (rows
 # 0..29491 train, 29491..32768 held out, written once to two .npy files); d_sae 1536, batch 1024, 300 timed steps,
@@ -37,7 +42,7 @@ STEPS_SYNTH=${HUSAI_BENCH_STEPS_SYNTH:-30}
 SEED=${HUSAI_BENCH_SEED:-7}
 VENV=${HUSAI_SAELENS_VENV:-/work/venv-peer}
 PY="$VENV/bin/python"
-CASES=${HUSAI_BENCH_CASES:-minilm-topk minilm-batchtopk minilm-relu minilm-jumprelu synth-batchtopk}
+CASES=${HUSAI_BENCH_CASES:-minilm-topk minilm-batchtopk minilm-relu minilm-jumprelu minilm-matryoshka minilm-htopk synth-batchtopk}
 
 if [ ! -x "$PY" ] || ! "$PY" -c 'import torch, numpy, sae_lens' 2>/dev/null; then
   echo "$PY: needs torch, numpy and sae-lens (python3 -m venv $VENV && $VENV/bin/pip install torch numpy sae-lens safetensors)" >&2
@@ -67,6 +72,9 @@ declare -A HUSAI=(
   [minilm-batchtopk]="--family batchtopk --k 32 $MINI"
   [minilm-relu]="--family relu --set l1_coeff=2 $MINI"
   [minilm-jumprelu]="--family jumprelu --set sparsity=\"tanh\" --set l0_coeff=0.5 $MINI"
+  [minilm-matryoshka]="--family matryoshka --k 32 --set matryoshka_widths=[192,384,768,1536] $MINI"
+  [minilm-htopk]="--family hierarchical_topk --k 32 $MINI"
+  [minilm-htopk-gram]="--family hierarchical_topk --k 32 $MINI"
   [synth-batchtopk]="--family batchtopk --k 32 $SYN"
 )
 declare -A PEER=(
@@ -74,8 +82,13 @@ declare -A PEER=(
   [minilm-batchtopk]="--arch batchtopk --k 32 $MINI --eval-rows 0"
   [minilm-relu]="--arch standard --l1 2 $MINI --eval-rows 0"
   [minilm-jumprelu]="--arch jumprelu --jumprelu-mode tanh --l0-coeff 0.5 $MINI --eval-rows 0"
+  [minilm-matryoshka]="--arch matryoshka_batchtopk --k 32 --matryoshka-widths 192,384,768,1536 $MINI --eval-rows 0"
+  [minilm-htopk]="--k 32 $MINI"
+  [minilm-htopk-gram]="--gram --k 32 $MINI"
   [synth-batchtopk]="--arch batchtopk --k 32 $SYN"
 )
+# The peer of each case: SAELens unless named here.
+declare -A PEER_SCRIPT=([minilm-htopk]=bench/htopk_torch.py [minilm-htopk-gram]=bench/htopk_torch.py)
 RESULTS="$WORK/results.jsonl"
 for case in $CASES; do
   [ -n "${HUSAI[$case]:-}" ] || { echo "unknown case $case" >&2; exit 2; }
@@ -86,7 +99,7 @@ for case in $CASES; do
     for impl in "${order[@]}"; do
       case $impl in
         husai) line=$("$OURS" $data ${HUSAI[$case]} ${HUSAI_BENCH_EXTRA_HUSAI:-}) ;;
-        saelens) line=$("$PY" "$SAELENS_PEER" $data ${PEER[$case]} ${HUSAI_BENCH_EXTRA_SAELENS:-} 2>/dev/null | tail -n 1) ;;
+        saelens) line=$("$PY" "${PEER_SCRIPT[$case]:-$SAELENS_PEER}" $data ${PEER[$case]} ${HUSAI_BENCH_EXTRA_SAELENS:-} 2>/dev/null | tail -n 1) ;;
       esac
       echo "$case $impl $line" | tee -a "$RESULTS" >&2
     done
@@ -100,7 +113,7 @@ for line in open(sys.argv[1]):
     case, impl, js = line.split(" ", 2)
     runs.setdefault(case, {}).setdefault(impl, []).append(json.loads(js))
 med = lambda v, k: st.median(x[k] for x in v)
-print("| case | impl | rows/s (median) | husai ÷ SAELens | FVU | L0 | dead | eval rows | runs |")
+print("| case | impl | rows/s (median) | husai ÷ peer | FVU | L0 | dead | eval rows | runs |")
 print("|---|---|---|---|---|---|---|---|---|")
 for case, by in runs.items():
     ours = med(by["husai"], "rows_per_s")
@@ -110,9 +123,17 @@ for case, by in runs.items():
             continue
         rate = med(v, "rows_per_s")
         ratio = f"**{ours / rate:.2f}x**" if impl == "saelens" else "—"
+        impl = "torch eager" if impl == "saelens" and "torch" in v[0].get("impl", "") else impl
         rows = v[0].get("eval_source") if impl == "husai" else f"{v[0].get('eval_rows')} rows"
         print(f"| {case} | {impl} | {rate:,.0f} | {ratio} | {med(v, 'fvu'):.5f} | {med(v, 'l0'):.2f} "
               f"| {med(v, 'dead_fraction'):.4f} | {rows} | {len(v)} |")
 print()
+for case, by in runs.items():
+    # Nested families: the held-out FVU of each level both sides report (median over rounds).
+    keys = [k for k in by["husai"][0] if k.startswith(("fvu_k_", "fvu_prefix_"))]
+    for impl, v in by.items():
+        common = [k for k in keys if all(k in x for x in v)]
+        if common:
+            print(f"{case} {impl} level FVU:", {k: round(med(v, k), 5) for k in common})
 print("all rows/s:", {c: {k: [x["rows_per_s"] for x in v] for k, v in by.items()} for c, by in runs.items()})
 PY

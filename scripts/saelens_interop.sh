@@ -5,19 +5,21 @@
 # persists to run it cheaply.
 #
 # 1. creates .venv-saelens at the repository root (once) and installs sae-lens from PyPI into it;
-# 2. builds husai-audit, the four family plugins and the data plugin (release);
+# 2. builds husai-audit, the six family plugins and the data plugin (release);
 # 3. in a scratch directory, for each family in FAMILIES, trains an SAE with `husai-audit train` as a signed run,
 #    on DATA (default: the MiniLM activation bank in ../shared/data, else a synthetic bank made with
 #    `husai-audit data synth`);
 # 4. writes husai's encoder output for the first 100 rows with `husai-audit data encode` (the product's path: it
 #    verifies the run, then applies the inference rule cfg.json's architecture names; a plain file, not a run);
 # 5. loads the run directory with sae_lens.SAE.load_from_disk, checks the architecture SAELens loads it as
-#    (topk -> topk, batchtopk -> jumprelu with the estimated threshold, relu -> standard, jumprelu -> jumprelu) and
+#    (topk -> topk, batchtopk -> jumprelu with the estimated threshold, relu -> standard, jumprelu -> jumprelu,
+#    matryoshka -> jumprelu with the estimated threshold, hierarchical_topk -> topk with k = K) and
 #    that SAELens's encoder output on
 #    those rows matches husai's within 1e-5 (scripts/saelens_interop.py).
 #
 # Usage: scripts/saelens_interop.sh [DATA.npy]
-# Env:   HUSAI_SAELENS_VENV (default .venv-saelens), FAMILIES ("topk batchtopk relu jumprelu"), INTEROP_D_SAE
+# Env:   HUSAI_SAELENS_VENV (default .venv-saelens), FAMILIES ("topk batchtopk relu jumprelu matryoshka
+#        hierarchical_topk"), INTEROP_D_SAE
 #        (1536), INTEROP_K (32), INTEROP_STEPS (200), INTEROP_RELU_L1 (l1_coeff, default 2: held-out L0 31.8 and
 #        31.4 on MiniLM at d_sae 1536, batch 1024, 300 steps, seeds 7 and 8), INTEROP_JUMPRELU_L0 (l0_coeff of the
 #        tanh penalty, default 0.42: held-out L0 32.3 there)
@@ -33,7 +35,7 @@ if ! "$venv/bin/python" -c "import sae_lens" 2>/dev/null; then
 fi
 
 (cd "$root" && cargo build --release -p husai-audit -p husai-sae-topk -p husai-sae-batchtopk -p husai-sae-relu \
-    -p husai-sae-jumprelu -p husai-data)
+    -p husai-sae-jumprelu -p husai-sae-matryoshka -p husai-sae-hierarchical-topk -p husai-data)
 bin=$root/target/release/husai-audit
 
 work=$(mktemp -d)
@@ -51,12 +53,15 @@ if [ ! -f "$data" ]; then
 fi
 
 # family -> the plugin, the architecture SAELens must load it as, and the family's own settings (L0 about 32)
-declare -A PLUGIN=([topk]=sae-topk [batchtopk]=sae-batchtopk [relu]=sae-relu [jumprelu]=sae-jumprelu)
-declare -A ARCH=([topk]=topk [batchtopk]=jumprelu [relu]=standard [jumprelu]=jumprelu)
-declare -A SETS=([topk]="k=${INTEROP_K:-32}" [batchtopk]="k=${INTEROP_K:-32}"
+declare -A PLUGIN=([topk]=sae-topk [batchtopk]=sae-batchtopk [relu]=sae-relu [jumprelu]=sae-jumprelu
+    [matryoshka]=sae-matryoshka [hierarchical_topk]=sae-hierarchical-topk)
+declare -A ARCH=([topk]=topk [batchtopk]=jumprelu [relu]=standard [jumprelu]=jumprelu [matryoshka]=jumprelu
+    [hierarchical_topk]=topk)
+declare -A SETS=([topk]="k=${INTEROP_K:-32}" [batchtopk]="k=${INTEROP_K:-32}" [matryoshka]="k=${INTEROP_K:-32}"
+    [hierarchical_topk]="k=${INTEROP_K:-32}"
     [relu]="l1_coeff=${INTEROP_RELU_L1:-2}" [jumprelu]="sparsity=\"tanh\" l0_coeff=${INTEROP_JUMPRELU_L0:-0.42}")
 status=0
-for family in ${FAMILIES:-topk batchtopk relu jumprelu}; do
+for family in ${FAMILIES:-topk batchtopk relu jumprelu matryoshka hierarchical_topk}; do
     sets=()
     for s in ${SETS[$family]}; do sets+=(--set "$s"); done
     "$bin" train --plugin "${PLUGIN[$family]}" --data "$data" --set d_sae="${INTEROP_D_SAE:-1536}" "${sets[@]}" \

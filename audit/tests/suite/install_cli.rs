@@ -63,7 +63,7 @@ fn installed_binary_lists_the_installed_plugins() {
     common::assert_success(&o);
     let bin = root.path().join("bin");
     assert!(common::stdout(&o).contains(&format!(
-        "installed husai-audit and 8 plugins into {}",
+        "installed husai-audit and 10 plugins into {}",
         bin.display()
     )));
 
@@ -101,7 +101,9 @@ fn installed_binary_lists_the_installed_plugins() {
             "data",
             "known-circuit",
             "sae-batchtopk",
+            "sae-hierarchical-topk",
             "sae-jumprelu",
+            "sae-matryoshka",
             "sae-relu",
             "sae-topk",
             "toy-modadd",

@@ -1,4 +1,5 @@
-//! Benchmark: train an SAE of family `--family` (`topk`, `batchtopk`, `relu`, `jumprelu`) on a float32 `.npy`
+//! Benchmark: train an SAE of family `--family` (`topk`, `batchtopk`, `relu`, `jumprelu`, `matryoshka`,
+//! `hierarchical_topk`) on a float32 `.npy`
 //! matrix through the same path as the trainer plugins: the config is built as a run request's `config` and checked
 //! by the plugin's own parser (`TopKConfig`, `BatchTopKConfig`, `ReluConfig`, `JumpConfig`), so every default is the
 //! plugin's; the family and the engine config come from that config, and `husai_kernels::trainer::drive` runs it
@@ -67,9 +68,23 @@ mod target;
 #[allow(dead_code)]
 #[path = "../../sae-topk/src/config.rs"]
 mod topk_config;
-/// `crate::family` as both plugins' configs name their family.
+#[allow(dead_code)]
+#[path = "../../sae-matryoshka/src/config.rs"]
+mod matryoshka_config;
+#[allow(dead_code)]
+#[path = "../../sae-matryoshka/src/family.rs"]
+mod matryoshka_family;
+#[allow(dead_code)]
+#[path = "../../sae-hierarchical-topk/src/config.rs"]
+mod htopk_config;
+#[allow(dead_code)]
+#[path = "../../sae-hierarchical-topk/src/family.rs"]
+mod htopk_family;
+/// `crate::family` as the plugins' configs name their family.
 mod family {
+    pub use crate::htopk_family::HierarchicalTopK;
     pub use crate::jump_family::{JumpRelu, ThresholdParam};
+    pub use crate::matryoshka_family::Matryoshka;
     pub use crate::relu_family::Relu;
 }
 
@@ -168,7 +183,7 @@ fn parse_args() -> Result<Args, String> {
     if a.threads == 0 {
         a.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     }
-    let top = matches!(a.family.as_str(), "topk" | "batchtopk");
+    let top = matches!(a.family.as_str(), "topk" | "batchtopk" | "matryoshka" | "hierarchical_topk");
     if top {
         a.keys.insert("k".into(), json!(a.k));
     }
@@ -270,9 +285,27 @@ fn run() -> Result<(), String> {
                 effective: c.effective(),
             })?
         }
+        "matryoshka" => {
+            let c = matryoshka_config::MatryoshkaConfig::from_json(&config).map_err(config_error)?;
+            bench(&a, &inputs, &plan, true, &|d_in| Built {
+                family: c.family(),
+                engine: c.engine_config(d_in),
+                common: c.common.clone(),
+                effective: c.effective(),
+            })?
+        }
+        "hierarchical_topk" => {
+            let c = htopk_config::HierarchicalConfig::from_json(&config).map_err(config_error)?;
+            bench(&a, &inputs, &plan, false, &|d_in| Built {
+                family: c.family(),
+                engine: c.engine_config(d_in),
+                common: c.common.clone(),
+                effective: c.effective(),
+            })?
+        }
         other => {
             return Err(format!(
-                "--family {other}: expected topk, batchtopk, relu or jumprelu"
+                "--family {other}: expected topk, batchtopk, relu, jumprelu, matryoshka or hierarchical_topk"
             ));
         }
     };
@@ -290,7 +323,7 @@ fn run() -> Result<(), String> {
         a.threads,
         a.family,
         a.d_sae,
-        if matches!(a.family.as_str(), "topk" | "batchtopk") {
+        if matches!(a.family.as_str(), "topk" | "batchtopk" | "matryoshka" | "hierarchical_topk") {
             a.k.to_string()
         } else {
             "null".into()
