@@ -75,7 +75,10 @@ fn main() {
     let v = match family.as_str() {
         "hierarchical_topk" => case(&htopk_family::HierarchicalTopK::new(5, 24), 5),
         "matryoshka" => {
-            let mut v = case(&matryoshka_family::Matryoshka::new(4, 0.01, &[4, 10, 24]), 4);
+            let mut v = case(
+                &matryoshka_family::Matryoshka::new(4, 0.01, &[4, 10, 24]),
+                4,
+            );
             v["widths"] = json!([4, 10, 24]);
             v
         }

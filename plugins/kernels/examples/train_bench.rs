@@ -45,6 +45,12 @@ use std::path::PathBuf;
 #[path = "../../sae-batchtopk/src/config.rs"]
 mod batchtopk_config;
 #[allow(dead_code)]
+#[path = "../../sae-hierarchical-topk/src/config.rs"]
+mod htopk_config;
+#[allow(dead_code)]
+#[path = "../../sae-hierarchical-topk/src/family.rs"]
+mod htopk_family;
+#[allow(dead_code)]
 #[path = "../../sae-jumprelu/src/jump.rs"]
 mod jump;
 #[allow(dead_code)]
@@ -53,6 +59,12 @@ mod jump_config;
 #[allow(dead_code)]
 #[path = "../../sae-jumprelu/src/family.rs"]
 mod jump_family;
+#[allow(dead_code)]
+#[path = "../../sae-matryoshka/src/config.rs"]
+mod matryoshka_config;
+#[allow(dead_code)]
+#[path = "../../sae-matryoshka/src/family.rs"]
+mod matryoshka_family;
 #[allow(dead_code)]
 #[path = "../../sae-relu/src/penalty.rs"]
 mod penalty;
@@ -68,18 +80,6 @@ mod target;
 #[allow(dead_code)]
 #[path = "../../sae-topk/src/config.rs"]
 mod topk_config;
-#[allow(dead_code)]
-#[path = "../../sae-matryoshka/src/config.rs"]
-mod matryoshka_config;
-#[allow(dead_code)]
-#[path = "../../sae-matryoshka/src/family.rs"]
-mod matryoshka_family;
-#[allow(dead_code)]
-#[path = "../../sae-hierarchical-topk/src/config.rs"]
-mod htopk_config;
-#[allow(dead_code)]
-#[path = "../../sae-hierarchical-topk/src/family.rs"]
-mod htopk_family;
 /// `crate::family` as the plugins' configs name their family.
 mod family {
     pub use crate::htopk_family::HierarchicalTopK;
@@ -183,7 +183,10 @@ fn parse_args() -> Result<Args, String> {
     if a.threads == 0 {
         a.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     }
-    let top = matches!(a.family.as_str(), "topk" | "batchtopk" | "matryoshka" | "hierarchical_topk");
+    let top = matches!(
+        a.family.as_str(),
+        "topk" | "batchtopk" | "matryoshka" | "hierarchical_topk"
+    );
     if top {
         a.keys.insert("k".into(), json!(a.k));
     }
@@ -286,7 +289,8 @@ fn run() -> Result<(), String> {
             })?
         }
         "matryoshka" => {
-            let c = matryoshka_config::MatryoshkaConfig::from_json(&config).map_err(config_error)?;
+            let c =
+                matryoshka_config::MatryoshkaConfig::from_json(&config).map_err(config_error)?;
             bench(&a, &inputs, &plan, true, &|d_in| Built {
                 family: c.family(),
                 engine: c.engine_config(d_in),
@@ -323,7 +327,10 @@ fn run() -> Result<(), String> {
         a.threads,
         a.family,
         a.d_sae,
-        if matches!(a.family.as_str(), "topk" | "batchtopk" | "matryoshka" | "hierarchical_topk") {
+        if matches!(
+            a.family.as_str(),
+            "topk" | "batchtopk" | "matryoshka" | "hierarchical_topk"
+        ) {
             a.k.to_string()
         } else {
             "null".into()

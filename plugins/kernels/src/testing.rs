@@ -165,3 +165,56 @@ pub fn assert_recovers<F: Family>(
         rec.recovered_fraction
     );
 }
+
+/// Compares `schema` (what `describe` publishes) with the crate's golden file `tests/golden/config_schema.json`
+/// under `manifest_dir` (the crate's `CARGO_MANIFEST_DIR`), so every change to it is visible in review.
+/// `HUSAI_UPDATE_GOLDEN=1` rewrites the file.
+pub fn assert_schema_golden(manifest_dir: &str, schema: &Value) {
+    let path = Path::new(manifest_dir).join("tests/golden/config_schema.json");
+    let mut text = serde_json::to_string_pretty(schema).unwrap();
+    text.push('\n');
+    if std::env::var_os("HUSAI_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        golden == text,
+        "{} differs from config_schema(); review the change and rerun with HUSAI_UPDATE_GOLDEN=1",
+        path.display()
+    );
+}
+
+/// Runs `config(steps)` on `w`'s bank: twice for 20 steps (byte-identical outputs), and for 8 steps then resumed
+/// to 20 (the uninterrupted run's bytes). Returns the 20-step run's directory and the 8-step one's.
+pub fn assert_reproducible_and_resumable(
+    w: &Work,
+    config: impl Fn(u64) -> Value,
+) -> (PathBuf, PathBuf) {
+    let bank = [("activations", w.bank.as_path())];
+    let (a, b) = (
+        w.out(&format!("a{}", unique())),
+        w.out(&format!("b{}", unique())),
+    );
+    w.go(config(20), &bank, &a);
+    w.go(config(20), &bank, &b);
+    assert_eq!(
+        state_bytes(&a),
+        state_bytes(&b),
+        "the same seed gives the same bytes"
+    );
+    let half = w.out(&format!("half{}", unique()));
+    w.go(config(8), &bank, &half);
+    let resumed = w.out(&format!("resumed{}", unique()));
+    w.go(
+        config(20),
+        &[("activations", &w.bank), ("resume", &half)],
+        &resumed,
+    );
+    assert_eq!(
+        state_bytes(&a),
+        state_bytes(&resumed),
+        "resuming at step 8 gives the uninterrupted run's bytes"
+    );
+    (a, half)
+}

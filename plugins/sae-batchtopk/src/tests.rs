@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use husai_kernels::activations::write_npy_f32;
 use husai_kernels::synth::{SynthConfig, generate, recovery};
-use husai_kernels::testing::{MINILM, Work, metrics, request, state_bytes, unique};
+use husai_kernels::testing::{
+    MINILM, Work, assert_reproducible_and_resumable, metrics, request, state_bytes, unique,
+};
 use husai_plugin_api::{ErrorKind, Progress};
 use serde_json::{Value, json};
 
@@ -115,24 +117,8 @@ fn held_out_inference_l0_with_the_saved_threshold_is_within_15_percent_of_k_on_m
 fn same_seed_gives_byte_identical_outputs_and_resume_continues_exactly() {
     let w = Work::synthetic(run, 4096);
     let cfg = |steps: u64| json!({"d_sae": 128, "k": 4, "seed": 5, "steps": steps, "batch": 256, "dead_window": 3});
+    let (a, _) = assert_reproducible_and_resumable(&w, cfg);
     let bank = [("activations", w.bank.as_path())];
-    let (a, b) = (w.out("a"), w.out("b"));
-    w.go(cfg(20), &bank, &a);
-    w.go(cfg(20), &bank, &b);
-    assert_eq!(state_bytes(&a), state_bytes(&b));
-    let half = w.out("half");
-    w.go(cfg(8), &bank, &half);
-    let resumed = w.out("resumed");
-    w.go(
-        cfg(20),
-        &[("activations", &w.bank), ("resume", &half)],
-        &resumed,
-    );
-    assert_eq!(
-        state_bytes(&a),
-        state_bytes(&resumed),
-        "resuming at step 8 gives the uninterrupted run's bytes"
-    );
     let other = w.out("other");
     w.go(
         json!({"d_sae": 128, "k": 4, "seed": 6, "steps": 20, "batch": 256, "dead_window": 3}),
@@ -186,18 +172,8 @@ fn bad_config_is_a_clear_error_naming_the_key_and_nothing_runs() {
 /// the golden file.
 #[test]
 fn the_schema_matches_its_golden_file() {
-    let path = concat!(
+    husai_kernels::testing::assert_schema_golden(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/config_schema.json"
-    );
-    let mut text = serde_json::to_string_pretty(&super::config_schema()).unwrap();
-    text.push('\n');
-    if std::env::var_os("HUSAI_UPDATE_GOLDEN").is_some() {
-        std::fs::write(path, &text).unwrap();
-    }
-    let golden = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        golden == text,
-        "{path} differs from config_schema(); rerun with HUSAI_UPDATE_GOLDEN=1 after review"
+        &super::config_schema(),
     );
 }

@@ -10,7 +10,7 @@ use husai_kernels::activations::{OpenOptions, open};
 use husai_kernels::engine::{EngineConfig, FamilyTrainer};
 use husai_kernels::families::TopK;
 use husai_kernels::family::Family;
-use husai_kernels::testing::{MINILM, Work, metrics, state_bytes};
+use husai_kernels::testing::{MINILM, Work, assert_reproducible_and_resumable, metrics};
 use husai_kernels::train::batch_start;
 use serde_json::{Value, json};
 
@@ -184,24 +184,7 @@ fn weights_do_not_depend_on_the_thread_count() {
 fn same_seed_gives_byte_identical_outputs_and_resume_continues_exactly() {
     let w = Work::synthetic(run, 4096);
     let cfg = |steps: u64| json!({"d_sae": 128, "k": 4, "seed": 5, "steps": steps, "batch": 256, "dead_window": 3});
-    let bank = [("activations", w.bank.as_path())];
-    let (a, b) = (w.out("a"), w.out("b"));
-    w.go(cfg(20), &bank, &a);
-    w.go(cfg(20), &bank, &b);
-    assert_eq!(state_bytes(&a), state_bytes(&b));
-    let half = w.out("half");
-    w.go(cfg(8), &bank, &half);
-    let resumed = w.out("resumed");
-    w.go(
-        cfg(20),
-        &[("activations", &w.bank), ("resume", &half)],
-        &resumed,
-    );
-    assert_eq!(
-        state_bytes(&a),
-        state_bytes(&resumed),
-        "resuming at step 8 gives the uninterrupted run's bytes"
-    );
+    assert_reproducible_and_resumable(&w, cfg);
 }
 
 #[test]
@@ -232,19 +215,8 @@ fn bad_config_is_a_clear_error_naming_the_key_and_nothing_runs() {
 /// rewrites the golden file.
 #[test]
 fn the_schema_matches_its_golden_file() {
-    let path = concat!(
+    husai_kernels::testing::assert_schema_golden(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/config_schema.json"
-    );
-    let mut text = serde_json::to_string_pretty(&super::config_schema()).unwrap();
-    text.push('\n');
-    if std::env::var_os("HUSAI_UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(Path::new(path).parent().unwrap()).unwrap();
-        std::fs::write(path, &text).unwrap();
-    }
-    let golden = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        golden == text,
-        "{path} differs from config_schema(); rerun with HUSAI_UPDATE_GOLDEN=1 after review"
+        &super::config_schema(),
     );
 }

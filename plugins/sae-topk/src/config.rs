@@ -278,19 +278,6 @@ mod tests {
     /// to it visible in review. `HUSAI_UPDATE_GOLDEN=1` rewrites it.
     #[test]
     fn the_schema_matches_its_golden_file() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/golden/config_schema.json"
-        );
-        let mut text = serde_json::to_string_pretty(&config_schema()).unwrap();
-        text.push('\n');
-        if std::env::var_os("HUSAI_UPDATE_GOLDEN").is_some() {
-            std::fs::write(path, &text).unwrap();
-        }
-        let golden = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            golden == text,
-            "{path} differs from config_schema(); review the change and rerun with HUSAI_UPDATE_GOLDEN=1"
-        );
+        husai_kernels::testing::assert_schema_golden(env!("CARGO_MANIFEST_DIR"), &config_schema());
     }
 }

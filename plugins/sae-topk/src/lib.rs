@@ -24,8 +24,8 @@ use husai_kernels::trainer::{CommonConfig, TrainerError};
 use serde_json::{Map, Value};
 
 pub use config::{FAMILY_KEYS, TopKConfig, config_schema};
-pub use husai_kernels::trainer::topk_keys::DEFAULT_AUX_COEFF;
 pub use husai_kernels::trainer::ACTIVATIONS_INPUT;
+pub use husai_kernels::trainer::topk_keys::DEFAULT_AUX_COEFF;
 
 /// The family name recorded in `trainer_state.safetensors`.
 pub const FAMILY: &str = "topk";
