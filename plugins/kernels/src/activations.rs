@@ -486,39 +486,197 @@ impl Bank {
     /// Rows `[start, end)` as float32, row-major; every value is checked to be finite (a bad one is reported with
     /// its file row and column).
     pub fn rows(&self, start: usize, end: usize) -> Result<Vec<f32>, ActivationError> {
-        let info = &self.info;
-        if start >= end || end > info.rows {
-            return Err(ActivationError::RowRange {
-                path: info.path.clone(),
-                start: start as u64,
-                end: end as u64,
-                rows: info.rows as u64,
-            });
-        }
-        let size = info.dtype.size();
-        let first = info.data_offset + start * info.d_in * size;
-        let raw = &self.bytes[first..first + (end - start) * info.d_in * size];
-        let data: Vec<f32> = match info.dtype {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-        };
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            let d = info.d_in;
-            return Err(ActivationError::NonFinite {
-                path: info.path.clone(),
-                row: (start + i / d) as u64,
-                col: (i % d) as u64,
-                value: data[i],
-            });
-        }
-        Ok(data)
+        decode_rows(&self.info, &self.bytes, start, end)
     }
+}
+
+/// A multi-layer bank read fully into memory: several `[rows, d]` tensors of one `.safetensors` file, one per layer,
+/// whose row `r` is the same token position in each. Its rows are the layers' rows side by side, `[rows, L * d]`
+/// (layer `l` in columns `l * d .. (l + 1) * d`), so the split into training and held-out rows is the one-tensor
+/// bank's. Every tensor must have the same rows and width.
+pub struct LayerBank {
+    info: ActivationInfo,
+    layers: Vec<ActivationInfo>,
+    bytes: Vec<u8>,
+}
+
+impl fmt::Debug for LayerBank {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LayerBank")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LayerBank {
+    /// Checks the header of `bytes` (the contents of the `.safetensors` file `path`) for the tensors `layers`, in
+    /// that order; `None` takes every tensor of the file in the order their data is stored (the order a writer
+    /// was given them in).
+    pub fn from_bytes(
+        path: &Path,
+        bytes: Vec<u8>,
+        layers: Option<&[String]>,
+    ) -> Result<LayerBank, ActivationError> {
+        if Format::from_path(path) != Some(Format::Safetensors) {
+            return Err(ActivationError::Tensor {
+                path: path.to_owned(),
+                detail:
+                    "a multi-layer bank is a .safetensors file with one [rows, d] tensor per layer"
+                        .into(),
+            });
+        }
+        let names = match layers {
+            Some(l) => l.to_vec(),
+            None => safetensors_names_in_data_order(path, &bytes)?,
+        };
+        let mut infos = Vec::with_capacity(names.len());
+        for name in &names {
+            let info = safetensors_header(path, &bytes, Some(name))?;
+            if let Some(first) = infos
+                .first()
+                .map(|i: &ActivationInfo| (i.rows, i.d_in, i.tensor.clone()))
+                && (first.0, first.1) != (info.rows, info.d_in)
+            {
+                return Err(ActivationError::Tensor {
+                    path: path.to_owned(),
+                    detail: format!(
+                        "layer {name:?} has shape [{}, {}] but layer {:?} has [{}, {}]; every layer of a \
+                         multi-layer bank holds the same rows at the same width",
+                        info.rows,
+                        info.d_in,
+                        first.2.unwrap_or_default(),
+                        first.0,
+                        first.1
+                    ),
+                });
+            }
+            infos.push(info);
+        }
+        if names.len() < 2 {
+            return Err(ActivationError::Tensor {
+                path: path.to_owned(),
+                detail: format!(
+                    "routing needs at least 2 layers but {} named; it holds {:?}",
+                    if layers.is_some() {
+                        "the config"
+                    } else {
+                        "the file"
+                    },
+                    safetensors_names_in_data_order(path, &bytes)?
+                ),
+            });
+        }
+        let first = &infos[0];
+        let info = ActivationInfo {
+            path: path.to_owned(),
+            format: Format::Safetensors,
+            dtype: first.dtype,
+            rows: first.rows,
+            d_in: first.d_in * infos.len(),
+            tensor: Some(names.join(",")),
+            data_offset: 0,
+        };
+        Ok(LayerBank {
+            info,
+            layers: infos,
+            bytes,
+        })
+    }
+
+    /// The bank as one `[rows, L * d]` array (its `tensor` is the layer names joined by commas).
+    pub fn info(&self) -> &ActivationInfo {
+        &self.info
+    }
+
+    /// The layers' names, in column order.
+    pub fn layer_names(&self) -> Vec<String> {
+        self.layers
+            .iter()
+            .map(|i| i.tensor.clone().unwrap_or_default())
+            .collect()
+    }
+
+    /// Each layer's width `d`.
+    pub fn layer_width(&self) -> usize {
+        self.layers[0].d_in
+    }
+
+    /// Rows `[start, end)` of every layer side by side, `[end - start, L * d]` float32 (values checked finite).
+    pub fn rows(&self, start: usize, end: usize) -> Result<Vec<f32>, ActivationError> {
+        let (n_layers, d) = (self.layers.len(), self.layer_width());
+        let per_layer: Vec<Vec<f32>> = self
+            .layers
+            .iter()
+            .map(|info| decode_rows(info, &self.bytes, start, end))
+            .collect::<Result<_, _>>()?;
+        let mut out = vec![0f32; (end - start) * n_layers * d];
+        for (r, row) in out.chunks_exact_mut(n_layers * d).enumerate() {
+            for (l, layer) in per_layer.iter().enumerate() {
+                row[l * d..(l + 1) * d].copy_from_slice(&layer[r * d..(r + 1) * d]);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The tensor names of a `.safetensors` file in the order their data is stored.
+fn safetensors_names_in_data_order(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<String>, ActivationError> {
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| ActivationError::Malformed {
+            path: path.to_owned(),
+            format: Format::Safetensors,
+            detail: e.to_string(),
+        })?;
+    let mut named: Vec<(usize, String)> = meta
+        .tensors()
+        .iter()
+        .map(|(n, i)| (i.data_offsets.0, n.clone()))
+        .collect();
+    named.sort();
+    Ok(named.into_iter().map(|(_, n)| n).collect())
+}
+
+/// Rows `[start, end)` of the tensor `info` describes within `bytes`, as float32, each value checked finite.
+fn decode_rows(
+    info: &ActivationInfo,
+    bytes: &[u8],
+    start: usize,
+    end: usize,
+) -> Result<Vec<f32>, ActivationError> {
+    if start >= end || end > info.rows {
+        return Err(ActivationError::RowRange {
+            path: info.path.clone(),
+            start: start as u64,
+            end: end as u64,
+            rows: info.rows as u64,
+        });
+    }
+    let size = info.dtype.size();
+    let first = info.data_offset + start * info.d_in * size;
+    let raw = &bytes[first..first + (end - start) * info.d_in * size];
+    let data: Vec<f32> = match info.dtype {
+        Dtype::F32 => raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => raw
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+    };
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        let d = info.d_in;
+        return Err(ActivationError::NonFinite {
+            path: info.path.clone(),
+            row: (start + i / d) as u64,
+            col: (i % d) as u64,
+            value: data[i],
+        });
+    }
+    Ok(data)
 }
 
 fn check_shape(

@@ -702,6 +702,10 @@ impl Workspace {
     pub fn code(&self) -> &SlotCode {
         &self.code
     }
+    /// Each row's reconstruction loss `||x - x_hat||^2` (summed over d_in) of the last step, training rule.
+    pub fn row_loss(&self) -> &[f64] {
+        &self.row_loss
+    }
 }
 
 /// Gradients of every parameter (same layouts as the model, family parameters last).
@@ -1327,6 +1331,11 @@ impl<F: Family> FamilyTrainer<F> {
     /// The training code of the last step.
     pub fn last_code(&self) -> &SlotCode {
         self.ws.code()
+    }
+    /// Each row's reconstruction loss `||x - x_hat||^2` (summed over d_in) in the last step, under the training
+    /// rule and before that step's update (RouteSAE's router learns from it).
+    pub fn last_row_loss(&self) -> &[f64] {
+        self.ws.row_loss()
     }
 
     /// The optimiser, dead-latent and family state.

@@ -69,6 +69,7 @@ pub mod state;
 /// an eval plugin computes each statistic with the one definition the selector and the gate use.
 pub use husai_stats as stats;
 pub mod synth;
+pub mod synth_layers;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topk;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::{CommonConfig, EvalSpec, RowRange};
 use super::{ACTIVATIONS_INPUT, EVAL_INPUT, TrainerError};
-use crate::activations::{ActivationInfo, Bank};
+use crate::activations::{ActivationError, ActivationInfo, Bank, LayerBank};
 
 /// sha256 (lower-case hex) of every input read, by key (`activations`, `eval_activations`, `resume/<file>`).
 pub type Digests = BTreeMap<String, String>;
@@ -29,6 +29,36 @@ pub fn read_input(key: &str, path: &Path, digests: &mut Digests) -> Result<Vec<u
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A bank's rows as a run reads them: a one-tensor [`Bank`], or a multi-layer [`LayerBank`] whose rows are its
+/// layers side by side.
+pub trait RowSource {
+    /// The header, as one `[rows, d_in]` array.
+    fn info(&self) -> &ActivationInfo;
+    /// Rows `[start, end)`, float32, row-major, checked finite.
+    fn rows(&self, start: usize, end: usize) -> Result<Vec<f32>, ActivationError>;
+}
+
+impl RowSource for Bank {
+    fn info(&self) -> &ActivationInfo {
+        Bank::info(self)
+    }
+    fn rows(&self, start: usize, end: usize) -> Result<Vec<f32>, ActivationError> {
+        Bank::rows(self, start, end)
+    }
+}
+
+impl RowSource for LayerBank {
+    fn info(&self) -> &ActivationInfo {
+        LayerBank::info(self)
+    }
+    fn rows(&self, start: usize, end: usize) -> Result<Vec<f32>, ActivationError> {
+        LayerBank::rows(self, start, end)
+    }
+}
+
+/// Opens a bank from its path and exact bytes.
+pub type Opener<'a> = dyn Fn(&Path, Vec<u8>) -> Result<Box<dyn RowSource>, ActivationError> + 'a;
 
 /// The training rows and the held-out rows of a run, as float32 in memory.
 #[derive(Debug, Clone)]
@@ -68,14 +98,31 @@ impl Dataset {
         })
     }
 
-    /// Reads the `activations` input (and `eval_activations` when present), hashes both into `digests`, checks the
-    /// rows against `cfg` and cuts the training and held-out rows. `expected_d_in` is the width of a resumed
-    /// checkpoint.
+    /// Reads the `activations` input (and `eval_activations` when present) as one-tensor banks (`cfg.tensor`)
+    /// through [`Dataset::load_from`].
     pub fn load(
         inputs: &BTreeMap<String, PathBuf>,
         cfg: &CommonConfig,
         expected_d_in: Option<usize>,
         digests: &mut Digests,
+    ) -> Result<Dataset, TrainerError> {
+        let tensor = cfg.tensor.clone();
+        let open =
+            move |path: &Path, bytes: Vec<u8>| -> Result<Box<dyn RowSource>, ActivationError> {
+                Ok(Box::new(Bank::from_bytes(path, bytes, tensor.as_deref())?))
+            };
+        Self::load_from(inputs, cfg, expected_d_in, digests, &open)
+    }
+
+    /// Reads the `activations` input (and `eval_activations` when present) with `open`, hashes both into
+    /// `digests`, checks the rows against `cfg` and cuts the training and held-out rows. `expected_d_in` is the
+    /// width of a resumed checkpoint.
+    pub fn load_from(
+        inputs: &BTreeMap<String, PathBuf>,
+        cfg: &CommonConfig,
+        expected_d_in: Option<usize>,
+        digests: &mut Digests,
+        open: &Opener<'_>,
     ) -> Result<Dataset, TrainerError> {
         let path = inputs.get(ACTIVATIONS_INPUT).ok_or_else(|| {
             TrainerError::Input(format!(
@@ -83,12 +130,7 @@ impl Dataset {
             ))
         })?;
         let input = |e: crate::activations::ActivationError| TrainerError::Input(e.to_string());
-        let bank = Bank::from_bytes(
-            path,
-            read_input(ACTIVATIONS_INPUT, path, digests)?,
-            cfg.tensor.as_deref(),
-        )
-        .map_err(input)?;
+        let bank = open(path, read_input(ACTIVATIONS_INPUT, path, digests)?).map_err(input)?;
         let info = bank.info().clone();
         if let Some(d) = expected_d_in
             && d != info.d_in
@@ -198,12 +240,7 @@ impl Dataset {
         let train = bank.rows(train_rows.start, train_rows.end).map_err(input)?;
         let (eval, eval_rows) = if eval_source == EVAL_INPUT {
             let epath = &inputs[EVAL_INPUT];
-            let ebank = Bank::from_bytes(
-                epath,
-                read_input(EVAL_INPUT, epath, digests)?,
-                cfg.tensor.as_deref(),
-            )
-            .map_err(input)?;
+            let ebank = open(epath, read_input(EVAL_INPUT, epath, digests)?).map_err(input)?;
             if ebank.info().d_in != info.d_in {
                 return Err(TrainerError::Input(format!(
                     "{}: rows have width {} but the training bank {} has width {}",

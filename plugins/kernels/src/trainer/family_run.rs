@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::config::{CommonConfig, check_resume_fingerprint, resume_fingerprint};
-use super::data::{Dataset, Digests, read_input};
-use super::run::{Hooks, Plan, drive};
+use super::data::{Dataset, Digests, RowSource, read_input};
+use super::run::{Hooks, Plan, Session, drive};
 use super::stream::MetricStream;
 use super::{
     ACTIVATIONS_INPUT, EVAL_INPUT, METRICS_FILE, RESUME_INPUT, STREAM_FILE, TrainerError,
     write_json,
 };
+use crate::activations::{ActivationError, Bank};
 use crate::checkpoint;
 use crate::engine::{EngineConfig, FamilyTrainer, Sae};
 use crate::family::Family;
@@ -52,10 +53,105 @@ fn failed(e: crate::KernelError) -> TrainerError {
     TrainerError::Failed(format!("training failed: {e}"))
 }
 
+/// What a run puts around the engine's trainer. [`Plain`] (every one-layer family) puts nothing there; a plugin
+/// that trains more than the SAE (RouteSAE's router over layers) implements it, and [`run_shaped`] does the rest
+/// (inputs, held-out rows, resume, the driver, every output) as for any family.
+pub trait RunShape<F: Family> {
+    /// The session the driver steps.
+    type Session: Session;
+    /// Opens a bank (the training or the held-out one) from its exact bytes.
+    fn open(&self, path: &Path, bytes: Vec<u8>) -> Result<Box<dyn RowSource>, ActivationError>;
+    /// The bank row width that a resumed SAE of input width `sae_d_in` needs, when the shape knows it.
+    fn bank_width(&self, sae_d_in: usize) -> Option<usize>;
+    /// The SAE's input width for the run's bank.
+    fn sae_width(&self, data: &Dataset) -> Result<usize, TrainerError>;
+    /// A fresh session around a fresh `trainer` (whose `b_dec` is not initialised yet).
+    fn start(
+        &self,
+        trainer: FamilyTrainer<F>,
+        data: &Dataset,
+    ) -> Result<Self::Session, TrainerError>;
+    /// A resumed session around the restored `trainer`; the shape reads its own files from `dir` (hashing each
+    /// into `digests` as `resume/<file>`).
+    fn resume(
+        &self,
+        trainer: FamilyTrainer<F>,
+        data: &Dataset,
+        dir: &Path,
+        digests: &mut Digests,
+    ) -> Result<Self::Session, TrainerError>;
+    /// The engine's trainer inside `session`.
+    fn trainer<'s>(&self, session: &'s Self::Session) -> &'s FamilyTrainer<F>;
+    /// Writes the shape's own outputs into `dir`; returns their names (listed after the engine's).
+    fn write(&self, session: &Self::Session, dir: &Path)
+    -> Result<Vec<&'static str>, TrainerError>;
+}
+
+/// The run of a one-layer family: a one-tensor bank (`tensor`), the SAE alone.
+#[derive(Debug, Clone)]
+pub struct Plain {
+    /// The `.safetensors` tensor to read (`tensor` of the config).
+    pub tensor: Option<String>,
+}
+
+impl<F: Family> RunShape<F> for Plain {
+    type Session = FamilyTrainer<F>;
+    fn open(&self, path: &Path, bytes: Vec<u8>) -> Result<Box<dyn RowSource>, ActivationError> {
+        Ok(Box::new(Bank::from_bytes(
+            path,
+            bytes,
+            self.tensor.as_deref(),
+        )?))
+    }
+    fn bank_width(&self, sae_d_in: usize) -> Option<usize> {
+        Some(sae_d_in)
+    }
+    fn sae_width(&self, data: &Dataset) -> Result<usize, TrainerError> {
+        Ok(data.d_in)
+    }
+    fn start(
+        &self,
+        mut trainer: FamilyTrainer<F>,
+        data: &Dataset,
+    ) -> Result<FamilyTrainer<F>, TrainerError> {
+        trainer.init_b_dec(&data.train).map_err(failed)?;
+        Ok(trainer)
+    }
+    fn resume(
+        &self,
+        trainer: FamilyTrainer<F>,
+        _: &Dataset,
+        _: &Path,
+        _: &mut Digests,
+    ) -> Result<FamilyTrainer<F>, TrainerError> {
+        Ok(trainer)
+    }
+    fn trainer<'s>(&self, session: &'s FamilyTrainer<F>) -> &'s FamilyTrainer<F> {
+        session
+    }
+    fn write(&self, _: &FamilyTrainer<F>, _: &Path) -> Result<Vec<&'static str>, TrainerError> {
+        Ok(Vec::new())
+    }
+}
+
 /// Runs `run` on `inputs` (roles `activations`, optionally `eval_activations` and `resume`) into `output_dir`,
 /// and returns the result JSON (trainer contract §5).
 pub fn run_family<F: Family>(
     run: FamilyRun<'_, F>,
+    inputs: &BTreeMap<String, PathBuf>,
+    output_dir: &Path,
+    hooks: &mut dyn Hooks,
+) -> Result<Value, TrainerError> {
+    let shape = Plain {
+        tensor: run.common.tensor.clone(),
+    };
+    run_shaped(run, &shape, inputs, output_dir, hooks)
+}
+
+/// [`run_family`] with `shape` around the engine's trainer.
+pub fn run_shaped<F: Family, S: RunShape<F>>(
+    run: FamilyRun<'_, F>,
+    shape: &S,
     inputs: &BTreeMap<String, PathBuf>,
     output_dir: &Path,
     hooks: &mut dyn Hooks,
@@ -86,24 +182,34 @@ pub fn run_family<F: Family>(
         }
         None => None,
     };
-    let data = Dataset::load(
+    let open = |path: &Path, bytes: Vec<u8>| shape.open(path, bytes);
+    let data = Dataset::load_from(
         inputs,
         common,
-        resumed.as_ref().map(|r| r.0.d_in()),
+        resumed.as_ref().and_then(|r| shape.bank_width(r.0.d_in())),
         &mut digests,
+        &open,
     )?;
-    let d_in = data.d_in;
+    let d_in = shape.sae_width(&data)?;
+    if let Some(r) = &resumed
+        && r.0.d_in() != d_in
+    {
+        return Err(TrainerError::Input(format!(
+            "the bank's rows give the SAE inputs of width {d_in} but the resumed checkpoint has d_in {}; train on \
+             a bank of that width",
+            r.0.d_in()
+        )));
+    }
     let n_train = data.train_len();
     let total = common.length.total_steps(n_train, common.batch);
     let rng_state = Sae::rng_state_after_init(d_in, common.d_sae, common.seed);
     let mut engine = engine(d_in);
     engine.threads = rayon::current_num_threads();
-    let mut stream = MetricStream::create(&output_dir.join(STREAM_FILE))?;
-    let mut session = match resumed {
+    // Every input is read and checked before anything is written.
+    let (mut session, resumed_lines) = match resumed {
         None => {
-            let mut t = FamilyTrainer::new(engine, family, d_in, train_rule_l0).map_err(failed)?;
-            t.init_b_dec(&data.train).map_err(failed)?;
-            t
+            let t = FamilyTrainer::new(engine, family, d_in, train_rule_l0).map_err(failed)?;
+            (shape.start(t, &data)?, None)
         }
         Some((model, state, lines)) => {
             let done = state.snapshot.steps_done;
@@ -123,11 +229,17 @@ pub fn run_family<F: Family>(
                     state.cursor, state.rng_state
                 )));
             }
-            stream.append_raw(lines.iter().map(String::as_str))?;
-            FamilyTrainer::from_snapshot(engine, family, model, state.snapshot, train_rule_l0)
-                .map_err(failed)?
+            let t =
+                FamilyTrainer::from_snapshot(engine, family, model, state.snapshot, train_rule_l0)
+                    .map_err(failed)?;
+            let session = shape.resume(t, &data, &inputs[RESUME_INPUT], &mut digests)?;
+            (session, Some(lines))
         }
     };
+    let mut stream = MetricStream::create(&output_dir.join(STREAM_FILE))?;
+    if let Some(lines) = &resumed_lines {
+        stream.append_raw(lines.iter().map(String::as_str))?;
+    }
     let plan = Plan {
         total_steps: total,
         batch: common.batch,
@@ -140,11 +252,12 @@ pub fn run_family<F: Family>(
     drop(stream);
 
     let output = |e: &dyn std::fmt::Display| TrainerError::Output(e.to_string());
-    let parts = session.model().to_parts();
-    checkpoint::write_family(output_dir, session.family(), &parts).map_err(|e| output(&e))?;
+    let trainer = shape.trainer(&session);
+    let parts = trainer.model().to_parts();
+    checkpoint::write_family(output_dir, trainer.family(), &parts).map_err(|e| output(&e))?;
     let state = FamilyTrainerState {
-        family: session.family().name().into(),
-        snapshot: session.snapshot(),
+        family: trainer.family().name().into(),
+        snapshot: trainer.snapshot(),
         family_params: parts.family.clone(),
         cursor: batch_start(outcome.steps_done, common.batch, n_train) as u64,
         rng_state,
@@ -154,9 +267,11 @@ pub fn run_family<F: Family>(
     let state_path = output_dir.join(STATE_FILE);
     std::fs::write(&state_path, state.to_bytes())
         .map_err(|e| TrainerError::Output(format!("cannot write {}: {e}", state_path.display())))?;
+    let mut outputs: Vec<&str> = OUTPUTS.to_vec();
+    outputs.extend(shape.write(&session, output_dir)?);
     let summary = outcome.summary_json(&data);
     write_json(&output_dir.join(METRICS_FILE), &summary)?;
-    Ok(outcome.result_json(&data, &summary, &OUTPUTS, &digests))
+    Ok(outcome.result_json(&data, &summary, &outputs, &digests))
 }
 
 type Resumed = (Sae, FamilyTrainerState, Vec<String>);

@@ -3,6 +3,9 @@
 //! family and engine config) and calls [`export_trainer!`](crate::export_trainer); the description, the mapping
 //! of [`TrainerError`]s onto plugin errors, progress and stop requests, and the run itself are here, once.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
 use husai_plugin_api::{Capability, Description, PluginError, PluginKind, Progress, RunRequest};
 use serde_json::{Map, Value};
 
@@ -41,6 +44,17 @@ pub trait TrainerConfig: Sized {
     fn family(&self) -> Self::Family;
     /// The engine config for rows of width `d_in`.
     fn engine_config(&self, d_in: usize) -> EngineConfig;
+    /// The whole run: [`run_family`] unless the plugin trains more around the SAE (it then calls
+    /// [`run_shaped`](super::family_run::run_shaped) with its [`RunShape`](super::family_run::RunShape)).
+    fn run_in(
+        &self,
+        run: FamilyRun<'_, Self::Family>,
+        inputs: &BTreeMap<String, PathBuf>,
+        output_dir: &Path,
+        hooks: &mut dyn Hooks,
+    ) -> Result<Value, TrainerError> {
+        run_family(run, inputs, output_dir, hooks)
+    }
 }
 
 /// The plugin's description: kind trainer, CPU, no evals.
@@ -95,7 +109,7 @@ pub fn run<C: TrainerConfig>(
         effective: &effective,
         train_rule_l0: C::TRAIN_RULE_L0,
     };
-    run_family(
+    cfg.run_in(
         run,
         &request.inputs,
         &request.output_dir,
