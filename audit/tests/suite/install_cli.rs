@@ -63,7 +63,7 @@ fn installed_binary_lists_the_installed_plugins() {
     common::assert_success(&o);
     let bin = root.path().join("bin");
     assert!(common::stdout(&o).contains(&format!(
-        "installed husai-audit and 10 plugins into {}",
+        "installed husai-audit and 11 plugins into {}",
         bin.display()
     )));
 
@@ -105,6 +105,7 @@ fn installed_binary_lists_the_installed_plugins() {
             "sae-jumprelu",
             "sae-matryoshka",
             "sae-relu",
+            "sae-routed",
             "sae-topk",
             "toy-modadd",
             "trained-vs-random"
