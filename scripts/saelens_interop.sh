@@ -15,7 +15,10 @@
 #    (topk -> topk, batchtopk -> jumprelu with the estimated threshold, relu -> standard, jumprelu -> jumprelu,
 #    matryoshka -> jumprelu with the estimated threshold, hierarchical_topk -> topk with k = K) and
 #    that SAELens's encoder output on
-#    those rows matches husai's within 1e-5 (scripts/saelens_interop.py).
+#    those rows matches husai's within 1e-5 (scripts/saelens_interop.py);
+# 6. trains sae-routed on the multi-layer MiniLM bank, routes its held-out rows from router.safetensors alone
+#    (scripts/routed_route.py: the per-layer shares must equal the run's) and compares SAELens's TopK encoding of
+#    the routed rows with husai's (ROUTED=0 skips it).
 #
 # Usage: scripts/saelens_interop.sh [DATA.npy]
 # Env:   HUSAI_SAELENS_VENV (default .venv-saelens), FAMILIES ("topk batchtopk relu jumprelu matryoshka
@@ -35,7 +38,7 @@ if ! "$venv/bin/python" -c "import sae_lens" 2>/dev/null; then
 fi
 
 (cd "$root" && cargo build --release -p husai-audit -p husai-sae-topk -p husai-sae-batchtopk -p husai-sae-relu \
-    -p husai-sae-jumprelu -p husai-sae-matryoshka -p husai-sae-hierarchical-topk -p husai-data)
+    -p husai-sae-jumprelu -p husai-sae-matryoshka -p husai-sae-hierarchical-topk -p husai-sae-routed -p husai-data)
 bin=$root/target/release/husai-audit
 
 work=$(mktemp -d)
@@ -74,5 +77,22 @@ for family in ${FAMILIES:-topk batchtopk relu jumprelu matryoshka hierarchical_t
     "$venv/bin/python" "$root/scripts/saelens_interop.py" --checkpoint "$run" --data "$data" \
         --ours "ours-$family.npy" --arch "${ARCH[$family]}" --rows 100 --tol 1e-5 || status=1
 done
+
+# RouteSAE: the shared SAE is a SAELens TopK checkpoint whose input is the routed row; route the held-out rows from
+# router.safetensors alone (scripts/routed_route.py, which checks the per-layer shares equal the run's), then compare
+# SAELens's and husai's encodings of those rows.
+if [ -n "${ROUTED:-1}" ] && [ "${ROUTED:-1}" != 0 ]; then
+    layers=${INTEROP_LAYER_BANK:-$root/../shared/data/minilm_resid_layers_dev.safetensors}
+    "$bin" train --plugin sae-routed --data "$layers" --set d_sae="${INTEROP_D_SAE:-1536}" --set k="${INTEROP_K:-32}" \
+        --seed 0 --set steps="${INTEROP_STEPS:-200}" --set batch=1024 --set eval.fraction=0.2 \
+        --campaign interop-routed --key interop.pem --plugin-dir "$root/target/release" --json >train-routed.json
+    run=$work/$("$venv/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["dir"])' train-routed.json)
+    "$venv/bin/python" "$root/scripts/routed_route.py" --run "$run" --bank "$layers" --out routed.npy --rows 100 \
+        || status=1
+    "$bin" data encode --checkpoint "$run" --data routed.npy --rows 100 --out ours-routed.npy \
+        --plugin-dir "$root/target/release" >&2
+    "$venv/bin/python" "$root/scripts/saelens_interop.py" --checkpoint "$run" --data routed.npy \
+        --ours ours-routed.npy --arch topk --rows 100 --tol 1e-5 || status=1
+fi
 
 exit $status
