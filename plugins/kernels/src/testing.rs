@@ -138,6 +138,26 @@ pub fn tensor_shapes(path: &Path) -> Vec<(String, Value)> {
     v.into_iter().map(|(_, k, s)| (k, s)).collect()
 }
 
+/// A tensor of a run's `sae_weights.safetensors` (F32): its shape and values.
+pub fn weights_tensor(out: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(out.join("sae_weights.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (t.shape().to_vec(), v)
+}
+
+/// A fresh directory `name` under `root`.
+pub fn subdir(root: &Path, name: &str) -> PathBuf {
+    let p = root.join(name);
+    std::fs::create_dir(&p).unwrap();
+    p
+}
+
 /// A number not returned before in this process (distinct output directory names).
 pub fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};

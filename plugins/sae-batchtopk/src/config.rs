@@ -3,7 +3,6 @@
 //! `enc_init_scale`, `grad_clip`), their JSON Schema (what `describe` publishes) and the checked Rust form.
 
 use husai_kernels::adam::AdamConfig;
-use husai_kernels::bdec::BDecInit;
 use husai_kernels::engine::{EngineConfig, InitConfig};
 use husai_kernels::families::{BatchTopK, DEFAULT_THRESHOLD_LR};
 use husai_kernels::train::AuxKConfig;
@@ -34,12 +33,8 @@ pub const DEFAULT_AUX_COEFF: f64 = 1.0 / 32.0;
 pub const DEFAULT_DEC_INIT_NORM: f64 = 0.1;
 
 /// The common keys' defaults (as sae-topk: SAELens 6 starts every SAE with `b_dec = 0`).
-pub const DEFAULTS: CommonDefaults = CommonDefaults {
-    batch: 4096,
-    lr: 1e-3,
-    b_dec_init: BDecInit::Zeros,
-    b_dec_init_why: "zeros, as SAELens 6 initialises every SAE including BatchTopK",
-};
+pub const DEFAULTS: CommonDefaults =
+    CommonDefaults::saelens6("zeros, as SAELens 6 initialises every SAE including BatchTopK");
 
 /// The `config` object of a run request, checked.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use husai_kernels::activations::write_npy_f32;
 use husai_kernels::synth::{SynthConfig, generate, recovery};
 use husai_kernels::testing::{
-    MINILM, Work, assert_reproducible_and_resumable, metrics, request, state_bytes, unique,
+    MINILM, Work, assert_reproducible_and_resumable, metrics, request, state_bytes, subdir, unique,
+    weights_tensor,
 };
 use husai_plugin_api::{ErrorKind, Progress};
 use serde_json::{Value, json};
@@ -17,24 +18,6 @@ use super::{OUTPUTS, run};
 
 fn go(config: Value, inputs: &[(&str, &Path)], out: &Path) -> Value {
     run(&request(config, inputs, out), &mut Progress::discard()).unwrap()
-}
-
-fn tensor(out: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(out.join("sae_weights.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(name).unwrap();
-    let v = t
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    (t.shape().to_vec(), v)
-}
-
-fn subdir(root: &Path, name: &str) -> PathBuf {
-    let p = root.join(name);
-    std::fs::create_dir(&p).unwrap();
-    p
 }
 
 #[test]
@@ -62,7 +45,7 @@ fn recovers_90_percent_of_512_planted_features() {
         &[("activations", &bank)],
         &out,
     );
-    let (_, w_dec) = tensor(&out, "W_dec");
+    let (_, w_dec) = weights_tensor(&out, "W_dec");
     let rec = recovery(&data.dictionary, &w_dec, 128, 0.9).unwrap();
     assert!(
         rec.recovered_fraction >= 0.9,
@@ -97,7 +80,7 @@ fn held_out_inference_l0_with_the_saved_threshold_is_within_15_percent_of_k_on_m
     // The saved checkpoint is SAELens's JumpReLU layout with θ for every latent.
     let theta = m["eval"]["threshold"].as_f64().unwrap();
     assert!(theta > 0.0);
-    let (shape, thr) = tensor(&out, "threshold");
+    let (shape, thr) = weights_tensor(&out, "threshold");
     assert_eq!(shape, vec![1536]);
     assert!(thr.iter().all(|&t| t == theta as f32));
     let cfg: Value = serde_json::from_slice(&std::fs::read(out.join("cfg.json")).unwrap()).unwrap();

@@ -2,7 +2,6 @@
 //! family has (`husai_kernels::trainer::topk_keys`; here `k` is K, the largest budget trained); their JSON Schema
 //! (what `describe` publishes) and the checked Rust form.
 
-use husai_kernels::bdec::BDecInit;
 use husai_kernels::engine::EngineConfig;
 use husai_kernels::trainer::config::{CommonDefaults, split_family_keys};
 use husai_kernels::trainer::topk_keys::{TOPK_KEYS, TopKKeys, insert_topk_properties};
@@ -15,12 +14,8 @@ use crate::family::HierarchicalTopK;
 pub const FAMILY_KEYS: [&str; 6] = TOPK_KEYS;
 
 /// The common keys' defaults (as sae-topk: SAELens 6 starts every SAE with `b_dec = 0`).
-pub const DEFAULTS: CommonDefaults = CommonDefaults {
-    batch: 4096,
-    lr: 1e-3,
-    b_dec_init: BDecInit::Zeros,
-    b_dec_init_why: "zeros, as SAELens 6 initialises every SAE including TopK",
-};
+pub const DEFAULTS: CommonDefaults =
+    CommonDefaults::saelens6("zeros, as SAELens 6 initialises every SAE including TopK");
 
 /// The `config` object of a run request, checked.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,6 @@
 //! Schema (what `describe` publishes) and the checked Rust form.
 
 use husai_kernels::adam::AdamConfig;
-use husai_kernels::bdec::BDecInit;
 use husai_kernels::engine::{EngineConfig, InitConfig};
 use husai_kernels::trainer::config::{
     CommonDefaults, grad_clip_key, grad_clip_property, int_key, positive_key, split_family_keys,
@@ -46,12 +45,8 @@ pub const DEFAULT_TARGET_GAIN: f64 = 0.05;
 pub const DEFAULT_DECODER_INIT_NORM: f64 = 0.1;
 
 /// The common keys' defaults (`b_dec = 0` is what SAELens 6 does for every SAE).
-pub const DEFAULTS: CommonDefaults = CommonDefaults {
-    batch: 4096,
-    lr: 1e-3,
-    b_dec_init: BDecInit::Zeros,
-    b_dec_init_why: "zeros, as SAELens 6 initialises every SAE",
-};
+pub const DEFAULTS: CommonDefaults =
+    CommonDefaults::saelens6("zeros, as SAELens 6 initialises every SAE");
 
 /// The `config` object of a run request, checked.
 #[derive(Debug, Clone, PartialEq)]

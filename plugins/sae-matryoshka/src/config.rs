@@ -2,7 +2,6 @@
 //! has (`husai_kernels::trainer::topk_keys`), BatchTopK's `threshold_lr`, and the prefix widths
 //! `matryoshka_widths`; their JSON Schema (what `describe` publishes) and the checked Rust form.
 
-use husai_kernels::bdec::BDecInit;
 use husai_kernels::engine::EngineConfig;
 use husai_kernels::families::DEFAULT_THRESHOLD_LR;
 use husai_kernels::trainer::config::{CommonDefaults, split_family_keys};
@@ -25,12 +24,9 @@ pub const FAMILY_KEYS: [&str; 8] = [
 ];
 
 /// The common keys' defaults (as sae-batchtopk: SAELens 6 starts every SAE with `b_dec = 0`).
-pub const DEFAULTS: CommonDefaults = CommonDefaults {
-    batch: 4096,
-    lr: 1e-3,
-    b_dec_init: BDecInit::Zeros,
-    b_dec_init_why: "zeros, as SAELens 6 initialises every SAE including Matryoshka BatchTopK",
-};
+pub const DEFAULTS: CommonDefaults = CommonDefaults::saelens6(
+    "zeros, as SAELens 6 initialises every SAE including Matryoshka BatchTopK",
+);
 
 /// The `config` object of a run request, checked.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,8 @@ use husai_kernels::activations::write_npy_f32;
 use husai_kernels::engine::{EngineConfig, FamilyTrainer};
 use husai_kernels::rng::SplitMix64;
 use husai_kernels::testing::{
-    MINILM, Work, assert_reproducible_and_resumable, metrics, request, state_bytes,
+    MINILM, Work, assert_reproducible_and_resumable, metrics, request, state_bytes, subdir,
+    weights_tensor,
 };
 use husai_plugin_api::{ErrorKind, Progress};
 use serde_json::{Value, json};
@@ -18,24 +19,6 @@ use super::{Matryoshka, OUTPUTS, run};
 
 fn go(config: Value, inputs: &[(&str, &Path)], out: &Path) -> Value {
     run(&request(config, inputs, out), &mut Progress::discard()).unwrap()
-}
-
-fn tensor(out: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(out.join("sae_weights.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(name).unwrap();
-    let v = t
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    (t.shape().to_vec(), v)
-}
-
-fn subdir(root: &Path, name: &str) -> PathBuf {
-    let p = root.join(name);
-    std::fs::create_dir(&p).unwrap();
-    p
 }
 
 fn unit(v: &mut [f32]) {
@@ -119,7 +102,7 @@ fn matryoshka_recovers_planted_parents_that_batchtopk_of_the_same_width_and_l0_a
             &[("activations", &bank)],
             &out,
         );
-        let (_, w_dec) = tensor(&out, "W_dec");
+        let (_, w_dec) = weights_tensor(&out, "W_dec");
         (best_cosines(&planted, &w_dec, d_in), metrics(&out))
     };
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
@@ -177,7 +160,7 @@ fn per_prefix_held_out_fvu_falls_with_width_on_minilm_and_the_checkpoint_is_sael
         "held-out inference L0 {l0}"
     );
     let theta = m["eval"]["threshold"].as_f64().unwrap();
-    let (shape, thr) = tensor(&out, "threshold");
+    let (shape, thr) = weights_tensor(&out, "threshold");
     assert_eq!(shape, vec![1536]);
     assert!(thr.iter().all(|&t| t == theta as f32));
     let cfg: Value = serde_json::from_slice(&std::fs::read(out.join("cfg.json")).unwrap()).unwrap();

@@ -2,7 +2,6 @@
 //! has (`husai_kernels::trainer::topk_keys`; the shared SAE is a TopK SAE) and the router's own, `layers` and
 //! `router_lr`; their JSON Schema (what `describe` publishes) and the checked Rust form.
 
-use husai_kernels::bdec::BDecInit;
 use husai_kernels::engine::EngineConfig;
 use husai_kernels::families::TopK;
 use husai_kernels::trainer::config::{CommonDefaults, split_family_keys};
@@ -23,12 +22,8 @@ pub const FAMILY_KEYS: [&str; 8] = [
 ];
 
 /// The common keys' defaults (as sae-topk: SAELens 6 starts every SAE with `b_dec = 0`).
-pub const DEFAULTS: CommonDefaults = CommonDefaults {
-    batch: 4096,
-    lr: 1e-3,
-    b_dec_init: BDecInit::Zeros,
-    b_dec_init_why: "zeros, as SAELens 6 initialises every SAE including TopK",
-};
+pub const DEFAULTS: CommonDefaults =
+    CommonDefaults::saelens6("zeros, as SAELens 6 initialises every SAE including TopK");
 
 /// The `config` object of a run request, checked.
 #[derive(Debug, Clone, PartialEq)]

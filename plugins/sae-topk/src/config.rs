@@ -24,7 +24,6 @@
 //! active before `dead_window` steps, as SAELens's) and the loss scale (MSE summed over `d_in`, as SAELens's) were
 //! already the same. `dec_init_norm` 1 and `grad_clip` null give the older behaviour back.
 
-use husai_kernels::bdec::BDecInit;
 use husai_kernels::engine::EngineConfig;
 use husai_kernels::trainer::config::{CommonDefaults, split_family_keys};
 use husai_kernels::trainer::topk_keys::{TOPK_KEYS, TopKKeys, insert_topk_properties};
@@ -41,12 +40,8 @@ pub const FAMILY_KEYS: [&str; 6] = TOPK_KEYS;
 /// `b_dec = torch.zeros(d_in)`, and version 6 no longer has the `b_dec_init_method` option (`"geometric_median"`,
 /// `"mean"`, `"zeros"`) that the pre-6 `LanguageModelSAERunnerConfig` offered. `../shared/bench/saelens_peer.py`
 /// records the same ("no geometric-median / mean init of b_dec in SAELens 6").
-pub const DEFAULTS: CommonDefaults = CommonDefaults {
-    batch: 4096,
-    lr: 1e-3,
-    b_dec_init: BDecInit::Zeros,
-    b_dec_init_why: "zeros, as SAELens 6 initialises every SAE including TopK",
-};
+pub const DEFAULTS: CommonDefaults =
+    CommonDefaults::saelens6("zeros, as SAELens 6 initialises every SAE including TopK");
 
 /// The `config` object of a run request, checked. Everything that changes the trained weights is here (so it is
 /// in the config hash); the thread count is not, because it does not change them.
@@ -103,6 +98,7 @@ impl TopKConfig {
 mod tests {
     use super::*;
     use husai_kernels::AuxKConfig;
+    use husai_kernels::bdec::BDecInit;
     use husai_kernels::engine::InitConfig;
 
     fn base() -> Value {

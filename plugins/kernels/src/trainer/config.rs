@@ -42,6 +42,19 @@ pub struct CommonDefaults {
     pub b_dec_init_why: &'static str,
 }
 
+impl CommonDefaults {
+    /// The defaults every family here shares, which follow SAELens 6: batch 4096, lr 1e-3, `b_dec = 0` (SAELens 6
+    /// starts every SAE at zero and has no other `b_dec` init); `why` completes the schema's description.
+    pub const fn saelens6(why: &'static str) -> CommonDefaults {
+        CommonDefaults {
+            batch: 4096,
+            lr: 1e-3,
+            b_dec_init: BDecInit::Zeros,
+            b_dec_init_why: why,
+        }
+    }
+}
+
 /// A half-open row range `[start, end)` of a bank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
