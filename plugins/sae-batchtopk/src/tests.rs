@@ -3,7 +3,7 @@
 //! (The batch-level selection, its tie rule and the gradient check are unit tests of
 //! `husai_kernels::families` and `husai_kernels::engine`.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use husai_kernels::activations::write_npy_f32;
 use husai_kernels::synth::{SynthConfig, generate, recovery};

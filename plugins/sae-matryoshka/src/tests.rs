@@ -3,7 +3,7 @@
 //! thread-count independence, same-seed byte identity, exact resume, and config errors. (The one-pass prefix
 //! objective against per-prefix decodes and its gradient check are unit tests of `husai_kernels::engine`.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use husai_kernels::activations::write_npy_f32;
 use husai_kernels::engine::{EngineConfig, FamilyTrainer};
