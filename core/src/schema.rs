@@ -51,6 +51,10 @@ pub const SCHEMAS: &[(&str, &str)] = &[
         "trained-vs-random.v1",
         include_str!("../../schemas/trained-vs-random.v1.json"),
     ),
+    (
+        "ood-stress.v1",
+        include_str!("../../schemas/ood-stress.v1.json"),
+    ),
 ];
 
 /// A document that does not satisfy its schema. Holds every violation, not only the first.

@@ -249,6 +249,36 @@ fn toy_model_to_saes_to_evals_to_a_strict_gate_signs_a_chain_that_verifies() {
         c.p.path(ev["dir"].as_str().unwrap())
             .join("closure_summary.json");
 
+    // ood-stress on one planted SAE and the data run it was trained on, by run id: the summary names both.
+    let synth_id = run_id(&synth);
+    let ood = c.call(&[
+        "eval",
+        "--plugin",
+        "ood-stress",
+        "--campaign",
+        "toy",
+        "--input",
+        &format!("sae={}", planted[0]),
+        "--input",
+        &format!("data={synth_id}"),
+        "--set",
+        "tasks=12",
+        "--set",
+        "bootstrap=999",
+        "--set",
+        "permutations=999",
+    ]);
+    assert_eq!(ood["schema"], "ood-stress.v1");
+    let s = &ood["summary"];
+    assert_eq!(s["sae_run"]["run_id"].as_str(), Some(planted[0].as_str()));
+    assert_eq!(s["data_run"]["run_id"].as_str(), Some(synth_id.as_str()));
+    assert_eq!(s["tasks"].as_array().unwrap().len(), 12);
+    assert!(
+        ["degrades_under_shift", "no_degradation_shown"]
+            .contains(&s["conclusion"].as_str().unwrap()),
+        "{s}"
+    );
+
     // trained-vs-random, one eval per family.
     let (topk_eval, topk_summary) = c.trained_vs_random(&topk);
     assert_eq!(topk_summary["family"], "sae-topk");

@@ -63,7 +63,7 @@ fn installed_binary_lists_the_installed_plugins() {
     common::assert_success(&o);
     let bin = root.path().join("bin");
     assert!(common::stdout(&o).contains(&format!(
-        "installed husai-audit and 11 plugins into {}",
+        "installed husai-audit and 12 plugins into {}",
         bin.display()
     )));
 
@@ -100,6 +100,7 @@ fn installed_binary_lists_the_installed_plugins() {
         [
             "data",
             "known-circuit",
+            "ood-stress",
             "sae-batchtopk",
             "sae-hierarchical-topk",
             "sae-jumprelu",

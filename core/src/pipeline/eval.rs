@@ -32,6 +32,7 @@ pub const SUMMARY_SCHEMAS: &[&str] = &[
     ENVELOPE_SCHEMA,
     "closure-summary.v1",
     "trained-vs-random.v1",
+    "ood-stress.v1",
 ];
 
 /// The role of an `--input` given without `ROLE=`.
