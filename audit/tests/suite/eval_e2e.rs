@@ -278,6 +278,62 @@ fn toy_model_to_saes_to_evals_to_a_strict_gate_signs_a_chain_that_verifies() {
             .contains(&s["conclusion"].as_str().unwrap()),
         "{s}"
     );
+    // The strict ood gate on that evidence: for its own SAE it gates the interval's upper bound; for another
+    // candidate it refuses, naming both runs.
+    let ood_file =
+        c.p.path(ood["dir"].as_str().unwrap())
+            .join("ood_stress_summary.json");
+    let ood_gate = |candidate: &str| {
+        let o = c.p.run(&[
+            "gate",
+            "--ood",
+            ood_file.to_str().unwrap(),
+            "--candidate",
+            c.p.path("results/toy").join(candidate).to_str().unwrap(),
+            "--allow-missing",
+            "random_model",
+            "--allow-missing",
+            "transcoder",
+            "--allow-missing",
+            "external",
+            "--key",
+            "dev.pem",
+            "--json",
+        ]);
+        let report: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", common::stdout(&o), common::stderr(&o)));
+        let g = report["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["gate"] == "ood")
+            .unwrap()
+            .clone();
+        (o.status.code(), g)
+    };
+    let (code, g) = ood_gate(&planted[0]);
+    let high = s["ood_drop_interval"]["high"].as_f64().unwrap();
+    let passes = high <= 0.1;
+    assert_eq!(
+        (code, g["passed"].as_bool()),
+        (Some(if passes { 0 } else { 1 }), Some(passes)),
+        "{g}"
+    );
+    assert_eq!(g["checks"][0]["value"].as_f64(), Some(high));
+    let (code, g) = ood_gate(&planted[1]);
+    assert_eq!(
+        (code, &g["status"]),
+        (Some(1), &Value::from("not_evaluated")),
+        "{g}"
+    );
+    assert_eq!(
+        g["reason"].as_str().unwrap(),
+        format!(
+            "the OOD evidence concerns SAE run toy/{}, but the candidate is run toy/{}; evaluate ood-stress on the \
+             candidate itself",
+            planted[0], planted[1]
+        )
+    );
 
     // trained-vs-random, one eval per family.
     let (topk_eval, topk_summary) = c.trained_vs_random(&topk);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{GateName, Policy};
 
-pub const GATE_REPORT_SCHEMA_VERSION: &str = "1.0";
+pub const GATE_REPORT_SCHEMA_VERSION: &str = "1.1";
 /// The report's schema in the embedded schema registry (`schemas/gate-report.v1.json`).
 pub const GATE_REPORT_SCHEMA_ID: &str = "gate-report.v1";
 /// File names inside a strict gate run.
@@ -88,7 +88,8 @@ pub struct Check {
     pub value: Option<f64>,
     pub threshold: f64,
     pub comparator: Comparator,
-    /// `point`, `lcb`, `p_value`, `count` or `provenance`.
+    /// `point`, `lcb`, `p_value`, `count`, `provenance` or `ci_high` (the upper bound of an interval, for a metric
+    /// that must stay low).
     pub basis: String,
     pub status: Status,
     /// The field of the input file the value was read from (`metrics.saebench_delta_ci95_low`).
@@ -108,6 +109,10 @@ pub struct GateResult {
     /// random_model only: the SAE runs its evidence covers and the candidate they were matched against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceCoverage>,
+    /// Why the gate is `not_evaluated` although its input was given (report schema 1.1): its evidence concerns
+    /// another model than the candidate, or no candidate was named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One signed SAE train run, identified the way the random_model gate matches evidence to a candidate.
@@ -228,6 +233,17 @@ impl GateReport {
                     c.basis,
                     c.source_field.as_deref().unwrap_or("-")
                 );
+            }
+        }
+        let reasons: Vec<(&str, &str)> = self
+            .gates
+            .iter()
+            .filter_map(|g| g.reason.as_deref().map(|r| (g.gate.as_str(), r)))
+            .collect();
+        if !reasons.is_empty() {
+            let _ = writeln!(out, "\n## Not evaluated, and why\n");
+            for (gate, why) in reasons {
+                let _ = writeln!(out, "- {gate}: {why}");
             }
         }
         let _ = writeln!(out, "\n## Inputs\n");

@@ -209,6 +209,7 @@ fn gate_result(
         inputs,
         checks,
         evidence: None,
+        reason: None,
     }
 }
 
@@ -426,10 +427,20 @@ fn transcoder_gate(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateRe
     ))
 }
 
-fn ood_gate(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateResult, GateError> {
+/// The `schema` value of husai's OOD stress summary (`schemas/ood-stress.v1.json`, plugin `ood-stress`).
+pub const OOD_STRESS_SCHEMA: &str = "ood-stress.v1";
+
+fn ood_gate(
+    policy: &Policy,
+    file: Option<&SourcedFile>,
+    candidate: Option<&TrainRunIdentity>,
+) -> Result<GateResult, GateError> {
     let Some(file) = file else {
         return Ok(gate_result(policy, GateName::Ood, Vec::new(), Vec::new()));
     };
+    if file.value.get("schema").and_then(LegacyValue::as_str) == Some(OOD_STRESS_SCHEMA) {
+        return husai_ood_gate(policy, file, candidate);
+    }
     if file.detected.kind != ArtifactKind::OodStressSummary {
         return Err(wrong_kind(file, "ood", "an OOD stress summary"));
     }
@@ -451,6 +462,66 @@ fn ood_gate(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateResult, G
         vec![file.citation.clone()],
         checks,
     ))
+}
+
+/// The ood gate on husai's own summary: it concerns one SAE run, which must be the candidate's; then the upper
+/// bound of the drop's interval must be at most `max_ood_drop` (upstream gated the point drop). Evidence about
+/// another run, or with no candidate named, is refused: `not_evaluated`, failing even when ood is allowed
+/// missing, with the reason naming both runs.
+fn husai_ood_gate(
+    policy: &Policy,
+    file: &SourcedFile,
+    candidate: Option<&TrainRunIdentity>,
+) -> Result<GateResult, GateError> {
+    let f = Fields::new(&file.path, &file.value, "ood_stress");
+    let text = |key: &str| -> Result<String, GateError> {
+        Ok(f.opt_str(&["sae_run", key])?
+            .ok_or_else(|| ReadError::MissingField {
+                path: file.path.clone(),
+                kind: "ood_stress",
+                field: format!("sae_run.{key}"),
+            })?
+            .to_string())
+    };
+    let evidence = format!("{}/{}", text("campaign")?, text("run_id")?);
+    let refusal = match candidate {
+        None => Some(format!(
+            "the OOD evidence concerns SAE run {evidence}; name the release candidate (--candidate RUN) so the gate \
+             can check that it is that run"
+        )),
+        Some(c) if format!("{}/{}", c.campaign, c.run_id) != evidence => Some(format!(
+            "the OOD evidence concerns SAE run {evidence}, but the candidate is run {}/{}; evaluate ood-stress on \
+             the candidate itself",
+            c.campaign, c.run_id
+        )),
+        Some(_) => None,
+    };
+    let high = f.opt_f64(&["ood_drop_interval", "high"])?.map(|v| Sourced {
+        value: v,
+        field: "ood_drop_interval.high".into(),
+    });
+    let checks = vec![check(
+        "ood_drop_ci_high",
+        if refusal.is_some() { None } else { high },
+        Comparator::AtMost,
+        policy.max_ood_drop,
+        "ci_high",
+    )];
+    let mut g = gate_result(policy, GateName::Ood, vec![file.citation.clone()], checks);
+    if let Some(why) = refusal {
+        g.status = Status::NotEvaluated;
+        g.passed = false;
+        g.reason = Some(why);
+    } else if g.status == Status::NotEvaluated {
+        g.reason = f
+            .opt_str(&["ood_drop_interval_reason"])?
+            .map(|r| format!("the summary has no interval of the drop: {r}"));
+    }
+    g.evidence = candidate.map(|c| EvidenceCoverage {
+        sae_runs: Vec::new(),
+        candidate: Some(c.clone()),
+    });
+    Ok(g)
 }
 
 /// External values found in the inputs, per benchmark, on the policy's basis.
@@ -718,7 +789,7 @@ fn external_gate(
 pub fn evaluate(policy: &Policy, inputs: &StrictInputs) -> Result<GateReport, GateError> {
     let random = random_model(policy, inputs)?;
     let transcoder = transcoder_gate(policy, inputs.transcoder.as_ref())?;
-    let ood = ood_gate(policy, inputs.ood.as_ref())?;
+    let ood = ood_gate(policy, inputs.ood.as_ref(), inputs.candidate_run.as_ref())?;
     let (external, candidate) = external_gate(policy, &inputs.external)?;
     let gates = vec![random, transcoder, ood, external];
     let pass_all = gates.iter().all(|g| g.passed);

@@ -443,3 +443,86 @@ fn failed_or_missing_sweep_winner_and_unparseable_inputs_are_errors() {
         "{err}"
     );
 }
+
+/// A husai ood-stress summary (schema ood-stress.v1) about SAE run `saes/<run>`, with the given drop interval.
+fn ood_stress(run: &str, interval: Option<(f64, f64)>) -> String {
+    let iv = interval.map_or("null".to_string(), |(l, h)| {
+        format!(r#"{{"low": {l:?}, "high": {h:?}}}"#)
+    });
+    let reason = if interval.is_some() {
+        "null"
+    } else {
+        r#""studentized two-sample bootstrap needs 5 tasks""#
+    };
+    format!(
+        r#"{{"schema": "ood-stress.v1", "eval": "ood-stress",
+  "sae_run": {{"campaign": "saes", "run_id": "{run}", "architecture": "topk", "d_sae": 24,
+    "weights_sha256": "{z}", "cfg_sha256": "{z}"}},
+  "ood_drop": 0.02, "ood_drop_interval": {iv}, "ood_drop_interval_reason": {reason}, "permutation_p": 0.1}}"#,
+        z = "0".repeat(64)
+    )
+}
+
+#[test]
+fn husai_ood_evidence_gates_on_the_upper_bound_and_must_concern_the_candidate() {
+    let s = Signer::new();
+    let policy = Policy::strict();
+    let with = |text: String, candidate: Option<usize>| {
+        let mut inputs = gate_support::passing_random_model(&s);
+        inputs.ood =
+            Some(read_verified(&s.sign_json("ood_stress_summary.json", &text), &s.trust).unwrap());
+        inputs.candidate_run = candidate.map(|i| gate_support::sae_run(i, "sae-topk", 32));
+        let report = evaluate(&policy, &inputs).unwrap();
+        report.validate().unwrap();
+        (
+            report.gate(GateName::Ood).unwrap().clone(),
+            report.to_markdown(),
+        )
+    };
+    // The candidate's own evidence: the interval's upper bound against max_ood_drop, not the point drop.
+    let (g, _) = with(ood_stress("sae-0", Some((0.01, 0.05))), Some(0));
+    assert_eq!((g.status, g.passed), (Status::Pass, true));
+    assert_eq!(g.checks[0].metric, "ood_drop_ci_high");
+    assert_eq!(g.checks[0].value, Some(0.05));
+    assert_eq!(g.checks[0].basis, "ci_high");
+    assert_eq!(
+        g.checks[0].source_field.as_deref(),
+        Some("ood_drop_interval.high")
+    );
+    let (g, _) = with(
+        ood_stress("sae-0", Some((0.01, policy.max_ood_drop + 0.01))),
+        Some(0),
+    );
+    assert_eq!(
+        (g.status, g.passed),
+        (Status::Fail, false),
+        "a point drop of 0.02 passes; its bound does not"
+    );
+    // Evidence about another SAE run: refused, naming both, and failing even though it was given.
+    let (g, md) = with(ood_stress("sae-3", Some((0.01, 0.05))), Some(0));
+    assert_eq!((g.status, g.passed), (Status::NotEvaluated, false));
+    let why = g.reason.clone().unwrap();
+    assert_eq!(
+        why,
+        "the OOD evidence concerns SAE run saes/sae-3, but the candidate is run saes/sae-0; evaluate ood-stress on \
+         the candidate itself"
+    );
+    assert!(md.contains(&format!("- ood: {why}")), "{md}");
+    // No candidate named: refused too.
+    let (g, _) = with(ood_stress("sae-0", Some((0.01, 0.05))), None);
+    assert_eq!((g.status, g.passed), (Status::NotEvaluated, false));
+    assert!(
+        g.reason
+            .unwrap()
+            .contains("name the release candidate (--candidate RUN)")
+    );
+    // No interval (too few tasks): not evaluated, with the summary's reason.
+    let (g, _) = with(ood_stress("sae-0", None), Some(0));
+    assert_eq!(g.status, Status::NotEvaluated);
+    assert_eq!(
+        g.reason.as_deref(),
+        Some(
+            "the summary has no interval of the drop: studentized two-sample bootstrap needs 5 tasks"
+        )
+    );
+}
