@@ -66,6 +66,35 @@ pub struct Description {
     pub capabilities: Vec<Capability>,
 }
 
+impl Description {
+    /// The description of an eval plugin that runs one eval of its own name on CPU.
+    pub fn eval(name: &str, version: &str, config_schema: Value) -> Description {
+        Description {
+            name: name.into(),
+            version: version.into(),
+            kind: PluginKind::Eval,
+            architectures: vec![],
+            evals: vec![name.into()],
+            config_schema,
+            capabilities: vec![Capability::Cpu],
+        }
+    }
+}
+
+/// Writes an eval plugin's summary `summary` as `output_dir/file` (pretty JSON) and returns the result `run`
+/// returns for it (eval contract §3: the summary is its one output).
+pub fn write_eval_summary(
+    output_dir: &std::path::Path,
+    file: &str,
+    summary: &Value,
+) -> Result<Value, PluginError> {
+    let path = output_dir.join(file);
+    let text = serde_json::to_string_pretty(summary).expect("a JSON value serialises");
+    std::fs::write(&path, text)
+        .map_err(|e| PluginError::output(format!("{}: {e}", path.display())))?;
+    Ok(serde_json::json!({"outputs": [file], "summary": file}))
+}
+
 /// What `run` receives. Inputs are files, never in-memory tensors, so the host can hash everything a run read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use husai_kernels::activations::{self, OpenOptions};
 use husai_plugin_api::{
-    Capability, Description, Plugin, PluginError, PluginKind, Progress, RunRequest,
+    Description, Plugin, PluginError, Progress, RunRequest, write_eval_summary,
 };
 use serde_json::{Value, json};
 use stats::Interval;
@@ -460,27 +460,16 @@ struct KnownCircuit;
 
 impl Plugin for KnownCircuit {
     fn describe() -> Description {
-        Description {
-            name: EVAL.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Eval,
-            architectures: vec![],
-            evals: vec![EVAL.into()],
-            config_schema: schema(),
-            capabilities: vec![Capability::Cpu],
-        }
+        Description::eval(EVAL, env!("CARGO_PKG_VERSION"), schema())
     }
 
     fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
         let s = Settings::from_config(&request.config);
         progress.report(0, 1, "known-circuit");
         let summary = evaluate(&request.inputs, &s)?;
-        let path = request.output_dir.join(SUMMARY);
-        let text = serde_json::to_string_pretty(&summary).expect("a JSON value serialises");
-        std::fs::write(&path, text)
-            .map_err(|e| PluginError::output(format!("{}: {e}", path.display())))?;
+        let result = write_eval_summary(&request.output_dir, SUMMARY, &summary)?;
         progress.report(1, 1, "known-circuit");
-        Ok(json!({"outputs": [SUMMARY], "summary": SUMMARY}))
+        Ok(result)
     }
 }
 

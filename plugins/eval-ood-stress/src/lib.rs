@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 use husai_kernels::stats::MAX_SEED;
 use husai_plugin_api::{
-    Capability, Description, Plugin, PluginError, PluginKind, Progress, RunRequest,
+    Description, Plugin, PluginError, Progress, RunRequest, write_eval_summary,
 };
 use serde_json::{Value, json};
 
@@ -233,15 +233,7 @@ pub struct OodStress;
 
 impl Plugin for OodStress {
     fn describe() -> Description {
-        Description {
-            name: EVAL.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Eval,
-            architectures: vec![],
-            evals: vec![EVAL.into()],
-            config_schema: schema(),
-            capabilities: vec![Capability::Cpu],
-        }
+        Description::eval(EVAL, env!("CARGO_PKG_VERSION"), schema())
     }
 
     fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
@@ -250,12 +242,7 @@ impl Plugin for OodStress {
         let summary = evaluate(&sae, &data, &s, &mut |done, total| {
             progress.report(done, total, "ood-stress: probes")
         })?;
-        let path = request.output_dir.join(SUMMARY);
-        let text = serde_json::to_string_pretty(&summary)
-            .map_err(|e| PluginError::failed(e.to_string()))?;
-        std::fs::write(&path, text + "\n")
-            .map_err(|e| PluginError::output(format!("cannot write {}: {e}", path.display())))?;
-        Ok(json!({"outputs": [SUMMARY], "summary": SUMMARY}))
+        write_eval_summary(&request.output_dir, SUMMARY, &summary)
     }
 }
 

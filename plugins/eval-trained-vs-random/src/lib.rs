@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 use husai_kernels::stats::{self, BootstrapSpec, Dictionary, MAX_SEED, StatsError};
 use husai_plugin_api::{
-    Capability, Description, Plugin, PluginError, PluginKind, Progress, RunRequest,
+    Description, Plugin, PluginError, Progress, RunRequest, write_eval_summary,
 };
 use serde_json::{Value, json};
 
@@ -412,15 +412,7 @@ struct TrainedVsRandom;
 
 impl Plugin for TrainedVsRandom {
     fn describe() -> Description {
-        Description {
-            name: EVAL.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PluginKind::Eval,
-            architectures: vec![],
-            evals: vec![EVAL.into()],
-            config_schema: schema(),
-            capabilities: vec![Capability::Cpu],
-        }
+        Description::eval(EVAL, env!("CARGO_PKG_VERSION"), schema())
     }
 
     fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
@@ -435,11 +427,7 @@ impl Plugin for TrainedVsRandom {
                 progress.report(done, total, "trained-vs-random: PWMCC")
             }
         })?;
-        let path = request.output_dir.join(SUMMARY);
-        let text = serde_json::to_string_pretty(&summary).expect("a JSON value serialises");
-        std::fs::write(&path, text)
-            .map_err(|e| PluginError::output(format!("{}: {e}", path.display())))?;
-        Ok(json!({"outputs": [SUMMARY], "summary": SUMMARY}))
+        write_eval_summary(&request.output_dir, SUMMARY, &summary)
     }
 }
 
