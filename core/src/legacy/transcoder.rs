@@ -5,6 +5,27 @@ use std::path::Path;
 
 use super::json::LegacyValue;
 use super::{ArtifactKind, Fields, ReadError};
+use crate::stats::{self, BootstrapSpec, Interval, StatsError};
+
+/// Upstream's transcoder statistic, recomputed from its pairwise PWMCC values (`--parity`; reference §1.3 step 5
+/// and §1.5): a percentile bootstrap of the mean of each side's pairwise values (10 000 resamples; upstream seeds 13
+/// and 17, whose numpy streams this does not replay) and `delta_lcb = ci95_low(transcoder) − ci95_high(SAE)`.
+/// With 3 seeds there are 3 pairwise values, and each percentile bound is the extreme value itself (all three
+/// draws equal the minimum with probability 1/27 > 2.5 %), so `delta_lcb = min(TC) − max(SAE)`: not a bound on the
+/// difference (reference T1), which is why the strict gate does not read it.
+pub fn parity_delta_lcb(
+    transcoder_pairs: &[f64],
+    sae_pairs: &[f64],
+) -> Result<(Interval, Interval, f64), StatsError> {
+    let spec = |seed| BootstrapSpec {
+        resamples: 10_000,
+        seed,
+    };
+    let tc = stats::seed_bootstrap_mean(transcoder_pairs, 0.95, spec(13))?;
+    let sae = stats::seed_bootstrap_mean(sae_pairs, 0.95, spec(17))?;
+    let lcb = tc.low - sae.high;
+    Ok((tc, sae, lcb))
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TranscoderStressSummary {

@@ -300,3 +300,25 @@ fn python_json_dump_reproduces_upstream_release_policies_byte_for_byte() {
         assert_eq!(dumped.trim_end(), bytes.trim_end(), "{rel}");
     }
 }
+
+#[test]
+fn upstreams_three_seed_transcoder_bootstrap_is_min_to_max_and_its_delta_lcb_is_min_minus_max() {
+    // cycle3_queue_final/transcoder_stress_summary_run_20260214T224242Z.json: pairwise PWMCC values and the CIs
+    // upstream recorded for them.
+    let tc = [0.26641567051410675, 0.2702806890010834, 0.2682995945215225];
+    let sae = [0.26780956983566284, 0.27006515860557556, 0.2738051265478134];
+    let (ci_tc, ci_sae, lcb) = husai_core::legacy::transcoder::parity_delta_lcb(&tc, &sae).unwrap();
+    assert_eq!(
+        (ci_tc.low, ci_tc.high),
+        (0.26641567051410675, 0.2702806890010834)
+    );
+    assert_eq!(
+        (ci_sae.low, ci_sae.high),
+        (0.26780956983566284, 0.2738051265478134)
+    );
+    assert_eq!(lcb, 0.26641567051410675 - 0.2738051265478134);
+    assert_eq!(
+        lcb,
+        tc.iter().cloned().fold(f64::INFINITY, f64::min) - sae.iter().cloned().fold(0.0, f64::max)
+    );
+}
