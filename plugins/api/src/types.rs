@@ -81,6 +81,26 @@ impl Description {
     }
 }
 
+/// A plugin's `config` as an object whose every key is one of `keys`; else the message (naming `plugin` and the
+/// keys it reads) for an `invalid_config` error. (The host validates configs against the schema first; this holds a
+/// plugin called as a library to the same rule.)
+pub fn config_object<'a>(
+    config: &'a Value,
+    plugin: &str,
+    keys: &[&str],
+) -> Result<&'a serde_json::Map<String, Value>, String> {
+    let obj = config
+        .as_object()
+        .ok_or_else(|| format!("the config must be an object, got {config}"))?;
+    match obj.keys().find(|k| !keys.contains(&k.as_str())) {
+        Some(k) => Err(format!(
+            "unknown config key {k:?}; {plugin} reads {}",
+            keys.join(", ")
+        )),
+        None => Ok(obj),
+    }
+}
+
 /// Writes an eval plugin's summary `summary` as `output_dir/file` (pretty JSON) and returns the result `run`
 /// returns for it (eval contract §3: the summary is its one output).
 pub fn write_eval_summary(

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 use husai_kernels::stats::MAX_SEED;
 use husai_plugin_api::{
-    Description, Plugin, PluginError, Progress, RunRequest, write_eval_summary,
+    Description, Plugin, PluginError, Progress, RunRequest, config_object, write_eval_summary,
 };
 use serde_json::{Value, json};
 
@@ -102,15 +102,7 @@ impl Settings {
     /// The settings of a config object; an unknown key or a bad value is an error naming the key.
     pub fn from_config(c: &Value) -> Result<Settings, EvalError> {
         let bad = |m: String| EvalError::Config(m);
-        let obj = c
-            .as_object()
-            .ok_or_else(|| bad(format!("the config must be an object, got {c}")))?;
-        if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
-            return Err(bad(format!(
-                "unknown config key {k:?}; ood-stress reads {}",
-                KEYS.join(", ")
-            )));
-        }
+        let obj = config_object(c, EVAL, &KEYS).map_err(bad)?;
         let d = Settings::default();
         let int = |k: &str, min: u64, max: u64, default: u64| -> Result<u64, EvalError> {
             match obj.get(k) {

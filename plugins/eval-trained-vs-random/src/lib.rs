@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 use husai_kernels::stats::{self, BootstrapSpec, Dictionary, MAX_SEED, StatsError};
 use husai_plugin_api::{
-    Description, Plugin, PluginError, Progress, RunRequest, write_eval_summary,
+    Description, Plugin, PluginError, Progress, RunRequest, config_object, write_eval_summary,
 };
 use serde_json::{Value, json};
 
@@ -107,15 +107,7 @@ impl Settings {
     /// rules when it is called as a library.)
     pub fn from_config(c: &Value) -> Result<Settings, EvalError> {
         let bad = |m: String| EvalError::Config(m);
-        let obj = c
-            .as_object()
-            .ok_or_else(|| bad(format!("the config must be an object, got {c}")))?;
-        if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
-            return Err(bad(format!(
-                "unknown config key {k:?}; trained-vs-random reads {}",
-                KEYS.join(", ")
-            )));
-        }
+        let obj = config_object(c, EVAL, &KEYS).map_err(bad)?;
         let int = |k: &str, min: u64, max: u64| -> Result<Option<u64>, EvalError> {
             match obj.get(k) {
                 None => Ok(None),
