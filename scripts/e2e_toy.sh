@@ -2,8 +2,9 @@
 # The toy end-to-end chain (issue #11) into a results directory, timing each step:
 #   toy model (toy-modadd, a signed data run) -> TOPK_SEEDS TopK and BATCHTOPK_SEEDS BatchTopK SAEs on its resid_pre
 #   bank -> a planted data synth run and 5 SAEs on it -> the known-circuit eval -> one trained-vs-random eval per
-#   family -> a strict gate per family on its random_model evidence (--candidate: one of that family's runs) ->
-#   husai-audit verify.
+#   family -> the ood-stress eval of the first planted SAE on its data run -> a strict gate per family on its
+#   random_model evidence (--candidate: one of that family's runs) and a strict gate on the OOD evidence
+#   (--candidate: that planted SAE) -> husai-audit verify.
 # Usage: scripts/e2e_toy.sh RESULTS_DIR [KEY]   (KEY defaults to $HUSAI_SIGNING_KEY; RESULTS_DIR's keys are the
 #   trust policy in $KEYS, default keys/, which must trust KEY)
 # Sizes: SMALL=1 gives the reduced sizes of audit/tests/suite/eval_e2e.rs; the default is the full toy model
@@ -11,7 +12,7 @@
 #   the gate asks for, so its gate fails on the seed count) set the seeds; SAE_STEPS overrides the SAEs' steps.
 # Needs a release build beside husai-audit (or PLUGIN_DIR): cargo build --release -p husai-audit -p husai-sae-topk
 #   -p husai-sae-batchtopk -p husai-data -p husai-toy-modadd -p husai-eval-known-circuit
-#   -p husai-eval-trained-vs-random
+#   -p husai-eval-trained-vs-random -p husai-eval-ood-stress
 # Exit: 0 when every step ran and verify passed, whatever the gates decided (each gate's pass_all is printed).
 set -euo pipefail
 results=${1:?usage: scripts/e2e_toy.sh RESULTS_DIR [KEY]}
@@ -28,6 +29,7 @@ if [[ "${SMALL:-0}" == 1 ]]; then
   sae_steps=${SAE_STEPS:-400}
   sae_sets=(--set d_sae=32 --set k=4 --set "steps=$sae_steps" --set batch=64)
   synth=(--rows 2048 --d-in 16 --n-features 12 --l0 2)
+  ood_sets=(--set tasks=12 --set bootstrap=999 --set permutations=999)
   planted_sets=(--set d_sae=24 --set k=2 --set steps=150 --set batch=64)
   eval_sets=(--set random_inits=100 --set random_decoders=100 --set bootstrap=1000)
   tvr_sets=(--set bootstrap=2000)
@@ -36,6 +38,7 @@ else
   sae_steps=${SAE_STEPS:-1000}
   sae_sets=(--set d_sae=512 --set k=8 --set "steps=$sae_steps" --set batch=256)
   synth=(--rows 20000 --d-in 64 --n-features 16 --l0 3)
+  ood_sets=()
   planted_sets=(--set d_sae=32 --set k=3 --set steps=800 --set batch=256)
   eval_sets=()
   tvr_sets=()
@@ -81,6 +84,9 @@ inputs+=(--input "planted=$synth_id")
 for i in "${planted[@]}"; do inputs+=(--input "planted_sae=$i"); done
 step known-circuit "$bin" eval --plugin known-circuit "${inputs[@]}" "${eval_sets[@]}" --campaign "$campaign" "${common[@]}"
 kc=$id
+step ood-stress "$bin" eval --plugin ood-stress --input "sae=${planted[0]}" --input "data=$synth_id" \
+  ${ood_sets[@]+"${ood_sets[@]}"} --campaign "$campaign" "${common[@]}"
+ood=$id
 # tvr NAME RUN_IDS...: the trained-vs-random eval of those SAE runs; sets `id`.
 tvr() {
   local name=$1; shift
@@ -110,9 +116,22 @@ print("%s: pass_all %s, random_model %s: %s" % (sys.argv[2], r["pass_all"], g["s
 }
 gate gate-topk "$tvr_topk" "${topk[0]}"
 gate gate-batchtopk "$tvr_batch" "${batchtopk[0]}"
+# The strict ood gate on that evidence alone, for the SAE it concerns.
+t0=$(now)
+rc=0
+"$bin" gate --ood "$(run_dir "$ood")/ood_stress_summary.json" --candidate "$(run_dir "${planted[0]}")" \
+  --allow-missing random_model --allow-missing transcoder --allow-missing external \
+  --key "$key" --results "$results" --keys "$keys" --json >"$results/.gate.json" || rc=$?
+times+=("gate-ood $(elapsed "$t0")")
+[[ $rc == 0 || $rc == 1 ]] || { echo "e2e_toy.sh: gate-ood exited $rc" >&2; exit 2; }
+python3 -c 'import json,sys
+r = json.load(open(sys.argv[1]))
+g = [g for g in r["gates"] if g["gate"] == "ood"][0]
+checks = ", ".join("%s=%s (%s)" % (c["metric"], c["value"], c["status"]) for c in g["checks"])
+print("gate-ood: pass_all %s, ood %s: %s" % (r["pass_all"], g["status"], checks))' "$results/.gate.json"
 rm -f "$results/.last.json" "$results/.gate.json"
 t0=$(now)
 "$bin" verify "$results" --keys "$keys" >/dev/null
 times+=("verify $(elapsed "$t0")")
-echo "known-circuit run: $kc; trained-vs-random runs: $tvr_topk (sae-topk), $tvr_batch (sae-batchtopk)"
+echo "known-circuit run: $kc; trained-vs-random runs: $tvr_topk (sae-topk), $tvr_batch (sae-batchtopk); ood-stress run: $ood"
 printf '%s\n' "${times[@]}" | awk '{printf "%-32s %8.2f s\n", $1, $2}'
