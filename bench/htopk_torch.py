@@ -27,6 +27,8 @@ import time
 import numpy as np
 import torch
 
+from torch_sae_common import after_step, auxk_loss
+
 
 def hierarchical_loss(x, W_enc, b_enc, W_dec, b_dec, k):
     """(1/K) sum_k' ||x - x_hat_k'||^2 (summed over d_in, mean over rows), the per-level losses, and the code."""
@@ -131,22 +133,12 @@ def train(a):
         x = x_all[s:s + batch]
         fn = hierarchical_loss_gram if a.gram else hierarchical_loss
         loss, _, pre, x_hat, idx, vals = fn(x, W_enc, b_enc, W_dec, b_dec, k)
-        dead = since_fired >= a.dead_window
-        if a.aux_coeff > 0 and bool(dead.any()):
-            ka = min(k_aux, int(dead.sum()))
-            masked = pre.masked_fill(~dead, float("-inf"))
-            av, ai = torch.topk(masked, ka, dim=1)
-            recon = (av.unsqueeze(-1) * W_dec[ai]).sum(1)
-            loss = loss + a.aux_coeff * ((recon - (x - x_hat).detach()) ** 2).sum(-1).mean()
+        loss = loss + auxk_loss(pre, since_fired, a.dead_window, k_aux, W_dec, x - x_hat, a.aux_coeff)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, a.grad_clip)
         opt.step()
-        with torch.no_grad():
-            W_dec.div_(W_dec.norm(dim=1, keepdim=True))
-            fired = torch.zeros(d_sae, dtype=torch.bool)
-            fired[idx[vals > 0]] = True
-            since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + 1)
+        since_fired = after_step(W_dec, idx, vals, since_fired)
 
     step(0)
     t0 = time.perf_counter()
@@ -159,7 +151,7 @@ def train(a):
         vals, idx = torch.topk(torch.relu(pre), k, dim=1)
         x_hat = b_dec + torch.cumsum(vals.unsqueeze(-1) * W_dec[idx], dim=1)
         var = ((ev - ev.mean(0)) ** 2).sum()
-        curve = {f"fvu_k_{j}": float(((x_hat[:, j - 1] - ev) ** 2).sum() / var) for j in (1, 8, 16, k)}
+        curve = {f"fvu_k_{j}": float(((x_hat[:, j - 1] - ev) ** 2).sum() / var) for j in sorted({1, 8, 16, k}) if j <= k}
         l0 = float((vals > 0).sum(1).float().mean())
         fired = torch.zeros(d_sae, dtype=torch.bool)
         fired[idx[vals > 0]] = True

@@ -37,6 +37,8 @@ import time
 import numpy as np
 import torch
 
+from torch_sae_common import after_step, auxk_loss
+
 
 def load_bank(path, names):
     from safetensors.numpy import load_file
@@ -162,24 +164,14 @@ def train(a):
             e = (err / (u ** 2).sum(-1).clamp_min(1e-12)).detach()
             loss = loss + (pmax * e).sum() / pmax.sum()
             target = u
-        dead = since_fired >= a.dead_window
-        if a.aux_coeff > 0 and bool(dead.any()):
-            ka = min(k_aux, int(dead.sum()))
-            masked = pre.masked_fill(~dead, float("-inf"))
-            av, ai = torch.topk(masked, ka, dim=1)
-            recon = (av.unsqueeze(-1) * W_dec[ai]).sum(1)
-            loss = loss + a.aux_coeff * ((recon - (target - x_hat).detach()) ** 2).sum(-1).mean()
+        loss = loss + auxk_loss(pre, since_fired, a.dead_window, k_aux, W_dec, target - x_hat, a.aux_coeff)
         opt.zero_grad(set_to_none=True)
         opt_r.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(sae_params, a.grad_clip)
         opt.step()
         opt_r.step()
-        with torch.no_grad():
-            W_dec.div_(W_dec.norm(dim=1, keepdim=True))
-            fired = torch.zeros(d_sae, dtype=torch.bool)
-            fired[idx[vals > 0]] = True
-            since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + 1)
+        since_fired = after_step(W_dec, idx, vals, since_fired)
 
     step(0)
     t0 = time.perf_counter()

@@ -98,37 +98,29 @@ tvr trained-vs-random-topk "${topk[@]}"
 tvr_topk=$id
 tvr trained-vs-random-batchtopk "${batchtopk[@]}"
 tvr_batch=$id
-# gate NAME EVAL_RUN CANDIDATE_RUN: the strict gate on the random_model evidence alone (other gates allowed missing).
+# gate NAME GATE FLAG FILE CANDIDATE_RUN: the strict gate on one gate's evidence alone (FLAG FILE, e.g.
+# --phase4a .../trained_vs_random.json; the other gates allowed missing), printing that gate's checks.
 gate() {
-  local name=$1 ev=$2 cand=$3 t0 rc=0
+  local name=$1 which=$2 flag=$3 file=$4 cand=$5 t0 rc=0 g
+  local missing=()
+  for g in random_model transcoder ood external; do [[ $g == "$which" ]] || missing+=(--allow-missing "$g"); done
   t0=$(now)
-  "$bin" gate --phase4a "$(run_dir "$ev")/trained_vs_random.json" --candidate "$(run_dir "$cand")" \
-    --allow-missing transcoder --allow-missing ood --allow-missing external \
+  "$bin" gate "$flag" "$file" --candidate "$(run_dir "$cand")" "${missing[@]}" \
     --key "$key" --results "$results" --keys "$keys" --json >"$results/.gate.json" || rc=$?
   times+=("$name $(elapsed "$t0")")
   # Exit 1 is a gate that failed (its report is still signed); anything else is an error.
   [[ $rc == 0 || $rc == 1 ]] || { echo "e2e_toy.sh: $name exited $rc" >&2; exit 2; }
   python3 -c 'import json,sys
 r = json.load(open(sys.argv[1]))
-g = [g for g in r["gates"] if g["gate"] == "random_model"][0]
+g = [g for g in r["gates"] if g["gate"] == sys.argv[3]][0]
 checks = ", ".join("%s=%s (%s)" % (c["metric"], c["value"], c["status"]) for c in g["checks"])
-print("%s: pass_all %s, random_model %s: %s" % (sys.argv[2], r["pass_all"], g["status"], checks))' "$results/.gate.json" "$name"
+print("%s: pass_all %s, %s %s: %s" % (sys.argv[2], r["pass_all"], sys.argv[3], g["status"], checks))' \
+    "$results/.gate.json" "$name" "$which"
 }
-gate gate-topk "$tvr_topk" "${topk[0]}"
-gate gate-batchtopk "$tvr_batch" "${batchtopk[0]}"
-# The strict ood gate on that evidence alone, for the SAE it concerns.
-t0=$(now)
-rc=0
-"$bin" gate --ood "$(run_dir "$ood")/ood_stress_summary.json" --candidate "$(run_dir "${planted[0]}")" \
-  --allow-missing random_model --allow-missing transcoder --allow-missing external \
-  --key "$key" --results "$results" --keys "$keys" --json >"$results/.gate.json" || rc=$?
-times+=("gate-ood $(elapsed "$t0")")
-[[ $rc == 0 || $rc == 1 ]] || { echo "e2e_toy.sh: gate-ood exited $rc" >&2; exit 2; }
-python3 -c 'import json,sys
-r = json.load(open(sys.argv[1]))
-g = [g for g in r["gates"] if g["gate"] == "ood"][0]
-checks = ", ".join("%s=%s (%s)" % (c["metric"], c["value"], c["status"]) for c in g["checks"])
-print("gate-ood: pass_all %s, ood %s: %s" % (r["pass_all"], g["status"], checks))' "$results/.gate.json"
+gate gate-topk random_model --phase4a "$(run_dir "$tvr_topk")/trained_vs_random.json" "${topk[0]}"
+gate gate-batchtopk random_model --phase4a "$(run_dir "$tvr_batch")/trained_vs_random.json" "${batchtopk[0]}"
+# The ood gate for the SAE its evidence concerns.
+gate gate-ood ood --ood "$(run_dir "$ood")/ood_stress_summary.json" "${planted[0]}"
 rm -f "$results/.last.json" "$results/.gate.json"
 t0=$(now)
 "$bin" verify "$results" --keys "$keys" >/dev/null

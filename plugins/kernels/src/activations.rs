@@ -556,13 +556,13 @@ impl LayerBank {
             return Err(ActivationError::Tensor {
                 path: path.to_owned(),
                 detail: format!(
-                    "routing needs at least 2 layers but {} named; it holds {:?}",
+                    "{} {} layer ({names:?}); routing needs at least 2, one [rows, d] tensor each",
                     if layers.is_some() {
-                        "the config"
+                        "the config names"
                     } else {
-                        "the file"
+                        "holds"
                     },
-                    safetensors_names_in_data_order(path, &bytes)?
+                    names.len()
                 ),
             });
         }

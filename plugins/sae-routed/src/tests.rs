@@ -373,7 +373,9 @@ fn bad_configs_and_banks_are_clear_errors_naming_the_key_or_the_tensor() {
     .unwrap();
     let e = input_error(base(json!({})), &single);
     assert!(
-        e.ends_with(r#"routing needs at least 2 layers but the file named; it holds ["a"]"#),
+        e.ends_with(
+            r#"holds 1 layer (["a"]); routing needs at least 2, one [rows, d] tensor each"#
+        ),
         "{e}"
     );
     let npy = b.dir.path().join("bank.npy");

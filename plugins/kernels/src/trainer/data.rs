@@ -57,6 +57,15 @@ impl RowSource for LayerBank {
     }
 }
 
+/// A one-tensor bank (`.npy`, or the `tensor` of a `.safetensors` file) from its path and exact bytes.
+pub fn open_one_tensor(
+    path: &Path,
+    bytes: Vec<u8>,
+    tensor: Option<&str>,
+) -> Result<Box<dyn RowSource>, ActivationError> {
+    Ok(Box::new(Bank::from_bytes(path, bytes, tensor)?))
+}
+
 /// Opens a bank from its path and exact bytes.
 pub type Opener<'a> = dyn Fn(&Path, Vec<u8>) -> Result<Box<dyn RowSource>, ActivationError> + 'a;
 
@@ -106,11 +115,8 @@ impl Dataset {
         expected_d_in: Option<usize>,
         digests: &mut Digests,
     ) -> Result<Dataset, TrainerError> {
-        let tensor = cfg.tensor.clone();
-        let open =
-            move |path: &Path, bytes: Vec<u8>| -> Result<Box<dyn RowSource>, ActivationError> {
-                Ok(Box::new(Bank::from_bytes(path, bytes, tensor.as_deref())?))
-            };
+        let tensor = cfg.tensor.as_deref();
+        let open = |path: &Path, bytes: Vec<u8>| open_one_tensor(path, bytes, tensor);
         Self::load_from(inputs, cfg, expected_d_in, digests, &open)
     }
 

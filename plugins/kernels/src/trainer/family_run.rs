@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::config::{CommonConfig, check_resume_fingerprint, resume_fingerprint};
-use super::data::{Dataset, Digests, RowSource, read_input};
+use super::data::{Dataset, Digests, RowSource, open_one_tensor, read_input};
 use super::run::{Hooks, Plan, Session, drive};
 use super::stream::MetricStream;
 use super::{
     ACTIVATIONS_INPUT, EVAL_INPUT, METRICS_FILE, RESUME_INPUT, STREAM_FILE, TrainerError,
     write_json,
 };
-use crate::activations::{ActivationError, Bank};
+use crate::activations::ActivationError;
 use crate::checkpoint;
 use crate::engine::{EngineConfig, FamilyTrainer, Sae};
 use crate::family::Family;
@@ -97,11 +97,7 @@ pub struct Plain {
 impl<F: Family> RunShape<F> for Plain {
     type Session = FamilyTrainer<F>;
     fn open(&self, path: &Path, bytes: Vec<u8>) -> Result<Box<dyn RowSource>, ActivationError> {
-        Ok(Box::new(Bank::from_bytes(
-            path,
-            bytes,
-            self.tensor.as_deref(),
-        )?))
+        open_one_tensor(path, bytes, self.tensor.as_deref())
     }
     fn bank_width(&self, sae_d_in: usize) -> Option<usize> {
         Some(sae_d_in)
