@@ -115,6 +115,18 @@ pub fn write_eval_summary(
     Ok(serde_json::json!({"outputs": [file], "summary": file}))
 }
 
+/// A signed run directory's identity `(campaign, run_id)`: the last two components of `results/<campaign>/<run_id>/`,
+/// which is how the host hands input runs to an eval plugin. Evals record it so that a reader (a gate) can check
+/// which run their evidence concerns.
+pub fn run_identity(dir: &std::path::Path) -> (String, String) {
+    let name = |p: Option<&std::path::Path>| {
+        p.and_then(std::path::Path::file_name)
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    (name(dir.parent()), name(Some(dir)))
+}
+
 /// What `run` receives. Inputs are files, never in-memory tensors, so the host can hash everything a run read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,6 +10,7 @@ use husai_kernels::activations::{OpenOptions, open};
 use husai_kernels::inference::Encoder;
 use husai_kernels::rng::SplitMix64;
 use husai_kernels::stats::BootstrapSpec;
+use husai_plugin_api::run_identity;
 use serde_json::{Value, json};
 
 use crate::drop::drop_stats;
@@ -71,22 +72,9 @@ impl std::fmt::Display for EvalError {
     }
 }
 
-/// A signed run directory's identity: `results/<campaign>/<run_id>/`.
-pub fn run_identity(dir: &Path) -> (String, String) {
-    let name = |p: Option<&Path>| {
-        p.and_then(Path::file_name)
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    (name(dir.parent()), name(Some(dir)))
-}
-
 /// The lower-case hex sha256 of a file of `dir`.
 fn sha256_of(dir: &Path, file: &str) -> Result<String, EvalError> {
-    use husai_kernels::trainer::{Digests, read_input};
-    let mut d = Digests::new();
-    read_input(file, &dir.join(file), &mut d).map_err(|e| EvalError::Inputs(e.to_string()))?;
-    Ok(d.remove(file).unwrap_or_default())
+    husai_kernels::trainer::file_sha256(dir, file).map_err(|e| EvalError::Inputs(e.to_string()))
 }
 
 /// The generating law of a `data synth` run directory.

@@ -100,6 +100,59 @@ impl SynthConfig {
 
 /// Generates the matrix described by `config` (on the current rayon pool).
 pub fn generate(config: &SynthConfig) -> Result<SynthData, KernelError> {
+    generate_rows(config, None).map(|(data, _)| data)
+}
+
+/// A second view of the same sparse codes: `y = s·V` for the rows `x = s·U` of [`generate`], with its own
+/// dictionary `V` (`[n_features, d_out]`, unit rows, drawn from `target_seed`). The synthetic ground truth of a
+/// transcoder: a sparse code that maps x to y exists, and its decoder is `V`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthTarget {
+    /// Targets, `[rows, d_out]` row-major.
+    pub y: Vec<f32>,
+    /// The target dictionary `V`, `[n_features, d_out]`, unit-norm rows.
+    pub dictionary: Vec<f32>,
+    /// Width of each target row.
+    pub d_out: usize,
+    /// Seed of `V`'s draw.
+    pub target_seed: u64,
+}
+
+/// [`generate`] and, from the same draw of codes, the target `y = s·V` of [`SynthTarget`]. `x` and `U` are
+/// bit-identical to [`generate`]'s (the target draws from streams of its own), so a signed `data synth` run's
+/// activations can be paired with a target afterwards, from its recorded config.
+pub fn generate_with_target(
+    config: &SynthConfig,
+    d_out: usize,
+    target_seed: u64,
+) -> Result<(SynthData, SynthTarget), KernelError> {
+    if d_out == 0 || config.rows.checked_mul(d_out).is_none() {
+        return Err(KernelError::Config {
+            field: "d_out",
+            value: d_out.to_string(),
+            reason: "must be >= 1 and rows * d_out must fit in memory addressing".into(),
+        });
+    }
+    let (data, target) = generate_rows(config, Some((d_out, target_seed)))?;
+    Ok((data, target.expect("a target was asked for")))
+}
+
+/// `n` unit rows of width `d`, each i.i.d. standard normal scaled to unit norm, from `rng`.
+fn unit_normal_rows(rng: &mut SplitMix64, n: usize, d: usize) -> Vec<f32> {
+    let mut m: Vec<f32> = (0..n * d).map(|_| rng.normal() as f32).collect();
+    for row in m.chunks_exact_mut(d) {
+        let norm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt() as f32;
+        for v in row.iter_mut() {
+            *v /= norm;
+        }
+    }
+    m
+}
+
+fn generate_rows(
+    config: &SynthConfig,
+    target: Option<(usize, u64)>,
+) -> Result<(SynthData, Option<SynthTarget>), KernelError> {
     config.validate()?;
     let SynthConfig {
         rows,
@@ -110,25 +163,32 @@ pub fn generate(config: &SynthConfig) -> Result<SynthData, KernelError> {
         coef_max,
         seed,
     } = *config;
-    // Stream 0 draws the dictionary; streams 1.. draw the row chunks.
-    let mut rng = SplitMix64::stream(seed, 0);
-    let mut dictionary: Vec<f32> = (0..n_features * d_in)
-        .map(|_| rng.normal() as f32)
-        .collect();
-    for row in dictionary.chunks_exact_mut(d_in) {
-        let n = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt() as f32;
-        for v in row.iter_mut() {
-            *v /= n;
-        }
-    }
+    // Stream 0 draws the dictionary; streams 1.. draw the row chunks. The target dictionary has a generator of
+    // its own, so pairing leaves x and U as they were.
+    let dictionary = unit_normal_rows(&mut SplitMix64::stream(seed, 0), n_features, d_in);
+    let d_out = target.map_or(0, |(d, _)| d);
+    let v = target.map_or_else(Vec::new, |(d, ts)| {
+        unit_normal_rows(&mut SplitMix64::new(ts), n_features, d)
+    });
     let mut x = vec![0f32; rows * d_in];
-    let dict = &dictionary;
+    let mut y = vec![0f32; rows * d_out];
+    let (dict, v) = (&dictionary, &v);
+    // With no target, y is empty and its chunks are empty too; zip would then stop at once, so pair x's chunks
+    // with y's through an index instead.
+    let y_chunks: Vec<&mut [f32]> = if d_out == 0 {
+        Vec::new()
+    } else {
+        y.chunks_mut(SYNTH_CHUNK * d_out).collect()
+    };
+    let mut y_chunks: Vec<Option<&mut [f32]>> = y_chunks.into_iter().map(Some).collect();
+    y_chunks.resize_with(rows.div_ceil(SYNTH_CHUNK), || None);
     x.par_chunks_mut(SYNTH_CHUNK * d_in)
+        .zip(y_chunks.par_iter_mut())
         .enumerate()
-        .for_each(|(c, block)| {
+        .for_each(|(c, (block, y_block))| {
             let mut rng = SplitMix64::stream(seed, 1 + c as u64);
             let mut chosen: Vec<u32> = Vec::with_capacity(l0);
-            for row in block.chunks_exact_mut(d_in) {
+            for (r, row) in block.chunks_exact_mut(d_in).enumerate() {
                 chosen.clear();
                 while chosen.len() < l0 {
                     let f = rng.below(n_features as u64) as u32;
@@ -138,18 +198,33 @@ pub fn generate(config: &SynthConfig) -> Result<SynthData, KernelError> {
                 }
                 for &f in &chosen {
                     let a = coef_min + (coef_max - coef_min) * rng.uniform_f32();
-                    let d = &dict[f as usize * d_in..(f as usize + 1) * d_in];
-                    for (o, &v) in row.iter_mut().zip(d) {
-                        *o += a * v;
+                    let f = f as usize;
+                    for (o, &u) in row.iter_mut().zip(&dict[f * d_in..(f + 1) * d_in]) {
+                        *o += a * u;
+                    }
+                    if let Some(yb) = y_block.as_deref_mut() {
+                        let out = &mut yb[r * d_out..(r + 1) * d_out];
+                        for (o, &w) in out.iter_mut().zip(&v[f * d_out..(f + 1) * d_out]) {
+                            *o += a * w;
+                        }
                     }
                 }
             }
         });
-    Ok(SynthData {
-        x,
-        dictionary,
-        config: *config,
-    })
+    let target = target.map(|(d_out, target_seed)| SynthTarget {
+        y,
+        dictionary: v.clone(),
+        d_out,
+        target_seed,
+    });
+    Ok((
+        SynthData {
+            x,
+            dictionary,
+            config: *config,
+        },
+        target,
+    ))
 }
 
 /// How well a learned dictionary recovers the true one.
@@ -268,6 +343,48 @@ mod tests {
         assert!((mean_sq - 3.25).abs() < 0.3, "{mean_sq}");
         let other = generate(&SynthConfig { seed: 6, ..cfg() }).unwrap();
         assert_ne!(a.x, other.x);
+    }
+
+    #[test]
+    fn a_paired_target_shares_the_codes_and_leaves_x_as_generate_makes_it() {
+        let c = cfg();
+        let plain = generate(&c).unwrap();
+        let (data, t) = generate_with_target(&c, 5, 11).unwrap();
+        assert_eq!(data, plain);
+        assert_eq!(
+            (t.y.len(), t.dictionary.len()),
+            (c.rows * 5, c.n_features * 5)
+        );
+        // With one feature per row, x = a·U_f and y = a·V_f: the same feature and coefficient on both sides.
+        let one = SynthConfig { l0: 1, ..c };
+        let (data, t) = generate_with_target(&one, 5, 11).unwrap();
+        let (d, dout) = (one.d_in, 5);
+        for r in 0..one.rows {
+            let xr = &data.x[r * d..(r + 1) * d];
+            let dot =
+                |f: usize| -> f32 { (0..d).map(|j| xr[j] * data.dictionary[f * d + j]).sum() };
+            let f = (0..one.n_features)
+                .max_by(|&p, &q| dot(p).abs().total_cmp(&dot(q).abs()))
+                .unwrap();
+            let a = dot(f);
+            assert!(
+                (one.coef_min..one.coef_max + 1e-5).contains(&a),
+                "row {r}: {a}"
+            );
+            for j in 0..dout {
+                let want = a * t.dictionary[f * dout + j];
+                assert!((t.y[r * dout + j] - want).abs() < 1e-5, "row {r}");
+            }
+        }
+        // Deterministic; another target seed changes V and y but not x.
+        let (again, t2) = generate_with_target(&c, 5, 11).unwrap();
+        assert_eq!(again, plain);
+        assert_eq!(t2, generate_with_target(&c, 5, 11).unwrap().1);
+        let (x3, t3) = generate_with_target(&c, 5, 12).unwrap();
+        assert_eq!(x3, plain);
+        assert_ne!(t3.y, t2.y);
+        let e = generate_with_target(&c, 0, 1).unwrap_err();
+        assert!(e.to_string().contains("d_out"), "{e}");
     }
 
     #[test]

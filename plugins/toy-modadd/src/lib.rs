@@ -11,6 +11,8 @@
 //! - `resid_pre.npy` [p², d]: h = E[a] + E[b] for every pair, row a·p + b. The embedding's own coordinates, where the
 //!   Fourier directions Eᵀcos_k live; SAEs for the known-circuit eval are trained on it.
 //! - `mlp_hidden.npy` [p², width]: the hidden layer ReLU(W_in h + b_in), row a·p + b.
+//! - `mlp_out.npy` [p², d]: the MLP's output W_out·ReLU(W_in h + b_in), row a·p + b. With `resid_pre.npy` (the MLP's
+//!   input) it is what a transcoder is fitted on (the transcoder-stress eval).
 //! - `toy_model.json`: the config, the split, the training curve, the grokking step, final accuracies and the
 //!   embedding's top-5 folded-frequency share trained and at init.
 
@@ -30,6 +32,7 @@ use serde_json::{Value, json};
 pub const WEIGHTS: &str = "model.safetensors";
 pub const RESID_PRE: &str = "resid_pre.npy";
 pub const HIDDEN: &str = "mlp_hidden.npy";
+pub const MLP_OUT: &str = "mlp_out.npy";
 pub const RECORD: &str = "toy_model.json";
 /// The number of key frequencies whose share is reported.
 pub const KEY_FREQUENCIES: usize = 5;
@@ -172,6 +175,8 @@ pub fn write_outputs(dir: &Path, cfg: &ToyConfig, t: &Trained) -> Result<Value, 
     write_npy_f32(&path, p * p, d, &f.resid_pre).map_err(|e| out_err(&path, e))?;
     let path = dir.join(HIDDEN);
     write_npy_f32(&path, p * p, w, &f.hidden).map_err(|e| out_err(&path, e))?;
+    let path = dir.join(MLP_OUT);
+    write_npy_f32(&path, p * p, d, &f.mlp_out).map_err(|e| out_err(&path, e))?;
 
     let share = |e: &[f32]| -> Result<(f64, Vec<usize>), PluginError> {
         let energy =
@@ -202,6 +207,7 @@ pub fn write_outputs(dir: &Path, cfg: &ToyConfig, t: &Trained) -> Result<Value, 
         "activations": {
             RESID_PRE: {"shape": [p * p, d], "what": "h = E[a] + E[b], row a·p + b"},
             HIDDEN: {"shape": [p * p, w], "what": "ReLU(W_in·h + b_in), row a·p + b"},
+            MLP_OUT: {"shape": [p * p, d], "what": "W_out·ReLU(W_in·h + b_in), the MLP's output, row a·p + b"},
         },
         "summary": summary, "curve": curve,
     });
@@ -254,7 +260,7 @@ impl Plugin for ToyModAdd {
             )));
         }
         let summary = pool.install(|| write_outputs(&request.output_dir, &cfg, &trained))?;
-        Ok(json!({"outputs": [WEIGHTS, RESID_PRE, HIDDEN, RECORD], "summary": summary}))
+        Ok(json!({"outputs": [WEIGHTS, RESID_PRE, HIDDEN, MLP_OUT, RECORD], "summary": summary}))
     }
 }
 

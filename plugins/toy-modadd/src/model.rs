@@ -167,6 +167,8 @@ pub struct Forward {
     pub pre: Vec<f32>,
     /// ReLU(pre), [n, width]: the hidden layer.
     pub hidden: Vec<f32>,
+    /// W_out·hidden, [n, d]: the MLP's output.
+    pub mlp_out: Vec<f32>,
     /// r = h + W_out·hidden, [n, d].
     pub resid_post: Vec<f32>,
     /// Uᵀr, [n, p].
@@ -211,6 +213,13 @@ pub fn forward(m: &ToyModel, pairs: &[(usize, usize)]) -> Result<Forward, Kernel
             *x += b;
         }
     }
+    let mut mlp_out = vec![0.0f32; n * d];
+    matmul(
+        MatMut::row_major("mlp_out", &mut mlp_out, n, d)?,
+        view("hidden", &hidden, n, w)?,
+        view("w_out", &m.w_out, d, w)?.t(),
+        false,
+    )?;
     let mut r = h.clone();
     matmul(
         MatMut::row_major("resid_post", &mut r, n, d)?,
@@ -230,6 +239,7 @@ pub fn forward(m: &ToyModel, pairs: &[(usize, usize)]) -> Result<Forward, Kernel
         resid_pre: h,
         pre,
         hidden,
+        mlp_out,
         resid_post: r,
         logits,
     })

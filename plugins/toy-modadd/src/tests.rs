@@ -90,7 +90,18 @@ fn outputs_have_the_documented_names_and_shapes() {
         let want = t.model.embed[a * 4 + j] + t.model.embed[b * 4 + j];
         assert_eq!(resid.data()[(a * 7 + b) * 4 + j], want);
     }
-    assert_eq!(open(HIDDEN, None).info().shape(), [49, 6]);
+    let hidden = open(HIDDEN, None);
+    assert_eq!(hidden.info().shape(), [49, 6]);
+    // Row r of mlp_out.npy is W_out·hidden[r], the MLP's output for that pair.
+    let out = open(MLP_OUT, None);
+    assert_eq!(out.info().shape(), [49, 4]);
+    let r = a * 7 + b;
+    for i in 0..4 {
+        let want: f32 = (0..6)
+            .map(|j| t.model.w_out[i * 6 + j] * hidden.data()[r * 6 + j])
+            .sum();
+        assert!((out.data()[r * 4 + i] - want).abs() <= 1e-5 * (1.0 + want.abs()));
+    }
     let record: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(RECORD)).unwrap()).unwrap();
     assert_eq!(record["curve"].as_array().unwrap().len(), 3);

@@ -26,6 +26,13 @@ pub fn read_input(key: &str, path: &Path, digests: &mut Digests) -> Result<Vec<u
     Ok(bytes)
 }
 
+/// The lower-case hex sha256 of the file `dir/file` (an eval citing the exact weights or data it read).
+pub fn file_sha256(dir: &Path, file: &str) -> Result<String, TrainerError> {
+    let mut d = Digests::new();
+    read_input(file, &dir.join(file), &mut d)?;
+    Ok(d.remove(file).expect("read_input records the digest"))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -19,7 +19,7 @@ pub mod stream;
 pub mod topk_keys;
 
 pub use config::{CommonConfig, CommonDefaults, EvalSpec, Length, RowRange};
-pub use data::{Dataset, Digests, Opener, RowSource, read_input};
+pub use data::{Dataset, Digests, Opener, RowSource, file_sha256, read_input};
 pub use family_run::{FamilyRun, run_family};
 pub use run::{Detail, DriveOutcome, Hooks, Plan, Session, Silent, Status, StepStats, drive};
 pub use stream::MetricStream;
