@@ -55,6 +55,10 @@ pub const SCHEMAS: &[(&str, &str)] = &[
         "ood-stress.v1",
         include_str!("../../schemas/ood-stress.v1.json"),
     ),
+    (
+        "transcoder-stress.v1",
+        include_str!("../../schemas/transcoder-stress.v1.json"),
+    ),
 ];
 
 /// A document that does not satisfy its schema. Holds every violation, not only the first.

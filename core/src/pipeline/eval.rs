@@ -33,6 +33,7 @@ pub const SUMMARY_SCHEMAS: &[&str] = &[
     "closure-summary.v1",
     "trained-vs-random.v1",
     "ood-stress.v1",
+    "transcoder-stress.v1",
 ];
 
 /// The role of an `--input` given without `ROLE=`.

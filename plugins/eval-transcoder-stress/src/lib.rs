@@ -1,0 +1,475 @@
+//! `transcoder-stress`: are transcoder features more seed-stable than SAE features fitted on the same rows? The
+//! reimplementation of upstream HUSAI's transcoder stress eval and sweep (reference upstream-stress-evals.md §1), with
+//! its defects fixed (§1.8 T1–T5, §6). Writes `transcoder_stress_summary.json` (schemas/transcoder-stress.v1.json)
+//! through the eval contract (docs/eval-contract.md).
+//!
+//! Input: `--input data=RUN`, a toy-modadd run (x = the MLP's input, y = its output) or a `data synth` run (x = s·U,
+//! y = s·V, a known ground truth) ([`data`]). Both methods fit the same TopK encoder-decoder ([`fit`]): the transcoder
+//! predicts y from x, the SAE reconstructs x.
+//!
+//! - Metric: PWMCC between the decoders of every two seeds, per method; held-out FVU of each fit (prediction for
+//!   transcoders, reconstruction for SAEs); for synthetic data the share of V (transcoders) or U (SAEs) recovered.
+//! - Statistic: `Δ` = mean pairwise PWMCC(transcoders) − mean pairwise PWMCC(SAEs), with a paired seed-level
+//!   interval: the same seed draws for both methods ([`sweep`]).
+//! - Sweep: every condition of `d_sae × k × epochs` on `select_seeds`; the one with the largest lower bound is then
+//!   fitted on `confirm_seeds`, which must be disjoint from them; only that confirmation is gateable, and only from
+//!   8 seeds (`transcoder_delta_lcb`). Every condition's per-seed values are in the summary.
+
+pub mod data;
+pub mod fit;
+pub mod sweep;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use husai_kernels::stats::{BootstrapSpec, MAX_SEED};
+use husai_plugin_api::{
+    Description, Plugin, PluginError, Progress, RunRequest, config_object, write_eval_summary,
+};
+use serde_json::{Map, Value, json};
+
+use data::DataSettings;
+use sweep::{Condition, MIN_GATE_SEEDS, MIN_SEEDS, SweepSettings};
+
+/// The schema of the summary.
+pub const SCHEMA: &str = "transcoder-stress.v1";
+/// The plugin's name and its one eval.
+pub const EVAL: &str = "transcoder-stress";
+/// The summary's file name.
+pub const SUMMARY: &str = "transcoder_stress_summary.json";
+/// What the summary's numbers mean.
+pub const DEFINITIONS: &str = "PWMCC(A, B) = (mean_i max_j |cos(A_i, B_j)| + mean_j max_i |cos(A_i, B_j)|) / 2 over \
+    the decoder rows of two fits; a method's stability = the mean PWMCC over every pair of its seeds; delta = \
+    stability(transcoders) - stability(SAEs) over the same seeds; interval: paired seed bootstrap of delta (one draw \
+    of seeds for both methods; studentized from 8 seeds, percentile below); FVU = sum((t_hat - t)^2) / sum((t - \
+    mean t)^2) on the held-out rows, t = y (the MLP output) for transcoders and x for SAEs; recovered_fraction = \
+    share of planted features (rows of V for transcoders, U for SAEs) whose best decoder cosine exceeds 0.9";
+
+const KEYS: [&str; 15] = [
+    "d_sae",
+    "k",
+    "epochs",
+    "lr",
+    "batch",
+    "select_seeds",
+    "confirm_seeds",
+    "held_out_fraction",
+    "split_seed",
+    "target_d",
+    "target_seed",
+    "random_pairs",
+    "random_seed",
+    "bootstrap",
+    "bootstrap_seed",
+];
+
+/// Why the evaluation could not run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalError {
+    Config(String),
+    Inputs(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for EvalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EvalError::Config(m) | EvalError::Inputs(m) | EvalError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<EvalError> for PluginError {
+    fn from(e: EvalError) -> Self {
+        match e {
+            EvalError::Config(m) => PluginError::invalid_config(m),
+            EvalError::Inputs(m) => PluginError::invalid_input(m),
+            EvalError::Failed(m) => PluginError::failed(m),
+        }
+    }
+}
+
+/// The settings (the config, checked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub d_sae: Vec<usize>,
+    pub k: Vec<usize>,
+    pub epochs: Vec<usize>,
+    pub sweep: SweepSettings,
+    pub data: DataSettings,
+}
+
+impl Default for Settings {
+    /// Upstream's grid (§1.5) less its learning-rate axis, upstream's batch, 5 selection and 8 confirmation seeds.
+    fn default() -> Self {
+        let (d_sae, k, epochs) = (vec![128, 256], vec![16, 32], vec![12, 20]);
+        Settings {
+            sweep: SweepSettings {
+                conditions: grid(&d_sae, &k, &epochs),
+                lr: 1e-3,
+                batch: 512,
+                select_seeds: (0..5).collect(),
+                confirm_seeds: (100..108).collect(),
+                random_pairs: 32,
+                random_seed: 0x0054_4353, // "TCS"
+                bootstrap: BootstrapSpec::default(),
+                confidence: 0.95,
+            },
+            d_sae,
+            k,
+            epochs,
+            data: DataSettings {
+                held_out_fraction: 0.2,
+                split_seed: 0,
+                target_d: None,
+                target_seed: 1,
+            },
+        }
+    }
+}
+
+fn grid(d_sae: &[usize], k: &[usize], epochs: &[usize]) -> Vec<Condition> {
+    let mut out = Vec::new();
+    for &d in d_sae {
+        for &kk in k {
+            for &e in epochs {
+                out.push(Condition {
+                    d_sae: d,
+                    k: kk,
+                    epochs: e,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn schema() -> Value {
+    let d = Settings::default();
+    let list = |what: &str, default: &[usize]| {
+        json!({"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "minItems": 1,
+               "uniqueItems": true, "default": default, "description": what})
+    };
+    let seeds = |what: &str, default: &[u64]| {
+        json!({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
+               "minItems": MIN_SEEDS, "uniqueItems": true, "default": default, "description": what})
+    };
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "transcoder-stress config",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "d_sae": list("latents of both methods (grid axis)", &d.d_sae),
+            "k": list("active latents per row (grid axis; each at most every d_sae)", &d.k),
+            "epochs": list("passes over the training rows (grid axis)", &d.epochs),
+            "lr": {"type": "number", "exclusiveMinimum": 0, "default": d.sweep.lr, "description": "Adam learning rate"},
+            "batch": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": d.sweep.batch},
+            "select_seeds": seeds("seeds every condition is fitted on to choose one (at least 5)", &d.sweep.select_seeds),
+            "confirm_seeds": seeds("fresh seeds the chosen condition is fitted on again; only their interval is gateable, from 8 seeds; disjoint from select_seeds", &d.sweep.confirm_seeds),
+            "held_out_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                                  "default": d.data.held_out_fraction, "description": "share of rows FVU is measured on"},
+            "split_seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "default": d.data.split_seed},
+            "target_d": {"type": "integer", "minimum": 1, "maximum": 65536,
+                         "description": "data synth input only: width of the target y = s·V (default: d_in)"},
+            "target_seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "default": d.data.target_seed,
+                            "description": "data synth input only: seed of the target dictionary V"},
+            "random_pairs": {"type": "integer", "minimum": 2, "maximum": 100_000, "default": d.sweep.random_pairs,
+                             "description": "pairs of isotropic Gaussian decoders in the chance baseline"},
+            "random_seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "default": d.sweep.random_seed},
+            "bootstrap": {"type": "integer", "minimum": 100, "maximum": 1_000_000, "default": d.sweep.bootstrap.resamples},
+            "bootstrap_seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "default": d.sweep.bootstrap.seed}
+        }
+    })
+}
+
+impl Settings {
+    /// The settings of a config object; an unknown key or a bad value is an error naming the key.
+    pub fn from_config(c: &Value) -> Result<Settings, EvalError> {
+        let bad = EvalError::Config;
+        let obj = config_object(c, EVAL, &KEYS).map_err(bad)?;
+        let d = Settings::default();
+        let int = |k: &str, min: u64, max: u64, default: u64| -> Result<u64, EvalError> {
+            match obj.get(k) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_u64()
+                    .filter(|x| (min..=max).contains(x))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "config key {k:?} must be an integer from {min} to {max}, got {v}"
+                        ))
+                    }),
+            }
+        };
+        let ints =
+            |k: &str, min: u64, max: u64, default: Vec<u64>| -> Result<Vec<u64>, EvalError> {
+                let Some(v) = obj.get(k) else {
+                    return Ok(default);
+                };
+                let list = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+                    bad(format!(
+                        "config key {k:?} must be a non-empty list, got {v}"
+                    ))
+                })?;
+                let mut out = Vec::with_capacity(list.len());
+                for item in list {
+                    let x = item
+                        .as_u64()
+                        .filter(|x| (min..=max).contains(x))
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "config key {k:?} holds {item}, not an integer from {min} to {max}"
+                            ))
+                        })?;
+                    if out.contains(&x) {
+                        return Err(bad(format!("config key {k:?} lists {x} twice")));
+                    }
+                    out.push(x);
+                }
+                Ok(out)
+            };
+        let usizes = |k: &str, default: &[usize]| -> Result<Vec<usize>, EvalError> {
+            Ok(
+                ints(k, 1, 1_000_000, default.iter().map(|&x| x as u64).collect())?
+                    .into_iter()
+                    .map(|x| x as usize)
+                    .collect(),
+            )
+        };
+        let (d_sae, k, epochs) = (
+            usizes("d_sae", &d.d_sae)?,
+            usizes("k", &d.k)?,
+            usizes("epochs", &d.epochs)?,
+        );
+        if let (Some(&kmax), Some(&dmin)) = (k.iter().max(), d_sae.iter().min())
+            && kmax > dmin
+        {
+            return Err(bad(format!(
+                "config key \"k\" holds {kmax}, more than the smallest d_sae {dmin}; every grid point needs k <= d_sae"
+            )));
+        }
+        let seeds = |key: &str, default: &[u64]| -> Result<Vec<u64>, EvalError> {
+            let s = ints(key, 0, MAX_SEED, default.to_vec())?;
+            if s.len() < MIN_SEEDS {
+                return Err(bad(format!(
+                    "config key {key:?} has {} seeds; the seed-level interval needs at least {MIN_SEEDS}",
+                    s.len()
+                )));
+            }
+            Ok(s)
+        };
+        let select_seeds = seeds("select_seeds", &d.sweep.select_seeds)?;
+        let confirm_seeds = seeds("confirm_seeds", &d.sweep.confirm_seeds)?;
+        if let Some(s) = confirm_seeds.iter().find(|s| select_seeds.contains(s)) {
+            return Err(bad(format!(
+                "seed {s} is in both select_seeds and confirm_seeds; the condition is chosen on select_seeds, so its \
+                 confirmation must use fresh seeds"
+            )));
+        }
+        let fraction = match obj.get("held_out_fraction") {
+            None => d.data.held_out_fraction,
+            Some(v) => v.as_f64().filter(|x| *x > 0.0 && *x < 1.0).ok_or_else(|| {
+                bad(format!(
+                    "config key \"held_out_fraction\" must lie strictly between 0 and 1, got {v}"
+                ))
+            })?,
+        };
+        let lr = match obj.get("lr") {
+            None => d.sweep.lr,
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "config key \"lr\" must be a finite number > 0, got {v}"
+                    ))
+                })? as f32,
+        };
+        let target_d = match obj.get("target_d") {
+            None => None,
+            Some(_) => Some(int("target_d", 1, 65536, 1)? as usize),
+        };
+        Ok(Settings {
+            sweep: SweepSettings {
+                conditions: grid(&d_sae, &k, &epochs),
+                lr,
+                batch: int("batch", 1, 1_000_000, d.sweep.batch as u64)? as usize,
+                select_seeds,
+                confirm_seeds,
+                random_pairs: int("random_pairs", 2, 100_000, d.sweep.random_pairs as u64)?
+                    as usize,
+                random_seed: int("random_seed", 0, MAX_SEED, d.sweep.random_seed)?,
+                bootstrap: BootstrapSpec {
+                    resamples: int(
+                        "bootstrap",
+                        100,
+                        1_000_000,
+                        d.sweep.bootstrap.resamples as u64,
+                    )? as u32,
+                    seed: int("bootstrap_seed", 0, MAX_SEED, d.sweep.bootstrap.seed)?,
+                },
+                confidence: d.sweep.confidence,
+            },
+            d_sae,
+            k,
+            epochs,
+            data: DataSettings {
+                held_out_fraction: fraction,
+                split_seed: int("split_seed", 0, MAX_SEED, d.data.split_seed)?,
+                target_d,
+                target_seed: int("target_seed", 0, MAX_SEED, d.data.target_seed)?,
+            },
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        let s = &self.sweep;
+        json!({
+            "d_sae": self.d_sae, "k": self.k, "epochs": self.epochs, "lr": s.lr, "batch": s.batch,
+            "select_seeds": s.select_seeds, "confirm_seeds": s.confirm_seeds,
+            "held_out_fraction": self.data.held_out_fraction, "split_seed": self.data.split_seed,
+            "target_d": self.data.target_d, "target_seed": self.data.target_seed,
+            "random_pairs": s.random_pairs, "random_seed": s.random_seed,
+            "bootstrap": s.bootstrap.resamples, "bootstrap_seed": s.bootstrap.seed, "confidence": s.confidence,
+        })
+    }
+}
+
+/// The one `data` input run.
+fn input(map: &BTreeMap<String, PathBuf>) -> Result<PathBuf, EvalError> {
+    if let Some(k) = map.keys().find(|k| k.split('/').next() != Some("data")) {
+        return Err(EvalError::Inputs(format!(
+            "transcoder-stress takes one --input data=RUN (a toy-modadd or data synth run); the request also names \
+             {k:?}"
+        )));
+    }
+    match map.values().collect::<Vec<_>>()[..] {
+        [one] => Ok(one.clone()),
+        ref v => Err(EvalError::Inputs(format!(
+            "transcoder-stress takes exactly one --input data=RUN (a toy-modadd or data synth run); got {}",
+            v.len()
+        ))),
+    }
+}
+
+fn conclusion(gateable: bool, low: f64, high: f64) -> &'static str {
+    match (gateable, low > 0.0, high < 0.0) {
+        (false, _, _) => "not_evaluated",
+        (true, true, _) => "transcoders_more_stable",
+        (true, _, true) => "saes_more_stable",
+        _ => "no_difference_shown",
+    }
+}
+
+/// Runs the sweep on the data run `dir`; `progress(done, total)` after each fit.
+pub fn evaluate(
+    dir: &Path,
+    s: &Settings,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Value, EvalError> {
+    let data = data::load(dir, &s.data)?;
+    let sw = &s.sweep;
+    let total = (2 * (sw.conditions.len() * sw.select_seeds.len() + sw.confirm_seeds.len())) as u64;
+    let mut done = 0u64;
+    let mut tick = || {
+        done += 1;
+        progress(done, total);
+    };
+    let mut results = Vec::with_capacity(sw.conditions.len());
+    for &c in &sw.conditions {
+        results.push(sweep::run_condition(
+            &data,
+            c,
+            &sw.select_seeds,
+            sw,
+            &mut tick,
+        )?);
+    }
+    let chosen = sweep::choose(&results);
+    let condition = results[chosen].condition;
+    let confirmed = sweep::run_condition(&data, condition, &sw.confirm_seeds, sw, &mut tick)?;
+    let (tc_rand, tc_rand_sd) =
+        sweep::random_baseline(condition.d_sae, data.d_out, sw.random_pairs, sw.random_seed)?;
+    let (sae_rand, sae_rand_sd) = sweep::random_baseline(
+        condition.d_sae,
+        data.d_in,
+        sw.random_pairs,
+        sw.random_seed ^ 1,
+    )?;
+    let (tc_mean, sae_mean) = confirmed.means();
+    let normalised = |x: f64, r: f64| husai_kernels::stats::chance_normalised(x, r).ok();
+    let mut confirmation = confirmed.to_json();
+    let extra: Map<String, Value> = serde_json::from_value(json!({
+        "random_baseline": {
+            "transcoder_space": {"mean": tc_rand, "sd": tc_rand_sd, "d": data.d_out},
+            "sae_space": {"mean": sae_rand, "sd": sae_rand_sd, "d": data.d_in},
+            "pairs": sw.random_pairs,
+        },
+        "chance_normalised": {"transcoder": normalised(tc_mean, tc_rand), "sae": normalised(sae_mean, sae_rand)},
+        "gate_reason": if confirmed.gateable { Value::Null } else { json!(format!(
+            "confirmed on {} seeds; a gate needs at least {MIN_GATE_SEEDS} (below that the paired interval \
+             undercovers)", confirmed.seeds.len())) },
+        "rows_per_s": confirmed.rows_per_s(),
+    }))
+    .expect("an object");
+    confirmation
+        .as_object_mut()
+        .expect("an object")
+        .extend(extra);
+    let lcb = confirmed.gateable.then_some(confirmed.interval.low);
+    let synthetic = match &data.source {
+        data::Source::Synthetic {
+            n_features,
+            target_seed,
+            ..
+        } => {
+            json!({"n_features": n_features, "target_seed": target_seed})
+        }
+        data::Source::ToyMlp => Value::Null,
+    };
+    Ok(json!({
+        "schema": SCHEMA,
+        "eval": EVAL,
+        "data_run": data.run,
+        "data": {
+            "train_rows": data.train_rows(), "held_out_rows": data.held_rows(), "d_in": data.d_in,
+            "d_out": data.d_out, "x_scale": data.x_scale, "y_scale": data.y_scale, "synthetic": synthetic,
+        },
+        "config": s.to_json(),
+        "conditions": results.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        "selection": {
+            "rule": "the condition with the largest lower bound of delta on select_seeds (ties: the earlier in grid \
+                     order d_sae, k, epochs)",
+            "condition": condition.id(), "seeds": sw.select_seeds,
+        },
+        "confirmation": confirmation,
+        "transcoder_delta": confirmed.delta,
+        "transcoder_delta_lcb": lcb,
+        "conclusion": conclusion(confirmed.gateable, confirmed.interval.low, confirmed.interval.high),
+        "definitions": DEFINITIONS,
+    }))
+}
+
+/// The plugin.
+pub struct TranscoderStress;
+
+impl Plugin for TranscoderStress {
+    fn describe() -> Description {
+        Description::eval(EVAL, env!("CARGO_PKG_VERSION"), schema())
+    }
+
+    fn run(request: &RunRequest, progress: &mut Progress) -> Result<Value, PluginError> {
+        let s = Settings::from_config(&request.config)?;
+        let dir = input(&request.inputs)?;
+        let summary = evaluate(&dir, &s, &mut |done, total| {
+            progress.report(done, total, "transcoder-stress: fits")
+        })?;
+        write_eval_summary(&request.output_dir, SUMMARY, &summary)
+    }
+}
+
+husai_plugin_api::export_plugin!(TranscoderStress);
+
+#[cfg(test)]
+mod tests;
