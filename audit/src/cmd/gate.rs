@@ -55,7 +55,9 @@ pub struct Args {
         conflicts_with = "parity"
     )]
     phase4a: Option<PathBuf>,
-    /// The release candidate's SAE train run: the random_model evidence must cover its family and configuration.
+    /// The release candidate's SAE train run. The random_model evidence must cover its family and configuration,
+    /// husai OOD evidence must be about this run, and husai transcoder evidence must have been measured on the data
+    /// run it was trained on; evidence about another model is refused (not_evaluated, failing, naming both).
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "parity")]
     candidate: Option<PathBuf>,
     /// Smallest chance-normalised PWMCC effect (x - rand)/(1 - rand) for random_model (profile default 0.05).
@@ -66,7 +68,8 @@ pub struct Args {
         conflicts_with = "parity"
     )]
     min_chance_normalised_effect: Option<f64>,
-    /// Transcoder stress summary or sweep results (inside a signed run).
+    /// Transcoder stress summary (husai's transcoder-stress eval: gated on its confirmed lower bound) or upstream
+    /// summary/sweep results (point delta), inside a signed run.
     #[arg(long, value_name = "FILE", conflicts_with = "parity")]
     transcoder: Option<PathBuf>,
     /// OOD stress summary (inside a signed run).

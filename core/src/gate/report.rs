@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{GateName, Policy};
 
-pub const GATE_REPORT_SCHEMA_VERSION: &str = "1.1";
+pub const GATE_REPORT_SCHEMA_VERSION: &str = "1.2";
 /// The report's schema in the embedded schema registry (`schemas/gate-report.v1.json`).
 pub const GATE_REPORT_SCHEMA_ID: &str = "gate-report.v1";
 /// File names inside a strict gate run.
@@ -125,6 +125,10 @@ pub struct TrainRunIdentity {
     /// The run's recorded config without its seed (and resume link): what seeds of one configuration share.
     pub configuration: serde_json::Value,
     pub seed: Option<u64>,
+    /// The run its training rows came from, `campaign/run_id` (schema 1.2; None when the rows were a plain file):
+    /// the transcoder gate checks that its evidence was measured on the candidate's own data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_run: Option<String>,
 }
 
 /// Which SAE runs a random_model summary covers, and the candidate they were checked against.

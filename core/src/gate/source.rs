@@ -200,5 +200,10 @@ pub fn read_train_run(dir: &Path, trust: &TrustPolicy) -> Result<TrainRunIdentit
         family,
         configuration: serde_json::Value::Object(config),
         seed: seed.or_else(|| m.seeds.first().copied()),
+        data_run: m
+            .inputs
+            .iter()
+            .find_map(|i| i.run.as_ref())
+            .map(|r| format!("{}/{}", r.campaign, r.run_id)),
     })
 }

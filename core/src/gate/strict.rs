@@ -363,7 +363,15 @@ fn random_model(policy: &Policy, inputs: &StrictInputs) -> Result<GateResult, Ga
     Ok(result)
 }
 
-fn transcoder_gate(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateResult, GateError> {
+/// The `schema` value of husai's transcoder stress summary (`schemas/transcoder-stress.v1.json`, plugin
+/// `transcoder-stress`).
+pub const TRANSCODER_STRESS_SCHEMA: &str = "transcoder-stress.v1";
+
+fn transcoder_gate(
+    policy: &Policy,
+    file: Option<&SourcedFile>,
+    candidate: Option<&TrainRunIdentity>,
+) -> Result<GateResult, GateError> {
     let Some(file) = file else {
         return Ok(gate_result(
             policy,
@@ -372,6 +380,9 @@ fn transcoder_gate(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateRe
             Vec::new(),
         ));
     };
+    if file.value.get("schema").and_then(LegacyValue::as_str) == Some(TRANSCODER_STRESS_SCHEMA) {
+        return husai_transcoder_gate(policy, file, candidate);
+    }
     let value = match file.detected.kind {
         ArtifactKind::TranscoderStressSummary => Sourced {
             value: transcoder::read_summary(&file.path, &file.value)?.delta,
@@ -425,6 +436,75 @@ fn transcoder_gate(policy: &Policy, file: Option<&SourcedFile>) -> Result<GateRe
         vec![file.citation.clone()],
         checks,
     ))
+}
+
+/// The transcoder gate on husai's own summary: the lower bound of the confirmed condition's paired interval
+/// (`transcoder_delta_lcb`, fitted on seeds the sweep did not choose it on) must be at least
+/// `min_transcoder_delta` (upstream gated the sweep winner's point delta, T2/T3). The evidence concerns the data run
+/// both methods were fitted on, which must be the one the candidate was trained on; otherwise, or with no candidate
+/// named, it is refused as the OOD evidence is: `not_evaluated`, failing, with the reason naming both runs. A
+/// confirmation on too few seeds to gate is `not_evaluated` with the summary's reason.
+fn husai_transcoder_gate(
+    policy: &Policy,
+    file: &SourcedFile,
+    candidate: Option<&TrainRunIdentity>,
+) -> Result<GateResult, GateError> {
+    let f = Fields::new(&file.path, &file.value, "transcoder_stress");
+    let text = |key: &str| -> Result<String, GateError> {
+        Ok(f.opt_str(&["data_run", key])?
+            .ok_or_else(|| ReadError::MissingField {
+                path: file.path.clone(),
+                kind: "transcoder_stress",
+                field: format!("data_run.{key}"),
+            })?
+            .to_string())
+    };
+    let evidence = format!("{}/{}", text("campaign")?, text("run_id")?);
+    let refusal = match candidate {
+        None => Some(format!(
+            "the transcoder evidence was measured on data run {evidence}; name the release candidate (--candidate \
+             RUN) so the gate can check that it was trained on that run"
+        )),
+        Some(c) if c.data_run.as_deref() != Some(evidence.as_str()) => Some(format!(
+            "the transcoder evidence was measured on data run {evidence}, but the candidate {}/{} was trained on {}; \
+             run transcoder-stress on the candidate's own data run",
+            c.campaign,
+            c.run_id,
+            c.data_run.as_deref().unwrap_or("a file outside any run")
+        )),
+        Some(_) => None,
+    };
+    let lcb = f.opt_f64(&["transcoder_delta_lcb"])?.map(|v| Sourced {
+        value: v,
+        field: "transcoder_delta_lcb".into(),
+    });
+    let checks = vec![check(
+        "transcoder_delta_lcb",
+        if refusal.is_some() { None } else { lcb },
+        Comparator::AtLeast,
+        policy.min_transcoder_delta,
+        "lcb",
+    )];
+    let mut g = gate_result(
+        policy,
+        GateName::Transcoder,
+        vec![file.citation.clone()],
+        checks,
+    );
+    if let Some(why) = refusal {
+        g.status = Status::NotEvaluated;
+        g.passed = false;
+        g.reason = Some(why);
+    } else if g.status == Status::NotEvaluated {
+        g.reason = f
+            .opt_str(&["confirmation", "gate_reason"])?
+            .map(|r| format!("the summary has no gateable bound: {r}"));
+    }
+    g.evidence = candidate.map(|c| EvidenceCoverage {
+        sae_runs: Vec::new(),
+        candidate: Some(c.clone()),
+    });
+    Ok(g)
 }
 
 /// The `schema` value of husai's OOD stress summary (`schemas/ood-stress.v1.json`, plugin `ood-stress`).
@@ -788,7 +868,11 @@ fn external_gate(
 /// evaluation so that no report is written from bad inputs.
 pub fn evaluate(policy: &Policy, inputs: &StrictInputs) -> Result<GateReport, GateError> {
     let random = random_model(policy, inputs)?;
-    let transcoder = transcoder_gate(policy, inputs.transcoder.as_ref())?;
+    let transcoder = transcoder_gate(
+        policy,
+        inputs.transcoder.as_ref(),
+        inputs.candidate_run.as_ref(),
+    )?;
     let ood = ood_gate(policy, inputs.ood.as_ref(), inputs.candidate_run.as_ref())?;
     let (external, candidate) = external_gate(policy, &inputs.external)?;
     let gates = vec![random, transcoder, ood, external];

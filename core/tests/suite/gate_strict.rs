@@ -526,3 +526,84 @@ fn husai_ood_evidence_gates_on_the_upper_bound_and_must_concern_the_candidate() 
         )
     );
 }
+
+/// A husai transcoder-stress summary (schema transcoder-stress.v1) measured on data run `toy/<run>`, with the
+/// confirmed condition's lower bound (None: confirmed on too few seeds to gate).
+fn transcoder_stress(run: &str, lcb: Option<f64>) -> String {
+    let (lcb, reason) = match lcb {
+        Some(v) => (format!("{v:?}"), "null".to_string()),
+        None => (
+            "null".to_string(),
+            r#""confirmed on 5 seeds; a gate needs at least 8 (below that the paired interval undercovers)""#
+                .to_string(),
+        ),
+    };
+    format!(
+        r#"{{"schema": "transcoder-stress.v1", "eval": "transcoder-stress",
+  "data_run": {{"campaign": "toy", "run_id": "{run}", "source": "toy-mlp", "files": {{}}}},
+  "selection": {{"condition": "dsae128_k16_ep12"}},
+  "confirmation": {{"id": "dsae128_k16_ep12", "delta": 0.004916, "gate_reason": {reason}}},
+  "transcoder_delta": 0.004916, "transcoder_delta_lcb": {lcb}}}"#
+    )
+}
+
+#[test]
+fn husai_transcoder_evidence_gates_on_the_confirmed_lower_bound_of_the_candidates_data() {
+    let s = Signer::new();
+    let policy = Policy::strict();
+    let with = |text: String, candidate: Option<usize>| {
+        let mut inputs = gate_support::passing_random_model(&s);
+        inputs.transcoder = Some(
+            read_verified(
+                &s.sign_json("transcoder_stress_summary.json", &text),
+                &s.trust,
+            )
+            .unwrap(),
+        );
+        inputs.candidate_run = candidate.map(|i| gate_support::sae_run(i, "sae-topk", 32));
+        let report = evaluate(&policy, &inputs).unwrap();
+        report.validate().unwrap();
+        report.gate(GateName::Transcoder).unwrap().clone()
+    };
+    // The candidate's data (sae_run's data_run is toy/data-run): the confirmed lower bound, not the point delta.
+    let g = with(transcoder_stress("data-run", Some(0.0011)), Some(0));
+    assert_eq!((g.status, g.passed), (Status::Pass, true));
+    assert_eq!(g.checks[0].metric, "transcoder_delta_lcb");
+    assert_eq!(g.checks[0].value, Some(0.0011));
+    assert_eq!(g.checks[0].basis, "lcb");
+    assert_eq!(
+        g.checks[0].source_field.as_deref(),
+        Some("transcoder_delta_lcb")
+    );
+    assert_eq!(g.evidence.unwrap().candidate.unwrap().run_id, "sae-0");
+    // Upstream's situation: a positive point delta (0.0049) whose bound is below 0 fails.
+    let g = with(transcoder_stress("data-run", Some(-0.002)), Some(0));
+    assert_eq!((g.status, g.passed), (Status::Fail, false));
+    // Measured on another data run than the candidate's: refused, naming both.
+    let g = with(transcoder_stress("other-toy", Some(0.0011)), Some(0));
+    assert_eq!((g.status, g.passed), (Status::NotEvaluated, false));
+    assert_eq!(
+        g.reason.as_deref(),
+        Some(
+            "the transcoder evidence was measured on data run toy/other-toy, but the candidate saes/sae-0 was \
+             trained on toy/data-run; run transcoder-stress on the candidate's own data run"
+        )
+    );
+    let g = with(transcoder_stress("data-run", Some(0.0011)), None);
+    assert_eq!((g.status, g.passed), (Status::NotEvaluated, false));
+    assert!(
+        g.reason
+            .unwrap()
+            .contains("name the release candidate (--candidate RUN)")
+    );
+    // Confirmed on too few seeds: not evaluated, with the summary's reason.
+    let g = with(transcoder_stress("data-run", None), Some(0));
+    assert_eq!((g.status, g.passed), (Status::NotEvaluated, false));
+    assert_eq!(
+        g.reason.as_deref(),
+        Some(
+            "the summary has no gateable bound: confirmed on 5 seeds; a gate needs at least 8 (below that the \
+             paired interval undercovers)"
+        )
+    );
+}

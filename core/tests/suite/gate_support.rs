@@ -137,6 +137,7 @@ pub fn sae_run(i: usize, family: &str, k: u64) -> husai_core::gate::report::Trai
         family: family.into(),
         configuration: serde_json::json!({"d_sae": 1024, "k": k}),
         seed: Some(i as u64),
+        data_run: Some("toy/data-run".into()),
     }
 }
 
