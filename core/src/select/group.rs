@@ -47,6 +47,12 @@ impl Candidate {
     pub fn is_group(&self) -> bool {
         self.stats.is_some()
     }
+
+    /// What the candidate's evidence is (upstream's deltas, or a husai run's), which decides when it is complete
+    /// and which Pareto axes it has.
+    pub fn evidence(&self) -> super::score::Evidence {
+        super::score::Evidence::of_sources(&self.sources)
+    }
 }
 
 /// A group dropped for having too few seeds.

@@ -143,11 +143,14 @@ fn load_input_value(
         (Mode::Parity, InputRole::Scaling) => SourceKind::Scaling,
         _ => detected_source,
     };
-    let config = match &content {
-        InputContent::External(r) => &r.config,
-        InputContent::Assignment(r) => &r.config,
+    let config_sha256 = match &content {
+        InputContent::External(r) => config_fingerprint(&r.config, display)?,
+        InputContent::Assignment(r) => config_fingerprint(&r.config, display)?,
+        // husai runs are read by `super::husai`, never from a results file.
+        InputContent::Husai(_) => {
+            return Err(wrong_kind(path, &value, "a selector results file"));
+        }
     };
-    let config_sha256 = config_fingerprint(config, display)?;
     Ok(LoadedInput {
         display: display.to_string(),
         source,

@@ -29,10 +29,12 @@
 //! | row sources | by flag (`--frontier-results` ⇒ `frontier`) | by detected producer (routed, matryoshka, …) | reports say what a row is |
 //! | booleans / strings in metric fields | would be numbers / absent | read error naming the field (both modes; no upstream file has one) | W3 |
 //! | output | upstream's five files, identity and group metrics mixed under one `metrics` key | `selection.json` with separate `representative` and `group_metrics` blocks, normalisation ranges, weights, tie-break and rationale | W11, W12 |
+//! | husai's own runs (`--run`, `--eval-run`) | not an input | one row per verified `ok` train run ([`husai`]): condition = the trainer plugin (family), group key family + config hash without seed, train EV = 1 − held-out FVU, SAEBench delta = its ood-stress eval's mean ID gap at `gate_k` (the offline analogue of SAEBench's sparse-probing `best_minus_llm_auc`), CE-Bench not applicable (complete without it; on the front by the SAEBench axis it shares with others, [`score::Evidence`]); diverged and interrupted runs listed in `skipped_records` | upstream's evidence was loose files; these are signed runs read through their digests |
 //!
 //! Both modes write inside a signed run; only the file layout differs.
 
 pub mod group;
+pub mod husai;
 pub mod inputs;
 pub mod output;
 pub mod record;
@@ -50,7 +52,7 @@ use crate::stats::{BootstrapSpec, StatsError};
 pub use group::{Candidate, GroupingDiagnostics, MetricStats};
 pub use inputs::{InputRole, load_input, load_input_bytes};
 pub use rows::{InputContent, LoadedInput, MetricKey, Metrics, Row, SourceKind};
-pub use score::{Normalization, Range, Score, Weights};
+pub use score::{Evidence, Normalization, Range, Score, Weights};
 
 /// Which semantics to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +219,7 @@ impl SelectConfig {
 #[derive(Debug, Error)]
 pub enum SelectError {
     #[error(
-        "no selector inputs: give at least one --frontier-results, --scaling-results or --assignment-results file"
+        "no selector inputs: give at least one --frontier-results, --scaling-results or --assignment-results file, or (strict mode) --input files or husai train runs (--run)"
     )]
     NoInputs,
     #[error(transparent)]
@@ -275,7 +277,12 @@ pub const VOLATILE_CONFIG_KEYS: [&str; 5] = [
 /// JSON, without [`VOLATILE_CONFIG_KEYS`] at the top level. Non-finite numbers (which canonical JSON cannot hold)
 /// are replaced by null first, as in everything we write.
 pub fn config_fingerprint(config: &LegacyValue, input: &str) -> Result<String, SelectError> {
-    let mut json = config.to_json();
+    json_config_fingerprint(&config.to_json(), input)
+}
+
+/// [`config_fingerprint`] of a configuration that is JSON already (a husai run's recorded config).
+pub fn json_config_fingerprint(config: &Value, input: &str) -> Result<String, SelectError> {
+    let mut json = config.clone();
     if let Value::Object(map) = &mut json {
         for key in VOLATILE_CONFIG_KEYS {
             map.remove(key);
@@ -367,6 +374,13 @@ fn skipped_records(inputs: &[LoadedInput]) -> Vec<SkippedRecord> {
                     reason: "`selected_checkpoint` is missing or not a string".to_string(),
                 }))
             }
+            InputContent::Husai(run) => {
+                out.extend(run.skipped.iter().map(|reason| SkippedRecord {
+                    source_results: input.display.clone(),
+                    row_index: 0,
+                    reason: reason.clone(),
+                }))
+            }
         }
     }
     out
@@ -402,7 +416,13 @@ fn filter_reason(row: &Row, config: &SelectConfig) -> Option<FilterReason> {
         return Some(FilterReason::CebenchBaselineMismatch);
     }
     let (sae, ce) = (m.saebench_delta, m.cebench_interp_delta_vs_baseline);
-    if config.require_both_external && (sae.is_none() || ce.is_none()) {
+    // Upstream rows need both deltas; a husai row its SAEBench analogue and train EV (CE-Bench does not apply).
+    if config.require_both_external
+        && score::Evidence::of_source(row.source)
+            .required()
+            .iter()
+            .any(|k| m.get(*k).is_none())
+    {
         return Some(FilterReason::MissingMetric);
     }
     // Python: `v < floor` is False for NaN, so NaN passes the floor.
@@ -430,6 +450,13 @@ pub fn select(inputs: &[LoadedInput], config: &SelectConfig) -> Result<Selection
         return Err(SelectError::NoInputs);
     }
     config.validate()?;
+    if config.mode == Mode::Parity && inputs.iter().any(|i| i.source == SourceKind::Husai) {
+        return Err(SelectError::InvalidConfig(
+            "husai train runs (--run) are strict-mode inputs; upstream's selector (--parity) has no such input"
+                .to_string(),
+        ));
+    }
+    let skipped = skipped_records(inputs);
     let rows = rows::extract_rows(inputs, config.mode)?;
     let mut filtered = Vec::new();
     let mut eligible = Vec::new();
@@ -452,12 +479,22 @@ pub fn select(inputs: &[LoadedInput], config: &SelectConfig) -> Result<Selection
             .map(|(name, n)| format!("{n} {name}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let skipped_note = match skipped.first() {
+            None => String::new(),
+            Some(first) => format!(
+                "{} input record(s) skipped, e.g. {}: {}",
+                skipped.len(),
+                first.source_results,
+                first.reason
+            ),
+        };
         return Err(SelectError::NoEligibleRows {
             total: rows.len(),
-            reasons: if reasons.is_empty() {
-                "the inputs have no records".to_string()
-            } else {
-                reasons
+            reasons: match (reasons.is_empty(), skipped_note.is_empty()) {
+                (true, true) => "the inputs have no records".to_string(),
+                (true, false) => skipped_note,
+                (false, true) => reasons,
+                (false, false) => format!("{reasons}; {skipped_note}"),
             },
         });
     }
@@ -497,7 +534,11 @@ pub fn select(inputs: &[LoadedInput], config: &SelectConfig) -> Result<Selection
     let metrics: Vec<Metrics> = candidates.iter().map(|c| c.metrics).collect();
     let is_pareto = match config.mode {
         Mode::Parity => score::pareto_parity(&metrics),
-        Mode::Strict => score::pareto_strict(&metrics),
+        Mode::Strict => {
+            let evidence: Vec<score::Evidence> =
+                candidates.iter().map(Candidate::evidence).collect();
+            score::pareto_strict(&metrics, &evidence)
+        }
     };
     let keys: Vec<score::RankKey> = candidates
         .iter()
@@ -528,6 +569,6 @@ pub fn select(inputs: &[LoadedInput], config: &SelectConfig) -> Result<Selection
         is_pareto,
         ranked,
         diagnostics,
-        skipped: skipped_records(inputs),
+        skipped,
     })
 }

@@ -10,7 +10,7 @@ use crate::stats::{self, BootstrapSpec};
 
 use super::group::{Candidate, MetricStats};
 use super::rows::{MetricKey, Metrics, Row};
-use super::score::{Normalization, Range, Score, Weights};
+use super::score::{Evidence, Normalization, Range, Score, Weights};
 use super::{Mode, Selection};
 
 fn num(v: Option<f64>) -> Value {
@@ -437,7 +437,8 @@ fn parity_markdown(sel: &Selection, meta: &ParityRunMetadata, artifact_dir: &str
 /// An input cited by a strict selection: where it is, its digest, and the signed run it belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputCitation {
-    /// `frontier`, `scaling`, `routed`, `matryoshka` or `assignment`.
+    /// `frontier`, `scaling`, `routed`, `matryoshka` or `assignment` (an upstream results file), `husai_train` (a
+    /// husai train run's `metrics.json`) or `husai_eval` (an ood-stress eval run's summary).
     pub role: String,
     pub path: String,
     pub sha256: String,
@@ -480,8 +481,38 @@ fn non_finite(m: &Metrics) -> Vec<&'static str> {
         .collect()
 }
 
+fn run_json(run: &super::husai::RunIdentity) -> Value {
+    json!({"campaign": run.campaign, "run_id": run.run_id, "manifest_sha256": run.manifest_sha256})
+}
+
+/// A husai row's train run (`run`) and the ood-stress eval run it used (`eval_run`); null for upstream rows.
+fn husai_runs_json(row: &Row) -> (Value, Value) {
+    let Some(h) = &row.husai else {
+        return (Value::Null, Value::Null);
+    };
+    let eval = h.eval.as_ref().map_or(Value::Null, |e| {
+        let mut v = run_json(&e.run);
+        v["summary"] = Value::from(super::husai::OOD_SUMMARY);
+        v["gate_k"] = Value::from(e.gate_k);
+        v["id_tasks"] = Value::from(e.id_tasks);
+        v
+    });
+    let mut run = run_json(&h.run);
+    run["heldout_fvu"] = num(h.heldout_fvu);
+    (run, eval)
+}
+
+fn not_applicable(c: &Candidate) -> Vec<&'static str> {
+    c.evidence()
+        .not_applicable()
+        .iter()
+        .map(|k| k.as_str())
+        .collect()
+}
+
 fn representative_json(sel: &Selection, c: &Candidate) -> Value {
     let row = &sel.rows[c.representative];
+    let (run, eval_run) = husai_runs_json(row);
     json!({
         "condition_id": row.condition_id,
         "seed": opt_i64(row.seed),
@@ -494,10 +525,12 @@ fn representative_json(sel: &Selection, c: &Candidate) -> Value {
         "hook_name": opt_str(row.hook_name.as_deref()),
         "saebench_summary_path": opt_str(row.saebench_summary_path.as_deref()),
         "cebench_summary_path": opt_str(row.cebench_summary_path.as_deref()),
-        "summary_paths_derived": row.assignment.is_none(),
+        "summary_paths_derived": row.assignment.is_none() && row.husai.is_none(),
         "metrics": Value::Object(metrics_json(&row.metrics.finite_only())),
         "non_finite_metrics": non_finite(&row.metrics),
         "seed_joint_score": num(sel.seed_score(c.representative).map(|s| s.joint)),
+        "run": run,
+        "eval_run": eval_run,
     })
 }
 
@@ -530,6 +563,7 @@ fn group_metrics_json(sel: &Selection, c: &Candidate) -> Value {
             "seed"
         }),
     );
+    map.insert("not_applicable".into(), Value::from(not_applicable(c)));
     Value::Object(map)
 }
 
@@ -550,7 +584,8 @@ fn candidate_row_json(sel: &Selection, index: usize, rank: usize) -> Value {
         "sources": c.sources.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         "seed_count": c.members.len(),
         "seeds": seeds_of(sel, c),
-        "complete": super::score::is_complete(&c.metrics),
+        "complete": super::score::is_complete(&c.metrics, c.evidence()),
+        "not_applicable": not_applicable(c),
         "is_pareto": sel.is_pareto[index],
         "joint_score": num(Some(s.joint)),
         "normalized_components": components_json(s),
@@ -579,6 +614,16 @@ fn runner_up_comparison(sel: &Selection) -> Value {
         )),
     );
     for key in [MetricKey::SaebenchDelta, MetricKey::CebenchDelta] {
+        if [a, b]
+            .iter()
+            .any(|c| c.evidence().not_applicable().contains(&key))
+        {
+            out.insert(
+                key.as_str().into(),
+                json!({"not_applicable": "husai runs have no CE-Bench measurement"}),
+            );
+            continue;
+        }
         let mut pairs = Vec::new();
         let mut shared = Vec::new();
         for &i in &a.members {
@@ -651,17 +696,30 @@ pub fn rationale(sel: &Selection) -> String {
         c.id,
         sel.candidates.len()
     ));
-    if sel.is_pareto[sel.ranked[0]] {
-        parts.push(format!(
+    let any_husai = sel
+        .candidates
+        .iter()
+        .any(|c| c.evidence() == Evidence::Husai);
+    let husai = c.evidence() == Evidence::Husai;
+    match (sel.is_pareto[sel.ranked[0]], any_husai) {
+        (true, false) => parts.push(format!(
             "It is on the Pareto front of SAEBench delta vs CE-Bench delta ({} of {} candidates are; only candidates with both deltas can be).",
             sel.pareto_count(),
             sel.candidates.len()
-        ));
-    } else {
-        parts.push(
+        )),
+        (false, false) => parts.push(
             "No candidate has both deltas, so the front is empty and the ranking fell back to the joint score."
                 .to_string(),
-        );
+        ),
+        (true, true) => parts.push(format!(
+            "It is on the Pareto front ({} of {} candidates are): no complete candidate dominates it on the delta axes both have. For husai runs the SAEBench delta is the ood-stress eval's mean in-distribution probe gap at gate_k (the offline analogue of SAEBench's sparse-probing best_minus_llm_auc, on synthetic tasks) and CE-Bench does not apply, so a husai candidate has that one axis; it is complete with it and its held-out train EV.",
+            sel.pareto_count(),
+            sel.candidates.len()
+        )),
+        (false, true) => parts.push(
+            "No candidate is complete (both deltas; for a husai run its SAEBench analogue and held-out train EV), so the front is empty and the ranking fell back to the joint score."
+                .to_string(),
+        ),
     }
     let runner = sel
         .ranked
@@ -688,25 +746,49 @@ pub fn rationale(sel: &Selection) -> String {
             ),
             super::UncertaintyMode::Point => "means over seeds".to_string(),
         };
-        parts.push(format!(
-            "Ranking values are {basis}: SAEBench delta {} (mean {}, n={}), CE-Bench delta {} (mean {}, n={}).",
-            fmt(c.metrics.saebench_delta),
-            fmt(stats[0].mean),
-            stats[0].n,
-            fmt(c.metrics.cebench_interp_delta_vs_baseline),
-            fmt(stats[1].mean),
-            stats[1].n
-        ));
+        if husai {
+            parts.push(format!(
+                "Ranking values are {basis}: SAEBench analogue (ood-stress ID gap) {} (mean {}, n={}), held-out train EV {} (mean {}, n={}); CE-Bench does not apply.",
+                fmt(c.metrics.saebench_delta),
+                fmt(stats[0].mean),
+                stats[0].n,
+                fmt(c.metrics.train_explained_variance),
+                fmt(stats[2].mean),
+                stats[2].n
+            ));
+        } else {
+            parts.push(format!(
+                "Ranking values are {basis}: SAEBench delta {} (mean {}, n={}), CE-Bench delta {} (mean {}, n={}).",
+                fmt(c.metrics.saebench_delta),
+                fmt(stats[0].mean),
+                stats[0].n,
+                fmt(c.metrics.cebench_interp_delta_vs_baseline),
+                fmt(stats[1].mean),
+                stats[1].n
+            ));
+        }
         let rep = &sel.rows[c.representative];
-        parts.push(format!(
-            "The representative checkpoint is seed {} (`{}`), the group's best seed-level score; the group metrics are not that seed's own values.",
-            rep.seed.map_or_else(|| "none".to_string(), |s| s.to_string()),
-            rep.condition_id
-        ));
+        let seed = rep
+            .seed
+            .map_or_else(|| "none".to_string(), |s| s.to_string());
+        if husai {
+            parts.push(format!(
+                "The representative is seed {seed}, train run `{}` (the gate's --candidate results/{}), the group's best seed-level score; the group metrics are not that seed's own values.",
+                rep.checkpoint, rep.checkpoint
+            ));
+        } else {
+            parts.push(format!(
+                "The representative checkpoint is seed {seed} (`{}`), the group's best seed-level score; the group metrics are not that seed's own values.",
+                rep.condition_id
+            ));
+        }
     }
     if let Some(comparison) = runner_up_comparison(sel).as_object() {
         let describe = |key: MetricKey, label: &str| {
             let entry = &comparison[key.as_str()];
+            if entry.get("not_applicable").is_some() {
+                return format!("{label} not applicable");
+            }
             match (
                 entry["mean_difference"].as_f64(),
                 entry["ci_low"].as_f64(),
@@ -808,7 +890,7 @@ pub fn strict_selection_json(sel: &Selection, inputs: &[InputCitation]) -> Value
         })
     });
     json!({
-        "schema_version": "1.0",
+        "schema_version": "1.1",
         "mode": "strict",
         "config": {
             "group_by_condition": cfg.group_by_condition,
@@ -909,16 +991,51 @@ pub fn strict_markdown(sel: &Selection, run_id: &str) -> String {
     out.push_str("\n\n");
     let rep = &sel.rows[c.representative];
     out.push_str(&format!("- Candidate: `{}`\n", c.id));
-    out.push_str(&format!(
-        "- Representative checkpoint: `{}`\n",
-        rep.checkpoint
-    ));
-    out.push_str(&format!(
-        "- Hook: `{}` (layer {})\n\n",
-        rep.hook_name.as_deref().unwrap_or("unknown"),
-        rep.hook_layer
-            .map_or_else(|| "unknown".to_string(), |l| l.to_string())
-    ));
+    match &rep.husai {
+        Some(h) => {
+            out.push_str(&format!(
+                "- Representative train run: `{}` (envelope sha256 `{}`); gate it with `husai-audit gate --candidate results/{}`\n",
+                h.run.id(),
+                h.run.manifest_sha256,
+                h.run.id()
+            ));
+            out.push_str(&match &h.eval {
+                Some(e) => format!(
+                    "- Its ood-stress eval: `{}` (gate_k {}, {} ID tasks)\n",
+                    e.run.id(),
+                    e.gate_k,
+                    e.id_tasks
+                ),
+                None => "- Its ood-stress eval: none given\n".to_string(),
+            });
+            let mut members: Vec<&Row> = c.members.iter().map(|&i| &sel.rows[i]).collect();
+            members.sort_by_key(|r| r.seed);
+            out.push_str(&format!(
+                "- Seeds: {}\n\n",
+                members
+                    .iter()
+                    .map(|r| format!(
+                        "{} (`{}`)",
+                        r.seed.map_or_else(|| "none".to_string(), |s| s.to_string()),
+                        r.checkpoint
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        None => {
+            out.push_str(&format!(
+                "- Representative checkpoint: `{}`\n",
+                rep.checkpoint
+            ));
+            out.push_str(&format!(
+                "- Hook: `{}` (layer {})\n\n",
+                rep.hook_name.as_deref().unwrap_or("unknown"),
+                rep.hook_layer
+                    .map_or_else(|| "unknown".to_string(), |l| l.to_string())
+            ));
+        }
+    }
     out.push_str("## Ranked candidates\n\n");
     out.push_str(
         "| rank | candidate | seeds | front | joint score | SAEBench Δ | CE-Bench Δ | train EV |\n",
@@ -941,6 +1058,15 @@ pub fn strict_markdown(sel: &Selection, run_id: &str) -> String {
     out.push_str("\nRanking: ");
     out.push_str(&STRICT_TIE_BREAK.join(", then "));
     out.push_str(".\n");
+    if sel
+        .candidates
+        .iter()
+        .any(|c| c.evidence() == Evidence::Husai)
+    {
+        out.push_str(
+            "\nhusai runs: SAEBench Δ is the ood-stress eval's mean in-distribution gap (k-sparse SAE-probe AUC minus dense-probe AUC at gate_k, the offline analogue of SAEBench's sparse-probing best_minus_llm_auc); train EV is 1 − held-out FVU; CE-Bench does not apply (n/a).\n",
+        );
+    }
     if let Some(d) = &sel.diagnostics
         && !d.dropped.is_empty()
     {

@@ -57,6 +57,21 @@ pub struct Representative {
     pub saebench_summary_path: Option<String>,
     pub cebench_summary_path: Option<String>,
     pub summary_paths_derived: bool,
+    /// A husai representative's train run (schema 1.1; absent or null for upstream rows): pass
+    /// `results/<campaign>/<run_id>` as the gate's `--candidate`.
+    #[serde(default)]
+    pub run: Option<RunRecord>,
+    /// The ood-stress eval run that measured it.
+    #[serde(default)]
+    pub eval_run: Option<RunRecord>,
+}
+
+/// A signed run a selection names: where it is, and the sha256 of its envelope (`husai.dsse.json`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RunRecord {
+    pub campaign: String,
+    pub run_id: String,
+    pub manifest_sha256: String,
 }
 
 /// The `selected` block of a strict selection.

@@ -3,10 +3,12 @@
 use crate::legacy::assignment::AssignmentV3Results;
 use crate::legacy::frontier::{ExternalRecord, ExternalResults};
 
+use super::husai::HusaiRun;
 use super::{Mode, SelectError};
 
 /// Where a row came from. Upstream tagged rows by the command-line flag that named the file, so routed and
 /// matryoshka results passed as `--frontier-results` are `frontier` there; strict mode tags by detected producer.
+/// `Husai` rows are husai's own signed train runs (`--run`, [`super::husai`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SourceKind {
     Frontier,
@@ -14,6 +16,7 @@ pub enum SourceKind {
     Routed,
     Matryoshka,
     Assignment,
+    Husai,
 }
 
 impl SourceKind {
@@ -24,6 +27,7 @@ impl SourceKind {
             SourceKind::Routed => "routed",
             SourceKind::Matryoshka => "matryoshka",
             SourceKind::Assignment => "assignment",
+            SourceKind::Husai => "husai",
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct Row {
     /// The CE-Bench delta was measured against a baseline at another hook than the candidate's (the baseline's
     /// `sae_id` differs from the evaluated `hook_name`; reference W14), so it compares unlike things.
     pub cebench_baseline_mismatch: bool,
+    /// A husai row's train run and the eval run that measured it (`None` for rows of upstream files).
+    pub husai: Option<HusaiRun>,
 }
 
 /// A parsed selector input with its role and configuration fingerprint.
@@ -138,6 +144,8 @@ pub struct Row {
 pub enum InputContent {
     External(ExternalResults),
     Assignment(AssignmentV3Results),
+    /// One husai train run (one seed row, or none when the run is skipped).
+    Husai(HusaiRun),
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +254,7 @@ fn external_row(
             (&record.cebench_baseline_sae_id, &record.cebench_hook_name),
             (Some(baseline), Some(hook)) if baseline != hook
         ),
+        husai: None,
     })
 }
 
@@ -299,6 +308,7 @@ fn assignment_rows(
                 config_sha256: input.config_sha256.clone(),
                 // The v3 results do not record the CE-Bench baseline's hook.
                 cebench_baseline_mismatch: false,
+                husai: None,
             }
         })
         .collect()
@@ -316,6 +326,9 @@ pub fn extract_rows(inputs: &[LoadedInput], mode: Mode) -> Result<Vec<Row>, Sele
             }
             InputContent::Assignment(results) => {
                 rows.extend(assignment_rows(input, input_index, results));
+            }
+            InputContent::Husai(run) => {
+                rows.extend(super::husai::husai_row(input, input_index, run));
             }
         }
     }

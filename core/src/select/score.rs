@@ -5,7 +5,7 @@
 
 use std::cmp::Ordering;
 
-use super::rows::Metrics;
+use super::rows::{MetricKey, Metrics, SourceKind};
 
 /// Weights of the three scored metrics. Upstream's defaults (0.5 / 0.5 / 0.1) are not normalised.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,7 +74,12 @@ fn normalize(value: Option<f64>, range: Option<Range>) -> Option<f64> {
 }
 
 /// Scores every candidate: `0.0 + w_sae·norm_sae + w_ce·norm_ce + w_ev·norm_ev`, added in that order and only for
-/// the terms a candidate has. `norm = (v − lo)/(hi − lo)`, or 0.5 for everyone when `hi ≤ lo`.
+/// the terms a candidate has. `norm = (v − lo)/(hi − lo)`, or 0.5 for everyone when `hi ≤ lo`. A range is taken
+/// over the candidates that have the metric, so a missing (or not applicable) metric neither widens a range nor
+/// counts as 0.5: its term is simply absent. A husai run therefore has no CE-Bench term: among husai candidates
+/// alone every score lacks the same term and the order is that of the SAEBench analogue and train EV; next to
+/// upstream candidates its score is up to `w_ce` lower than theirs, so compare such mixed rankings on the front
+/// (the shared axes) first, as [`rank`] does.
 pub fn score(metrics: &[Metrics], weights: Weights) -> (Vec<Score>, Normalization) {
     let normalization = Normalization {
         saebench: range_of(metrics.iter().map(|m| m.saebench_delta)),
@@ -111,24 +116,95 @@ pub fn score(metrics: &[Metrics], weights: Weights) -> (Vec<Score>, Normalizatio
     (scores, normalization)
 }
 
-/// `a` dominates `b`: both deltas present on both, `a ≥ b` on each, strictly better on one. NaN compares false,
-/// so a NaN candidate neither dominates nor is dominated.
-fn dominates(a: &Metrics, b: &Metrics) -> bool {
-    let (Some(a_sae), Some(a_ce), Some(b_sae), Some(b_ce)) = (
-        a.saebench_delta,
-        a.cebench_interp_delta_vs_baseline,
-        b.saebench_delta,
-        b.cebench_interp_delta_vs_baseline,
-    ) else {
-        return false;
-    };
-    a_sae >= b_sae && a_ce >= b_ce && (a_sae > b_sae || a_ce > b_ce)
+/// What a candidate's evidence consists of. It decides which metrics make the candidate complete and which delta
+/// axes its Pareto comparisons use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// Upstream's results files: a SAEBench and a CE-Bench delta, the two axes of the front (train EV is scored
+    /// when present, never required).
+    External,
+    /// husai's own runs ([`super::husai`]): the ood-stress SAEBench analogue, the one delta axis, and the held-out
+    /// explained variance. CE-Bench does not apply: husai has no CE-Bench producer, so its absence is not a
+    /// missing measurement and does not make the candidate incomplete.
+    Husai,
 }
 
-/// Both deltas present and finite: the only candidates strict mode admits to the Pareto front.
-pub fn is_complete(m: &Metrics) -> bool {
-    matches!(m.saebench_delta, Some(v) if v.is_finite())
-        && matches!(m.cebench_interp_delta_vs_baseline, Some(v) if v.is_finite())
+impl Evidence {
+    /// The evidence of a row from `source`.
+    pub fn of_source(source: SourceKind) -> Evidence {
+        match source {
+            SourceKind::Husai => Evidence::Husai,
+            _ => Evidence::External,
+        }
+    }
+
+    /// The evidence of a candidate made of rows from `sources`: husai's only when every row is a husai run.
+    pub fn of_sources(sources: &[SourceKind]) -> Evidence {
+        if !sources.is_empty() && sources.iter().all(|s| *s == SourceKind::Husai) {
+            Evidence::Husai
+        } else {
+            Evidence::External
+        }
+    }
+
+    /// The metrics a complete row or candidate has (finite, in strict mode).
+    pub fn required(self) -> &'static [MetricKey] {
+        match self {
+            Evidence::External => &[MetricKey::SaebenchDelta, MetricKey::CebenchDelta],
+            Evidence::Husai => &[MetricKey::SaebenchDelta, MetricKey::TrainExplainedVariance],
+        }
+    }
+
+    /// The delta axes of the Pareto front this evidence has.
+    pub fn pareto_axes(self) -> &'static [MetricKey] {
+        match self {
+            Evidence::External => &[MetricKey::SaebenchDelta, MetricKey::CebenchDelta],
+            Evidence::Husai => &[MetricKey::SaebenchDelta],
+        }
+    }
+
+    /// The metrics that do not apply to this evidence (recorded as such, not as missing).
+    pub fn not_applicable(self) -> &'static [MetricKey] {
+        match self {
+            Evidence::External => &[],
+            Evidence::Husai => &[
+                MetricKey::CebenchDelta,
+                MetricKey::CebenchInterpretabilityMax,
+            ],
+        }
+    }
+}
+
+/// Upstream's dominance: both deltas present on both, `a ≥ b` on each, strictly better on one. NaN compares false,
+/// so a NaN candidate neither dominates nor is dominated.
+fn dominates(a: &Metrics, b: &Metrics) -> bool {
+    dominates_on(a, b, Evidence::External.pareto_axes())
+}
+
+/// `a` dominates `b` on `axes`: both have every axis, `a ≥ b` on each, strictly better on one. NaN compares false.
+fn dominates_on(a: &Metrics, b: &Metrics, axes: &[MetricKey]) -> bool {
+    let mut strictly = false;
+    for &axis in axes {
+        let (Some(x), Some(y)) = (a.get(axis), b.get(axis)) else {
+            return false;
+        };
+        match x.partial_cmp(&y) {
+            Some(Ordering::Greater) => strictly = true,
+            Some(Ordering::Equal) => {}
+            Some(Ordering::Less) | None => return false,
+        }
+    }
+    strictly
+}
+
+/// Every metric `evidence` requires is present and finite: the only candidates strict mode admits to the Pareto
+/// front. For upstream's evidence that is both deltas; for a husai run the SAEBench analogue and the train EV
+/// (CE-Bench does not apply).
+pub fn is_complete(m: &Metrics, evidence: Evidence) -> bool {
+    evidence
+        .required()
+        .iter()
+        .all(|k| matches!(m.get(*k), Some(v) if v.is_finite()))
 }
 
 /// Upstream's front: every candidate no other candidate dominates. A candidate missing a delta can be neither
@@ -139,13 +215,25 @@ pub fn pareto_parity(metrics: &[Metrics]) -> Vec<bool> {
         .collect()
 }
 
-/// Strict front: complete candidates that no complete candidate dominates. Incomplete candidates are never on it.
-pub fn pareto_strict(metrics: &[Metrics]) -> Vec<bool> {
+/// Strict front: complete candidates that no complete candidate dominates on the delta axes both have (a husai
+/// candidate and an upstream one share the SAEBench axis only; two upstream ones share both). Incomplete
+/// candidates are never on it. `evidence[i]` is candidate `i`'s.
+pub fn pareto_strict(metrics: &[Metrics], evidence: &[Evidence]) -> Vec<bool> {
+    debug_assert_eq!(metrics.len(), evidence.len());
+    let shared = |a: Evidence, b: Evidence| -> Vec<MetricKey> {
+        a.pareto_axes()
+            .iter()
+            .copied()
+            .filter(|k| b.pareto_axes().contains(k))
+            .collect()
+    };
     (0..metrics.len())
         .map(|i| {
-            is_complete(&metrics[i])
+            is_complete(&metrics[i], evidence[i])
                 && !(0..metrics.len()).any(|j| {
-                    j != i && is_complete(&metrics[j]) && dominates(&metrics[j], &metrics[i])
+                    j != i
+                        && is_complete(&metrics[j], evidence[j])
+                        && dominates_on(&metrics[j], &metrics[i], &shared(evidence[j], evidence[i]))
                 })
         })
         .collect()
@@ -245,7 +333,72 @@ mod tests {
             m(Some(f64::NAN), Some(0.5), None),
         ];
         assert_eq!(pareto_parity(&metrics), vec![true, false, true, true]);
-        assert_eq!(pareto_strict(&metrics), vec![true, false, false, false]);
+        assert_eq!(
+            pareto_strict(&metrics, &[Evidence::External; 4]),
+            vec![true, false, false, false]
+        );
+    }
+
+    #[test]
+    fn husai_candidates_are_complete_without_cebench_and_compared_on_the_shared_axis() {
+        use Evidence::{External, Husai};
+        // A husai run has the SAEBench analogue and train EV, and no CE-Bench delta: complete.
+        assert!(is_complete(&m(Some(0.01), None, Some(0.7)), Husai));
+        assert!(!is_complete(&m(Some(0.01), None, Some(0.7)), External));
+        // Without its ood-stress eval (no SAEBench analogue), or without a held-out EV, it is not.
+        assert!(!is_complete(&m(None, None, Some(0.7)), Husai));
+        assert!(!is_complete(&m(Some(0.01), None, None), Husai));
+        assert!(!is_complete(
+            &m(Some(f64::INFINITY), None, Some(0.7)),
+            Husai
+        ));
+
+        // Among husai candidates the front is the best SAEBench analogue (ties all stay on it); train EV is not an
+        // axis, and an incomplete candidate is never on the front.
+        let husai = [
+            m(Some(0.02), None, Some(0.5)),
+            m(Some(0.03), None, Some(0.4)),
+            m(Some(0.03), None, Some(0.9)),
+            m(None, None, Some(0.99)),
+        ];
+        assert_eq!(
+            pareto_strict(&husai, &[Husai; 4]),
+            vec![false, true, true, false]
+        );
+
+        // Mixed: a husai candidate and an upstream one share the SAEBench axis only.
+        let mixed = [
+            m(Some(0.05), None, Some(0.8)),  // husai, best SAEBench delta
+            m(Some(0.04), Some(9.0), None),  // upstream, dominated by it on the shared axis
+            m(Some(0.06), Some(-1.0), None), // upstream, dominates the husai one on SAEBench
+            m(Some(0.01), Some(10.0), None), // upstream, on the upstream front on CE-Bench, dominated on SAEBench
+        ];
+        assert_eq!(
+            pareto_strict(&mixed, &[Husai, External, External, External]),
+            vec![false, false, true, false]
+        );
+        let mixed = [
+            m(Some(0.05), None, Some(0.8)),
+            m(Some(0.04), Some(9.0), None),
+        ];
+        assert_eq!(pareto_strict(&mixed, &[Husai, External]), vec![true, false]);
+    }
+
+    #[test]
+    fn a_missing_cebench_term_is_absent_from_the_joint_score_not_counted_as_a_value() {
+        // Two husai candidates: no CE-Bench range at all, so no CE-Bench term; the score is the SAEBench and EV
+        // terms alone.
+        let (scores, norm) = score(
+            &[
+                m(Some(0.01), None, Some(0.5)),
+                m(Some(0.03), None, Some(0.7)),
+            ],
+            Weights::default(),
+        );
+        assert_eq!(norm.cebench_delta, None);
+        assert_eq!(scores[0].joint, 0.0);
+        assert_eq!(scores[1].joint, 0.5 + 0.1);
+        assert_eq!(scores[1].cebench_delta_norm, None);
     }
 
     #[test]

@@ -12,7 +12,8 @@ const RIGHT: f64 = 200.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
 
-/// Renders the plot. Candidates missing either delta are not drawn; the caption says how many.
+/// Renders the plot. Candidates missing either delta are not drawn (husai runs, which have no CE-Bench delta,
+/// never are); the caption says how many.
 pub fn pareto_svg(sel: &Selection) -> String {
     let selected = sel.ranked[0];
     let points: Vec<(usize, f64, f64)> = sel
@@ -68,10 +69,19 @@ pub fn pareto_svg(sel: &Selection) -> String {
         TOP + plot_h / 2.0
     ));
     if points.is_empty() {
+        let husai = sel
+            .candidates
+            .iter()
+            .any(|c| c.evidence() == super::Evidence::Husai);
         out.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">no candidate has both deltas</text>\n",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n",
             LEFT + plot_w / 2.0,
-            TOP + plot_h / 2.0
+            TOP + plot_h / 2.0,
+            if husai {
+                "no candidate has both deltas (CE-Bench does not apply to husai runs)"
+            } else {
+                "no candidate has both deltas"
+            }
         ));
     } else {
         let xs = points.iter().map(|p| p.1);

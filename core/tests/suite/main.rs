@@ -18,6 +18,7 @@ mod openssl_interop;
 mod plot;
 mod schemas;
 mod select_golden;
+mod select_husai;
 mod select_inputs;
 mod select_parity;
 mod select_strict;
