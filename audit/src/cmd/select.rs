@@ -11,7 +11,7 @@ use husai_core::select::output::{
     self, InputCitation, ParityInputs, ParityRunMetadata, python_json_text,
 };
 use husai_core::select::{
-    InputRole, LcbMethod, LoadedInput, Mode, SelectConfig, UncertaintyMode, Weights,
+    InputRole, LcbMethod, LoadedInput, Mode, SelectConfig, UncertaintyMode, Weights, husai,
     load_input_bytes, select,
 };
 use husai_core::stats::BootstrapSpec;
@@ -27,6 +27,12 @@ use crate::cli;
 /// intervals (or a seed bootstrap), and keeps rows with a missing metric off the Pareto front. It
 /// writes selection.json, summary.md and pareto.svg.
 ///
+/// Strict mode also takes husai's own SAE train runs as candidates (--run, each with the
+/// ood-stress eval run that measured it, --eval-run): one seed row per run, grouped by family
+/// and configuration hash, with the ood-stress in-distribution probe gap as its SAEBench delta
+/// (an offline analogue) and no CE-Bench delta (not applicable, not missing). The selected
+/// representative names its train run, which `husai-audit gate --candidate` takes.
+///
 /// `--parity` is a drop-in for upstream HUSAI's select_release_candidate.py: same flags and
 /// defaults, plain files, upstream's results bit for bit, and upstream's five output files
 /// (selection_summary.json, selected_candidate.json, pareto_front.json, candidate_table.json,
@@ -36,7 +42,9 @@ use crate::cli;
 husai-audit select --key dev.pem --input results/import/<run_id>/frontier_results.json \\\n    \
 --input results/import/<run_id>/scaling_results.json\n  \
 husai-audit select --parity --key dev.pem --frontier-results frontier.json \\\n    \
---scaling-results scaling.json --require-both-external --json")]
+--scaling-results scaling.json --require-both-external --json\n  \
+husai-audit select --key dev.pem --run results/exp1/<topk_seed0> --eval-run results/exp1/<its_ood_eval> \\\n    \
+--run results/exp1/<topk_seed1> --eval-run results/exp1/<its_ood_eval> ...")]
 pub struct Args {
     /// Reproduce upstream's selector exactly (plain input files, upstream's outputs).
     #[arg(long)]
@@ -53,6 +61,33 @@ pub struct Args {
     /// Strict mode: any selector input; its kind is detected. Repeatable.
     #[arg(long = "input", value_name = "FILE", conflicts_with = "parity")]
     inputs: Vec<PathBuf>,
+    /// Strict mode: a husai SAE train run (its directory, results/<campaign>/<run_id>) as a candidate. Repeatable.
+    ///
+    /// The run is verified (signature, trust policy, provenance chain) before anything of it is read, and its
+    /// metrics.json is read through its signed digest. Its row: condition and architecture = the trainer plugin (the
+    /// family, e.g. sae-topk); seed = the config's seed; group = family + hash of the config without the seed, so
+    /// seeds of one configuration pool and two configurations are two groups; checkpoint = campaign/run_id (what
+    /// `gate --candidate` takes); train EV = 1 - eval.fvu of metrics.json (held-out rows); SAEBench delta = from its
+    /// --eval-run; CE-Bench does not apply (a husai row is complete without it). Runs that diverged or were
+    /// interrupted are never candidates: they are listed in selection.json's skipped_records.
+    #[arg(long = "run", value_name = "RUN_DIR", conflicts_with = "parity")]
+    runs: Vec<PathBuf>,
+    /// Strict mode: the ood-stress eval run (its directory) of one --run; at most one per train run. Repeatable.
+    ///
+    /// The summary's sae_run must be one of the --run runs (and its weights digest that run's). The row's SAEBench
+    /// delta is its mean gap over in-distribution tasks at gate_k: AUC of a k-sparse probe on the SAE's latents
+    /// minus AUC of a dense probe on the raw rows. That is the offline analogue of SAEBench's sparse-probing
+    /// best_minus_llm_auc, the same definition on synthetic tasks (ground-truth features of the data synth run),
+    /// with k fixed in the eval's config rather than picked on the test AUC; compare it between husai runs, not
+    /// with upstream's SAEBench numbers. All eval runs must share one ood-stress task setting and data run. A --run
+    /// without an eval run is incomplete: dropped as missing_metric unless --allow-incomplete.
+    #[arg(
+        long = "eval-run",
+        value_name = "RUN_DIR",
+        requires = "runs",
+        conflicts_with = "parity"
+    )]
+    eval_runs: Vec<PathBuf>,
     /// Per-row floor on the SAEBench delta (applied when present).
     #[arg(long, default_value_t = -1e9, allow_negative_numbers = true)]
     min_saebench_delta: f64,
@@ -198,6 +233,8 @@ fn config_json(config: &SelectConfig, args: &Args) -> serde_json::Value {
         "scaling_results": args.scaling_results,
         "assignment_results": args.assignment_results,
         "inputs": args.inputs,
+        "runs": args.runs,
+        "eval_runs": args.eval_runs,
         "group_by_condition": config.group_by_condition,
         "uncertainty_mode": config.uncertainty.as_str(),
         "lcb_method": match config.mode {
@@ -220,10 +257,10 @@ fn config_json(config: &SelectConfig, args: &Args) -> serde_json::Value {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config();
     let ordered = args.ordered_inputs();
-    if ordered.is_empty() {
+    if ordered.is_empty() && args.runs.is_empty() {
         bail!(
             "no selector inputs: give --frontier-results, --scaling-results, --assignment-results \
-             or (strict mode) --input files"
+             or (strict mode) --input files or husai train runs (--run)"
         );
     }
     husai_core::store::check_campaign(&args.campaign)?;
@@ -244,7 +281,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(InputFailure::Other(e)) => return Err(e),
         }
     }
-    let loaded: Vec<LoadedInput> = read.iter().map(|r| r.loaded.clone()).collect();
+    let mut loaded: Vec<LoadedInput> = read.iter().map(|r| r.loaded.clone()).collect();
+    let mut cited_husai = Vec::new();
+    if let Some(policy) = policy.as_ref().filter(|_| !args.runs.is_empty()) {
+        match husai::load_husai_runs(&args.runs, &args.eval_runs, policy) {
+            Ok(h) => {
+                loaded.extend(h.loaded);
+                cited_husai = h.cited;
+            }
+            Err(e) if e.is_verification_failure() => {
+                eprintln!("error: {e}");
+                return Ok(cli::exit_fail());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     // Select before staging anything: a failed selection leaves no run directory behind.
     let selection = select(&loaded, &config)?;
 
@@ -290,7 +341,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             summary_text
         }
         Mode::Strict => {
-            let citations: Vec<InputCitation> = read.iter().map(|r| r.citation.clone()).collect();
+            let citations: Vec<InputCitation> = read
+                .iter()
+                .map(|r| r.citation.clone())
+                .chain(cited_husai.iter().map(|c| c.citation.clone()))
+                .collect();
             let doc = output::strict_selection_json(&selection, &citations);
             if let Err(violations) = output::validate_selection(&doc) {
                 bail!(
@@ -316,18 +371,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut draft = ManifestDraft::new(cli::tool_info());
     draft.config = Some(config_json(&config, &args));
-    draft.inputs = read.iter().map(|r| r.manifest_ref.clone()).collect();
+    draft.inputs = read
+        .iter()
+        .map(|r| r.manifest_ref.clone())
+        .chain(cited_husai.iter().map(|c| c.input_ref.clone()))
+        .collect();
     if let LcbMethod::Bootstrap(spec) = config.lcb_method
         && config.mode == Mode::Strict
     {
         draft.seeds = vec![spec.seed];
     }
     let selected = selection.selected();
+    let representative = &selection.rows[selected.representative];
     draft.extra = serde_json::json!({
         "select": {
             "mode": config.mode.as_str(),
             "selected_candidate": selected.id,
-            "representative_checkpoint": selection.rows[selected.representative].checkpoint,
+            "representative_checkpoint": representative.checkpoint,
+            "representative_run": representative.husai.as_ref().map(|h| h.run.id()),
             "counts": {
                 "total_rows": selection.rows.len(),
                 "eligible_rows": selection.eligible.len(),

@@ -18,6 +18,7 @@ mod plugin_host;
 mod plugin_signals;
 mod quickstart_cli;
 mod select_cli;
+mod select_husai;
 mod train_cli;
 mod train_contract;
 mod trust_cli;
