@@ -240,6 +240,7 @@ pub fn plugin_dir() -> PathBuf {
             ("deps", "husai_eval_known_circuit"),
             ("deps", "husai_eval_trained_vs_random"),
             ("deps", "husai_eval_ood_stress"),
+            ("deps", "husai_eval_transcoder_stress"),
             ("examples", "husai_plugin_faulty"),
             ("examples", "husai_plugin_faulty_skew"),
             ("examples", "husai_test_trainer"),

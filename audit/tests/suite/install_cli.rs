@@ -63,7 +63,7 @@ fn installed_binary_lists_the_installed_plugins() {
     common::assert_success(&o);
     let bin = root.path().join("bin");
     assert!(common::stdout(&o).contains(&format!(
-        "installed husai-audit and 12 plugins into {}",
+        "installed husai-audit and 13 plugins into {}",
         bin.display()
     )));
 
@@ -109,7 +109,8 @@ fn installed_binary_lists_the_installed_plugins() {
             "sae-routed",
             "sae-topk",
             "toy-modadd",
-            "trained-vs-random"
+            "trained-vs-random",
+            "transcoder-stress"
         ]
     );
     for (_, path) in &names {

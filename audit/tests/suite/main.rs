@@ -17,6 +17,7 @@ mod plot_cli;
 mod plugin_host;
 mod plugin_signals;
 mod quickstart_cli;
+mod release_e2e;
 mod select_cli;
 mod select_husai;
 mod train_cli;
