@@ -140,11 +140,15 @@ fn dense_latents(enc: &Encoder, x: &[f64]) -> Result<Vec<f64>, EvalError> {
 
 /// What the gate's budget says: `not_evaluated` without an interval, `degrades_under_shift` when the interval of
 /// the drop lies above 0, `no_degradation_shown` otherwise.
-fn conclusion(gate: &Value) -> &'static str {
+/// The verdict of the gate's k. A bound the bootstrap left unbounded is written as null (JSON has no infinity): a
+/// null `low` of an interval that exists is −∞, so it shows no degradation.
+pub(crate) fn conclusion(gate: &Value) -> &'static str {
+    if !gate["interval"].is_object() {
+        return "not_evaluated";
+    }
     match gate["interval"]["low"].as_f64() {
-        None => "not_evaluated",
         Some(low) if low > 0.0 => "degrades_under_shift",
-        Some(_) => "no_degradation_shown",
+        _ => "no_degradation_shown",
     }
 }
 

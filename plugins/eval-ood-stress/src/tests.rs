@@ -245,3 +245,15 @@ fn bad_configs_and_inputs_are_named_and_nothing_is_written() {
         e.message
     );
 }
+
+#[test]
+fn an_interval_unbounded_below_is_written_as_null_and_shows_no_degradation() {
+    // Serialising -inf gives null, which the schema allows for a bound; a summary of a very good SAE (every gap
+    // but a few exactly 0) has such an interval, and it must still conclude.
+    let row = json!({"interval": {"low": f64::NEG_INFINITY, "high": 1e-4}});
+    assert_eq!(row["interval"]["low"], Value::Null);
+    assert_eq!(crate::eval::conclusion(&row), "no_degradation_shown");
+    let row = json!({"interval": {"low": 0.01, "high": 0.2}});
+    assert_eq!(crate::eval::conclusion(&row), "degrades_under_shift");
+    assert_eq!(crate::eval::conclusion(&json!({"interval": null})), "not_evaluated");
+}
