@@ -596,7 +596,9 @@ fn husai_ood_gate(
         g.reason = match f.opt_str(&["ood_drop_interval_reason"])? {
             Some(r) => Some(format!("the summary has no interval of the drop: {r}")),
             // An interval whose upper bound is null: the bootstrap left it unbounded above.
-            None => Some("the drop's interval is unbounded above, so it cannot bound the drop".to_string()),
+            None => Some(
+                "the drop's interval is unbounded above, so it cannot bound the drop".to_string(),
+            ),
         };
     }
     g.evidence = candidate.map(|c| EvidenceCoverage {

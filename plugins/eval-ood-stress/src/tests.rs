@@ -255,5 +255,8 @@ fn an_interval_unbounded_below_is_written_as_null_and_shows_no_degradation() {
     assert_eq!(crate::eval::conclusion(&row), "no_degradation_shown");
     let row = json!({"interval": {"low": 0.01, "high": 0.2}});
     assert_eq!(crate::eval::conclusion(&row), "degrades_under_shift");
-    assert_eq!(crate::eval::conclusion(&json!({"interval": null})), "not_evaluated");
+    assert_eq!(
+        crate::eval::conclusion(&json!({"interval": null})),
+        "not_evaluated"
+    );
 }
