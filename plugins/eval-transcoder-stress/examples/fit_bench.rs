@@ -9,7 +9,7 @@
 //! One JSON line per method: rows_per_s = rows_seen / wall_s, both from `Fitted` (wall_s covers initialisation and
 //! every step, not the held-out scoring), and the held-out FVU. Threads: rayon's global pool (RAYON_NUM_THREADS).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::exit;
 
 use husai_eval_transcoder_stress::fit::{FitConfig, Rows, fit};
@@ -73,7 +73,7 @@ fn parse() -> Args {
     }
 }
 
-fn load(path: &PathBuf) -> (Vec<f32>, usize, usize) {
+fn load(path: &Path) -> (Vec<f32>, usize, usize) {
     let a = open(path, &OpenOptions::default()).unwrap_or_else(|e| {
         eprintln!("fit_bench: {}: {e}", path.display());
         exit(1)

@@ -527,14 +527,15 @@ mod tests {
         assert!((loss - loss_with_code(&model, &x, &t, &code)).abs() < 1e-5 * loss.max(1.0));
         let h = 1e-3f32;
         let mut worst = 0.0f64;
-        let tensors: [(&str, fn(&mut Model) -> &mut Vec<f32>, &Vec<f32>); 4] = [
+        type Field = fn(&mut Model) -> &mut Vec<f32>;
+        let tensors: [(&str, Field, &Vec<f32>); 4] = [
             ("w_enc", |m| &mut m.w_enc, &grads.w_enc),
             ("b_enc", |m| &mut m.b_enc, &grads.b_enc),
             ("w_dec", |m| &mut m.w_dec, &grads.w_dec),
             ("b_dec", |m| &mut m.b_dec, &grads.b_dec),
         ];
         for (name, field, analytic) in tensors {
-            for i in 0..analytic.len() {
+            for (i, &want) in analytic.iter().enumerate() {
                 let mut plus = model.clone();
                 field(&mut plus)[i] += h;
                 let mut minus = model.clone();
@@ -542,11 +543,11 @@ mod tests {
                 let numeric = (loss_with_code(&plus, &x, &t, &code)
                     - loss_with_code(&minus, &x, &t, &code))
                     / (2.0 * h as f64);
-                let diff = (numeric - analytic[i] as f64).abs() / (numeric.abs().max(1e-2));
+                let diff = (numeric - want as f64).abs() / (numeric.abs().max(1e-2));
                 assert!(
                     diff < 2e-2,
                     "{name}[{i}]: numeric {numeric}, analytic {}",
-                    analytic[i]
+                    want
                 );
                 worst = worst.max(diff);
             }
