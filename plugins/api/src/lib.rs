@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use types::{
-    Capability, Description, ErrorKind, PluginError, PluginKind, ProgressEvent, RunRequest,
-    config_object, run_identity, write_eval_summary,
+    Capability, Description, ErrorKind, EvalError, PluginError, PluginKind, ProgressEvent,
+    RunRequest, config_object, run_identity, write_eval_summary,
 };
 
 /// The contract version. Bump it on any breaking change to the root module or to the JSON types in this crate; the

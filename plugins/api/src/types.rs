@@ -115,6 +115,35 @@ pub fn write_eval_summary(
     Ok(serde_json::json!({"outputs": [file], "summary": file}))
 }
 
+/// Why an eval plugin's evaluation could not run, by the [`PluginError`] kind it becomes: a bad config, inputs that
+/// do not allow the evaluation, or a computation that failed. Evals that need nothing more share this one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalError {
+    Config(String),
+    Inputs(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for EvalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EvalError::Config(m) | EvalError::Inputs(m) | EvalError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+impl From<EvalError> for PluginError {
+    fn from(e: EvalError) -> Self {
+        match e {
+            EvalError::Config(m) => PluginError::invalid_config(m),
+            EvalError::Inputs(m) => PluginError::invalid_input(m),
+            EvalError::Failed(m) => PluginError::failed(m),
+        }
+    }
+}
+
 /// A signed run directory's identity `(campaign, run_id)`: the last two components of `results/<campaign>/<run_id>/`,
 /// which is how the host hands input runs to an eval plugin. Evals record it so that a reader (a gate) can check
 /// which run their evidence concerns.

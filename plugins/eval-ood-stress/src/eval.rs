@@ -10,7 +10,7 @@ use husai_kernels::activations::{OpenOptions, open};
 use husai_kernels::inference::Encoder;
 use husai_kernels::rng::SplitMix64;
 use husai_kernels::stats::BootstrapSpec;
-use husai_plugin_api::run_identity;
+use husai_plugin_api::{EvalError, run_identity};
 use serde_json::{Value, json};
 
 use crate::drop::drop_stats;
@@ -52,22 +52,6 @@ impl Default for Settings {
             permutations: 9999,
             permutation_seed: 0x004f_4f44, // "OOD"
             confidence: 0.95,
-        }
-    }
-}
-
-/// Why the evaluation could not run.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EvalError {
-    Config(String),
-    Inputs(String),
-    Failed(String),
-}
-
-impl std::fmt::Display for EvalError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EvalError::Config(m) | EvalError::Inputs(m) | EvalError::Failed(m) => f.write_str(m),
         }
     }
 }

@@ -31,7 +31,8 @@ use husai_plugin_api::{
 };
 use serde_json::{Value, json};
 
-pub use eval::{EvalError, Settings, evaluate};
+pub use eval::{Settings, evaluate};
+pub use husai_plugin_api::EvalError;
 
 /// The schema of the summary.
 pub const SCHEMA: &str = "ood-stress.v1";
@@ -179,16 +180,6 @@ impl Settings {
             permutation_seed: int("permutation_seed", 0, MAX_SEED, d.permutation_seed)?,
             confidence: d.confidence,
         })
-    }
-}
-
-impl From<EvalError> for PluginError {
-    fn from(e: EvalError) -> Self {
-        match e {
-            EvalError::Config(m) => PluginError::invalid_config(m),
-            EvalError::Inputs(m) => PluginError::invalid_input(m),
-            EvalError::Failed(m) => PluginError::failed(m),
-        }
     }
 }
 

@@ -25,6 +25,7 @@ use husai_kernels::adam::{Adam, AdamConfig, Moments};
 use husai_kernels::gemm::{MatMut, MatRef, matmul};
 use husai_kernels::metrics::reconstruction;
 use husai_kernels::rng::SplitMix64;
+use husai_kernels::simd::axpy;
 use husai_kernels::topk::select_row;
 use rayon::prelude::*;
 
@@ -197,19 +198,25 @@ impl Model {
         Ok(())
     }
 
-    /// `t̂ = b_dec + Σ z_j W_dec[j]` for each row of the code, into `out` (`[rows, d_out]`).
-    fn decode_into(&self, code: &Code, out: &mut [f32]) {
+    /// Decoder row `j`.
+    fn w_dec_row(&self, j: u32) -> &[f32] {
         let d = self.d_out;
-        out.par_chunks_mut(d).enumerate().for_each(|(r, row)| {
-            row.copy_from_slice(&self.b_dec);
-            let (idx, val) = code.row(r);
-            for (&j, &z) in idx.iter().zip(val) {
-                let w = &self.w_dec[j as usize * d..(j as usize + 1) * d];
-                for (o, &wv) in row.iter_mut().zip(w) {
-                    *o += z * wv;
-                }
-            }
-        });
+        &self.w_dec[j as usize * d..(j as usize + 1) * d]
+    }
+
+    /// `t̂ = b_dec + Σ z_j W_dec[j]` of one row of the code, into `out` (`d_out` values).
+    fn decode_row(&self, (idx, val): (&[u32], &[f32]), out: &mut [f32]) {
+        out.copy_from_slice(&self.b_dec);
+        for (&j, &z) in idx.iter().zip(val) {
+            axpy(out, z, self.w_dec_row(j));
+        }
+    }
+
+    /// [`Model::decode_row`] for each row of the code, into `out` (`[rows, d_out]`).
+    fn decode_into(&self, code: &Code, out: &mut [f32]) {
+        out.par_chunks_mut(self.d_out)
+            .enumerate()
+            .for_each(|(r, row)| self.decode_row(code.row(r), row));
     }
 
     /// Predictions for `x` (`[rows, d_in]`) with `k` active latents.
@@ -268,14 +275,7 @@ pub fn loss_and_grads(
                 for (i, l) in loss.iter_mut().enumerate() {
                     let r = c * ROW_CHUNK + i;
                     let gr = &mut g[i * d_out..(i + 1) * d_out];
-                    gr.copy_from_slice(&model.b_dec);
-                    let (idx, val) = code.row(r);
-                    for (&j, &z) in idx.iter().zip(val) {
-                        let w = &model.w_dec[j as usize * d_out..(j as usize + 1) * d_out];
-                        for (o, &wv) in gr.iter_mut().zip(w) {
-                            *o += z * wv;
-                        }
-                    }
+                    model.decode_row(code.row(r), gr);
                     let t = &batch.t[r * d_out..(r + 1) * d_out];
                     let mut sq = 0.0f64;
                     for (o, &tv) in gr.iter_mut().zip(t) {
@@ -284,8 +284,8 @@ pub fn loss_and_grads(
                         *o = scale * e;
                     }
                     *l = sq;
-                    for (s, &j) in idx.iter().enumerate() {
-                        let w = &model.w_dec[j as usize * d_out..(j as usize + 1) * d_out];
+                    for (s, &j) in code.row(r).0.iter().enumerate() {
+                        let w = model.w_dec_row(j);
                         dval[i * k + s] = w.iter().zip(gr.iter()).map(|(a, b)| a * b).sum();
                     }
                 }
@@ -327,12 +327,8 @@ pub fn loss_and_grads(
                 let slot = slot as usize;
                 let r = slot / k;
                 let (z, dp) = (code.val[slot], dval[slot]);
-                for (o, &gv) in gd.iter_mut().zip(&g[r * d_out..(r + 1) * d_out]) {
-                    *o += z * gv;
-                }
-                for (o, &xv) in ge.iter_mut().zip(&batch.x[r * d_in..(r + 1) * d_in]) {
-                    *o += dp * xv;
-                }
+                axpy(gd, z, &g[r * d_out..(r + 1) * d_out]);
+                axpy(ge, dp, &batch.x[r * d_in..(r + 1) * d_in]);
                 bsum += dp;
             }
             *gb = bsum;

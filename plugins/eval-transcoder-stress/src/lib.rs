@@ -26,6 +26,8 @@ use husai_kernels::stats::{BootstrapSpec, MAX_SEED};
 use husai_plugin_api::{
     Description, Plugin, PluginError, Progress, RunRequest, config_object, write_eval_summary,
 };
+
+pub use husai_plugin_api::EvalError;
 use serde_json::{Map, Value, json};
 
 use data::DataSettings;
@@ -62,32 +64,6 @@ const KEYS: [&str; 15] = [
     "bootstrap",
     "bootstrap_seed",
 ];
-
-/// Why the evaluation could not run.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EvalError {
-    Config(String),
-    Inputs(String),
-    Failed(String),
-}
-
-impl std::fmt::Display for EvalError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EvalError::Config(m) | EvalError::Inputs(m) | EvalError::Failed(m) => f.write_str(m),
-        }
-    }
-}
-
-impl From<EvalError> for PluginError {
-    fn from(e: EvalError) -> Self {
-        match e {
-            EvalError::Config(m) => PluginError::invalid_config(m),
-            EvalError::Inputs(m) => PluginError::invalid_input(m),
-            EvalError::Failed(m) => PluginError::failed(m),
-        }
-    }
-}
 
 /// The settings (the config, checked).
 #[derive(Debug, Clone, PartialEq)]

@@ -69,6 +69,9 @@ pub struct ConditionResult {
     saes: Vec<Outcome>,
     tc_pairs: Vec<(usize, usize, f64)>,
     sae_pairs: Vec<(usize, usize, f64)>,
+    /// Mean pairwise PWMCC of the transcoders and of the SAEs; `delta` is their difference.
+    tc_mean: f64,
+    sae_mean: f64,
     pub delta: f64,
     pub interval: Interval,
     pub method: &'static str,
@@ -188,6 +191,8 @@ pub fn run_condition(
         saes,
         tc_pairs,
         sae_pairs,
+        tc_mean: tc.mean(),
+        sae_mean: sae.mean(),
         delta: tc.mean() - sae.mean(),
         interval,
         method,
@@ -214,12 +219,12 @@ pub fn random_baseline(
     pairs: usize,
     seed: u64,
 ) -> Result<(f64, f64), EvalError> {
+    let fail = |e: stats::StatsError| EvalError::Failed(e.to_string());
     let mut rng = husai_kernels::rng::SplitMix64::new(seed);
     let mut draw = || -> Vec<f32> { (0..d_sae * d).map(|_| rng.normal() as f32).collect() };
     let mut values = Vec::with_capacity(pairs);
     for _ in 0..pairs {
         let (a, b) = (draw(), draw());
-        let fail = |e: stats::StatsError| EvalError::Failed(e.to_string());
         let v = stats::pwmcc(
             &Dictionary::new(&a, d_sae, d).map_err(fail)?,
             &Dictionary::new(&b, d_sae, d).map_err(fail)?,
@@ -227,19 +232,17 @@ pub fn random_baseline(
         .map_err(fail)?;
         values.push(v);
     }
-    let fail = |e: stats::StatsError| EvalError::Failed(e.to_string());
     Ok((
         stats::mean(&values).map_err(fail)?,
         stats::sample_sd(&values).map_err(fail)?,
     ))
 }
 
-fn pairs_json(seeds: &[u64], pairs: &[(usize, usize, f64)]) -> Value {
-    let values: Vec<f64> = pairs.iter().map(|p| p.2).collect();
+fn pairs_json(seeds: &[u64], pairs: &[(usize, usize, f64)], mean: f64) -> Value {
     json!({
         "pairs": pairs.iter().map(|&(i, j, v)| json!({"seed_a": seeds[i], "seed_b": seeds[j], "pwmcc": v}))
             .collect::<Vec<_>>(),
-        "mean": stats::fsum(&values) / values.len() as f64,
+        "mean": mean,
     })
 }
 
@@ -264,8 +267,8 @@ impl ConditionResult {
             "per_seed": self.seeds.iter().enumerate().map(|(i, seed)| json!({
                 "seed": seed, "transcoder": outcome_json(&self.transcoders[i]), "sae": outcome_json(&self.saes[i]),
             })).collect::<Vec<_>>(),
-            "transcoder_pwmcc": pairs_json(&self.seeds, &self.tc_pairs),
-            "sae_pwmcc": pairs_json(&self.seeds, &self.sae_pairs),
+            "transcoder_pwmcc": pairs_json(&self.seeds, &self.tc_pairs, self.tc_mean),
+            "sae_pwmcc": pairs_json(&self.seeds, &self.sae_pairs, self.sae_mean),
             "delta": self.delta,
             "interval": {"low": self.interval.low, "high": self.interval.high},
             "interval_method": self.method,
@@ -275,8 +278,7 @@ impl ConditionResult {
 
     /// Mean pairwise PWMCC of the transcoders and of the SAEs.
     pub fn means(&self) -> (f64, f64) {
-        let m = |p: &[(usize, usize, f64)]| p.iter().map(|x| x.2).sum::<f64>() / p.len() as f64;
-        (m(&self.tc_pairs), m(&self.sae_pairs))
+        (self.tc_mean, self.sae_mean)
     }
 
     /// Total rows per second over every fit (training only).
