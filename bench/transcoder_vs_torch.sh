@@ -11,14 +11,18 @@
 # Data: TOY_RUN=DIR (a toy-modadd run with resid_pre.npy and mlp_out.npy) if given; else x, y [12769, 128]
 # synthesised with numpy into a temporary directory: codes with 8 active of 512 features per row (magnitudes
 # 0.5 + Exp(1)) through two random unit-norm dictionaries U (x = s U) and V (y = s V), seed 20261203.
-# The last 20 % of rows held out on both sides. d_sae 256, k 32, epochs 5, lr 1e-3, batch 512, seed 0.
-# Env: HUSAI_SAELENS_VENV (torch and numpy; default /work/venv-peer), HUSAI_BENCH_THREADS (2), HUSAI_BENCH_SEED (0).
+# The last 20 % of rows held out on both sides. d_sae 256, k 32, epochs 20, lr 1e-3, batch 512, seed 0.
+# Why 20 epochs (400 steps): at 5 (100 steps) the transcoder has not yet learned anything (held-out FVU > 1 on both
+# sides), and a husai fit took 0.15 s, short enough that one scheduler hiccup moved the ratio by 30 %.
+# Env: HUSAI_SAELENS_VENV (torch and numpy; default /work/venv-peer), HUSAI_BENCH_THREADS (2), HUSAI_BENCH_SEED (0),
+# HUSAI_BENCH_EPOCHS (20).
 # Each process runs under `flock /tmp/husai-bench.lock`, so two benches never overlap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${1:-3}
 THREADS=${HUSAI_BENCH_THREADS:-2}
 SEED=${HUSAI_BENCH_SEED:-0}
+EPOCHS=${HUSAI_BENCH_EPOCHS:-20}
 VENV=${HUSAI_SAELENS_VENV:-/work/venv-peer}
 PY="$VENV/bin/python"
 BIN=target/release/examples/fit_bench
@@ -55,7 +59,7 @@ np.save(sys.argv[2], (s @ V).astype(np.float32))
 PY
   echo "data: synthetic [12769, 128], 512 features, l0 8" >&2
 fi
-ARGS=(--x "$X" --y "$Y" --d-sae 256 --k 32 --epochs 5 --lr 1e-3 --batch 512 --seed "$SEED")
+ARGS=(--x "$X" --y "$Y" --d-sae 256 --k 32 --epochs "$EPOCHS" --lr 1e-3 --batch 512 --seed "$SEED")
 RESULTS="$WORK/results.jsonl"
 husai() { RAYON_NUM_THREADS=$THREADS flock "$LOCK" "$BIN" "${ARGS[@]}"; }
 torch() { flock "$LOCK" "$PY" bench/transcoder_torch.py "${ARGS[@]}" --threads "$THREADS"; }

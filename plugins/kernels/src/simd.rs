@@ -107,6 +107,20 @@ multiversion! {
     pub fn dot(a: &[f32], b: &[f32]) -> f32 => dot_body
 }
 
+#[inline(always)]
+fn gather_dots_body(out: &mut [f32], rows: &[u32], mat: &[f32], v: &[f32]) {
+    let w = v.len();
+    for (o, &r) in out.iter_mut().zip(rows) {
+        *o = dot_body(&mat[r as usize * w..(r as usize + 1) * w], v);
+    }
+}
+
+multiversion! {
+    /// `out[s] = dot(mat[rows[s]], v)` for each listed row of `mat` (row-major, rows as wide as `v`), each with
+    /// [`dot`]'s bits; one dispatch for all of them instead of one per row.
+    pub fn gather_dots(out: &mut [f32], rows: &[u32], mat: &[f32], v: &[f32]) => gather_dots_body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +132,14 @@ mod tests {
             let a: Vec<f32> = (0..n).map(|_| r.normal() as f32).collect();
             let b: Vec<f32> = (0..n).map(|_| r.normal() as f32).collect();
             assert_eq!(dot(&a, &b).to_bits(), dot_body(&a, &b).to_bits(), "n {n}");
+            if n > 0 {
+                // Rows 0, 2 and 0 of a 3-row matrix whose row 2 is `a`.
+                let mat: Vec<f32> = b.iter().chain(&a).chain(&a).copied().collect();
+                let mut out = [0f32; 3];
+                gather_dots(&mut out, &[0, 2, 0], &mat, &b);
+                let want = [dot(&b, &b), dot(&a, &b), dot(&b, &b)];
+                assert_eq!(out.map(f32::to_bits), want.map(f32::to_bits), "n {n}");
+            }
             let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             assert!((dot(&a, &b) as f64 - want).abs() < 1e-4 * (n as f64 + 1.0));
             let (mut y1, mut y2) = (b.clone(), b.clone());
