@@ -50,6 +50,8 @@ pub struct SweepSettings {
     pub random_seed: u64,
     pub bootstrap: BootstrapSpec,
     pub confidence: f64,
+    /// A condition counts as fitted only if both methods' mean held-out FVU is at most this (see [`choose`]).
+    pub max_held_out_fvu: f64,
 }
 
 /// One method's fit at one seed.
@@ -200,12 +202,26 @@ pub fn run_condition(
     })
 }
 
-/// The condition chosen on the selection seeds: the largest lower bound of Δ, ties to the earlier condition in
-/// grid order.
-pub fn choose(results: &[ConditionResult]) -> usize {
-    let mut best = 0;
-    for (i, r) in results.iter().enumerate().skip(1) {
-        if r.interval.low > results[best].interval.low {
+/// The condition chosen on the selection seeds: among the conditions where both methods fitted their targets
+/// (mean held-out FVU at most `max_fvu`, [`ConditionResult::fitted`]), the largest lower bound of Δ, ties to the
+/// earlier condition in grid order; when no condition fitted, the same rule over all of them (its confirmation is
+/// then not gateable).
+///
+/// Why fitted first: seed stability of a model that has not learned its target measures the initialisation, not
+/// the features. At upstream's lr (1e-3) on the toy model's MLP, this sweep compared transcoders at held-out FVU ≈ 1
+/// (they predicted the mean) against SAEs at 0.08, and the largest lower bound picked one of those conditions.
+pub fn choose(results: &[ConditionResult], max_fvu: f64) -> usize {
+    let fitted: Vec<usize> = (0..results.len())
+        .filter(|&i| results[i].fitted(max_fvu))
+        .collect();
+    let pool: Vec<usize> = if fitted.is_empty() {
+        (0..results.len()).collect()
+    } else {
+        fitted
+    };
+    let mut best = pool[0];
+    for &i in &pool[1..] {
+        if results[i].interval.low > results[best].interval.low {
             best = i;
         }
     }
@@ -281,6 +297,19 @@ impl ConditionResult {
         (self.tc_mean, self.sae_mean)
     }
 
+    /// Mean held-out FVU of the transcoders and of the SAEs over the condition's seeds.
+    pub fn fvu_means(&self) -> (f64, f64) {
+        let mean =
+            |o: &[Outcome]| o.iter().map(|o| o.fitted.fvu).sum::<f64>() / o.len().max(1) as f64;
+        (mean(&self.transcoders), mean(&self.saes))
+    }
+
+    /// Whether both methods fitted their targets: each mean held-out FVU at most `max_fvu` (false on NaN).
+    pub fn fitted(&self, max_fvu: f64) -> bool {
+        let (tc, sae) = self.fvu_means();
+        tc <= max_fvu && sae <= max_fvu
+    }
+
     /// Total rows per second over every fit (training only).
     pub fn rows_per_s(&self) -> f64 {
         let (rows, wall) = self
@@ -291,5 +320,74 @@ impl ConditionResult {
                 (r + o.fitted.rows_seen, w + o.fitted.wall_s)
             });
         rows as f64 / wall.max(1e-9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fit::Model;
+
+    /// A condition result with the given lower bound and every seed's held-out FVU (transcoder, SAE).
+    fn result(low: f64, fvus: &[(f64, f64)]) -> ConditionResult {
+        let outcome = |fvu: f64| Outcome {
+            fitted: Fitted {
+                model: Model::init(1, 1, 1, 0, &[0.0]),
+                fvu,
+                final_loss: 0.0,
+                steps: 1,
+                rows_seen: 1,
+                wall_s: 1.0,
+            },
+            recovered: None,
+        };
+        ConditionResult {
+            condition: Condition {
+                d_sae: 1,
+                k: 1,
+                epochs: 1,
+            },
+            seeds: (0..fvus.len() as u64).collect(),
+            transcoders: fvus.iter().map(|f| outcome(f.0)).collect(),
+            saes: fvus.iter().map(|f| outcome(f.1)).collect(),
+            tc_pairs: vec![],
+            sae_pairs: vec![],
+            tc_mean: 0.0,
+            sae_mean: 0.0,
+            delta: 0.0,
+            interval: Interval {
+                estimate: low,
+                low,
+                high: low + 1.0,
+                n: fvus.len(),
+            },
+            method: "percentile",
+            gateable: false,
+        }
+    }
+
+    #[test]
+    fn the_largest_lower_bound_among_fitted_conditions_is_chosen() {
+        let fitted = [(0.1, 0.05), (0.2, 0.1)];
+        let transcoder_unfitted = [(0.9, 0.05), (1.1, 0.1)]; // mean 1.0 > 0.5
+        let sae_unfitted = [(0.1, 0.7), (0.1, 0.5)]; // SAE mean 0.6 > 0.5
+        let results = [
+            result(0.01, &fitted),
+            result(0.30, &transcoder_unfitted),
+            result(0.05, &fitted),
+            result(0.20, &sae_unfitted),
+            result(0.05, &fitted),
+        ];
+        // The unfitted conditions have the two largest bounds; of the fitted ones, index 2 (ties to the earlier).
+        assert_eq!(choose(&results, 0.5), 2);
+        assert!(results[1].fitted(1.0) && !results[1].fitted(0.5));
+        assert_eq!(results[3].fvu_means(), (0.1, 0.6));
+        // A looser limit admits them all: the largest bound overall.
+        assert_eq!(choose(&results, 1.0), 1);
+        // None fitted: the same rule over every condition.
+        assert_eq!(choose(&results, 0.01), 1);
+        // NaN never counts as fitted.
+        let nan = [(f64::NAN, 0.1), (0.1, 0.1)];
+        assert_eq!(choose(&[result(0.0, &fitted), result(0.9, &nan)], 0.5), 0);
     }
 }

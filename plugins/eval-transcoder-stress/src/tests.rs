@@ -165,7 +165,9 @@ fn the_condition_is_chosen_on_the_selection_seeds_and_gated_only_on_fresh_ones()
         // 5 seeds: the percentile interval, never gateable.
         assert_eq!(c["gateable"], false);
     }
-    // The chosen condition has the largest lower bound on the selection seeds.
+    // The chosen condition has the largest lower bound on the selection seeds (both fit here, so among all).
+    assert_eq!(s["selection"]["among_fitted"], true);
+    assert!(conditions.iter().all(|c| worst_fvu(c) <= 0.5));
     let best = conditions
         .iter()
         .max_by(|a, b| {
@@ -213,6 +215,43 @@ fn the_condition_is_chosen_on_the_selection_seeds_and_gated_only_on_fresh_ones()
         v
     };
     assert_eq!(strip(again), strip(s));
+}
+
+/// The larger of a condition's two mean held-out FVUs (transcoders, SAEs), summed in seed order as the plugin does.
+fn worst_fvu(c: &Value) -> f64 {
+    let per_seed = c["per_seed"].as_array().unwrap();
+    let mean = |m: &str| {
+        per_seed
+            .iter()
+            .map(|p| p[m]["fvu"].as_f64().unwrap())
+            .sum::<f64>()
+            / per_seed.len() as f64
+    };
+    mean("transcoder").max(mean("sae"))
+}
+
+#[test]
+fn a_confirmation_that_did_not_fit_is_not_gateable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_run(dir.path(), &synth_config());
+    let mut c = small(json!({"d_sae": [12]}));
+    c["max_held_out_fvu"] = json!(1e-9);
+    let s = run(c, &[("data", &data)], &dir.path().join("out")).unwrap();
+    assert_eq!(s["selection"]["among_fitted"], false);
+    let conf = &s["confirmation"];
+    assert_eq!(conf["held_out_fvu"]["fitted"], false);
+    assert_eq!(conf["held_out_fvu"]["max"], 1e-9);
+    assert!(conf["held_out_fvu"]["transcoder"].as_f64().unwrap() > 1e-9);
+    // Eight seeds would be gateable; the fit is what refuses it.
+    assert_eq!(conf["gateable"], true);
+    assert_eq!(s["transcoder_delta_lcb"], Value::Null);
+    assert_eq!(s["conclusion"], "not_evaluated");
+    let why = conf["gate_reason"].as_str().unwrap();
+    assert!(
+        why.contains("the confirmed condition did not fit: mean held-out FVU")
+            && why.contains("max_held_out_fvu 0.000000001"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -314,6 +353,10 @@ fn bad_configs_are_refused_naming_the_key() {
         (json!({"d_sae": []}), "\"d_sae\" must be a non-empty list"),
         (json!({"epochs": [3, 3]}), "\"epochs\" lists 3 twice"),
         (json!({"lr": 0}), "\"lr\" must be a finite number > 0"),
+        (
+            json!({"max_held_out_fvu": -1}),
+            "\"max_held_out_fvu\" must be a finite number > 0",
+        ),
         (
             json!({"held_out_fraction": 1.0}),
             "\"held_out_fraction\" must lie strictly between 0 and 1",
