@@ -259,28 +259,21 @@ impl Settings {
                 ))
             })?,
         };
-        let lr = match obj.get("lr") {
-            None => d.sweep.lr,
-            Some(v) => v
-                .as_f64()
-                .filter(|x| x.is_finite() && *x > 0.0)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "config key \"lr\" must be a finite number > 0, got {v}"
-                    ))
-                })? as f32,
+        let positive = |k: &str, default: f64| -> Result<f64, EvalError> {
+            match obj.get(k) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_f64()
+                    .filter(|x| x.is_finite() && *x > 0.0)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "config key {k:?} must be a finite number > 0, got {v}"
+                        ))
+                    }),
+            }
         };
-        let max_held_out_fvu = match obj.get("max_held_out_fvu") {
-            None => d.sweep.max_held_out_fvu,
-            Some(v) => v
-                .as_f64()
-                .filter(|x| x.is_finite() && *x > 0.0)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "config key \"max_held_out_fvu\" must be a finite number > 0, got {v}"
-                    ))
-                })?,
-        };
+        let lr = positive("lr", f64::from(d.sweep.lr))? as f32;
+        let max_held_out_fvu = positive("max_held_out_fvu", d.sweep.max_held_out_fvu)?;
         let target_d = match obj.get("target_d") {
             None => None,
             Some(_) => Some(int("target_d", 1, 65536, 1)? as usize),
