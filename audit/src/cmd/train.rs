@@ -196,6 +196,15 @@ impl Display {
     }
 
     fn event(&mut self, e: &ProgressEvent) {
+        // total 0: a note from the trainer (which backend it chose, and why), always printed as a line of its own.
+        if e.total == 0 {
+            let line = format!("training: {}", e.message);
+            match self {
+                Display::Bar(bar) => bar.println(line),
+                Display::Log { .. } => eprintln!("{line}"),
+            }
+            return;
+        }
         match self {
             Display::Bar(bar) => {
                 bar.set_length(e.total);

@@ -562,3 +562,54 @@ fn resume_continues_a_signed_run_and_refuses_data_of_another_width() {
         stderr(&o)
     );
 }
+
+/// Issue #13 on a machine without a usable GPU (every CI machine, and this build has no CUDA backend):
+/// `device = cuda` is refused before anything runs, naming what is missing; `auto` (the default) trains on the
+/// CPU and says why; a bad value is refused by the schema with the allowed ones.
+#[test]
+fn device_cuda_without_a_gpu_is_refused_and_auto_falls_back_saying_so() {
+    let p = Project::new();
+    // Varied rows (a constant bank has no held-out variance, so no finite FVU).
+    let v: Vec<f32> = (0..128 * 16)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+        .collect();
+    write_npy_f32(&p.path("ok.npy"), 128, 16, &v).unwrap();
+    let o = train(&p, "ok.npy", "1", &["--set", "device=cuda"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "sae-topk config key `device` = cuda, but the GPU cannot be used: this build has no CUDA backend \
+             (husai-kernels was built without its `cuda` cargo feature); set device = cpu (or auto, which falls \
+             back to the CPU and says so); no run was recorded"
+        ),
+        "{err}"
+    );
+    assert!(leftovers(&p).is_empty(), "left {:?}", leftovers(&p));
+    let o = train(&p, "ok.npy", "1", &["--set", "device=gpu"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "config key /device = \"gpu\": \"gpu\" is not one of \"auto\", \"cpu\" or \"cuda\""
+        ),
+        "{err}"
+    );
+    let o = train(&p, "ok.npy", "1", &["--set", "tf32=yes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("config key /tf32"), "{}", stderr(&o));
+    let o = train(&p, "ok.npy", "1", &[]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "training: device = auto: training on the CPU (this build has no CUDA backend"
+        ),
+        "{err}"
+    );
+    // The effective config records both keys with their defaults.
+    let v = json_out(&o);
+    let config = &manifest(&run_dir(&p, &v))["config"];
+    assert_eq!(config["device"], "auto");
+    assert_eq!(config["tf32"], false);
+}

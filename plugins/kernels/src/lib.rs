@@ -52,8 +52,10 @@
 
 pub mod activations;
 pub mod adam;
+pub mod backend;
 pub mod bdec;
 pub mod checkpoint;
+pub mod cuda;
 pub mod engine;
 pub mod error;
 pub mod families;

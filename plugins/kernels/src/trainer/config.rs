@@ -5,10 +5,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::TrainerError;
+use crate::backend::DeviceChoice;
 use crate::bdec::BDecInit;
 
 /// The keys of [`CommonConfig`], in schema order.
-pub const COMMON_KEYS: [&str; 15] = [
+pub const COMMON_KEYS: [&str; 17] = [
     "d_sae",
     "seed",
     "steps",
@@ -23,6 +24,8 @@ pub const COMMON_KEYS: [&str; 15] = [
     "fvu_ceiling",
     "b_dec_init",
     "dead_window",
+    "device",
+    "tf32",
     "resume_from",
 ];
 
@@ -143,6 +146,10 @@ pub struct CommonConfig {
     pub b_dec_init: BDecInit,
     /// Dead = not fired in the last N steps.
     pub dead_window: u64,
+    /// Where to train (`crate::backend`).
+    pub device: DeviceChoice,
+    /// Allow TF32 in the CUDA encoder GEMM (no effect on the CPU).
+    pub tf32: bool,
     /// Identity of the run resumed from (set by the host).
     pub resume_from: Option<Value>,
 }
@@ -229,6 +236,14 @@ pub fn common_properties(defaults: &CommonDefaults) -> Map<String, Value> {
         "dead_window": {"type": "integer", "minimum": 1, "default": DEFAULT_DEAD_WINDOW,
                         "description": "a latent is dead when it has not fired in the last N steps (SAELens's \
                                         dead_feature_window is 1000)"},
+        "device": {"enum": DeviceChoice::NAMES, "default": "auto",
+                   "description": "where to train: auto (the GPU when a usable one is found and this family has a \
+                                   CUDA engine, else the CPU; the choice and its reason are logged), cpu, or cuda \
+                                   (the GPU or an error naming what is missing). No family has a CUDA engine yet, \
+                                   so auto trains on the CPU and cuda fails"},
+        "tf32": {"type": "boolean", "default": false,
+                 "description": "allow TF32 in the CUDA encoder GEMM (faster, 10-bit mantissa products); it changes \
+                                 the arithmetic, so it is part of the config hash. No effect on the CPU"},
         "resume_from": {"type": ["object", "null"], "default": null,
                         "description": "set by the host only: identity of the run resumed from (campaign, run id, \
                                         digests)"}
@@ -305,6 +320,10 @@ struct Raw {
     b_dec_init: Option<Value>,
     #[serde(default)]
     dead_window: Option<Value>,
+    #[serde(default)]
+    device: Option<Value>,
+    #[serde(default)]
+    tf32: Option<Value>,
     #[serde(default)]
     resume_from: Option<Value>,
 }
@@ -518,6 +537,25 @@ impl CommonConfig {
             Some(v) => int_key("dead_window", &v, 1)?,
             None => DEFAULT_DEAD_WINDOW,
         };
+        let device = match present(raw.device) {
+            None => DeviceChoice::Auto,
+            Some(v) => v.as_str().and_then(DeviceChoice::parse).ok_or_else(|| {
+                TrainerError::config(
+                    "device",
+                    format!("= {v} is invalid: must be one of \"auto\", \"cpu\", \"cuda\""),
+                )
+            })?,
+        };
+        let tf32 = match present(raw.tf32) {
+            None => false,
+            Some(Value::Bool(b)) => b,
+            Some(v) => {
+                return Err(TrainerError::config(
+                    "tf32",
+                    format!("= {v} is invalid: must be true or false"),
+                ));
+            }
+        };
         let resume_from = match present(raw.resume_from) {
             Some(v @ Value::Object(_)) => Some(v),
             Some(v) => {
@@ -542,6 +580,8 @@ impl CommonConfig {
             fvu_ceiling,
             b_dec_init,
             dead_window,
+            device,
+            tf32,
             resume_from,
         })
     }
@@ -567,6 +607,8 @@ impl CommonConfig {
             "fvu_ceiling": self.fvu_ceiling,
             "b_dec_init": self.b_dec_init.as_str(),
             "dead_window": self.dead_window,
+            "device": self.device.as_str(),
+            "tf32": self.tf32,
             "resume_from": self.resume_from,
         });
         match v {
@@ -577,11 +619,16 @@ impl CommonConfig {
 }
 
 /// The part of an effective config that a resumed run must share with the run it continues: everything except
-/// `steps`, `epochs` and `resume_from`, as compact JSON with object keys sorted at every level.
+/// `steps`, `epochs`, `resume_from` and `device` (a run may continue on another backend; the arithmetic is the
+/// same), as compact JSON with object keys sorted at every level. `tf32` counts only when true, so that runs
+/// recorded before the key existed (which never used TF32) still resume.
 pub fn resume_fingerprint(effective: &Map<String, Value>) -> String {
     let mut m = effective.clone();
-    for k in ["steps", "epochs", "resume_from"] {
+    for k in ["steps", "epochs", "resume_from", "device"] {
         m.remove(k);
+    }
+    if m.get("tf32") == Some(&Value::Bool(false)) {
+        m.remove("tf32");
     }
     serde_json::to_string(&sorted(&Value::Object(m))).expect("JSON values serialise")
 }

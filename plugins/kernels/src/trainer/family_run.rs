@@ -169,6 +169,11 @@ pub fn run_shaped<F: Family, S: RunShape<F>>(
              the request also names {role:?}"
         )));
     }
+    // The backend before any input is read: `device = cuda` without a usable GPU fails here, at once.
+    let backend = crate::backend::resolve(plugin, common.device, &crate::cuda::probe(), false)
+        .map_err(|e| TrainerError::config("device", e))?;
+    // A report with total 0 is a note: husai-audit train prints it as a line of its own.
+    hooks.report(0, 0, &backend.note);
     let mut digests = Digests::new();
     let resumed = match inputs.get(RESUME_INPUT) {
         Some(dir) => {

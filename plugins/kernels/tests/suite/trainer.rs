@@ -416,3 +416,67 @@ fn a_short_run_that_starts_above_the_ceiling_and_improves_is_ok() {
         out.detail
     );
 }
+
+#[test]
+fn device_and_tf32_parse_with_defaults_and_named_errors() {
+    let base = json!({"d_sae": 8, "seed": 0, "steps": 10});
+    let c = common(base.clone());
+    assert_eq!(c.device, husai_kernels::backend::DeviceChoice::Auto);
+    assert!(!c.tf32);
+    let j = c.to_json();
+    assert_eq!(
+        (j["device"].clone(), j["tf32"].clone()),
+        (json!("auto"), json!(false))
+    );
+    let mut v = base.clone();
+    v["device"] = json!("cpu");
+    v["tf32"] = json!(true);
+    let c = common(v);
+    assert_eq!(c.device, husai_kernels::backend::DeviceChoice::Cpu);
+    assert!(c.tf32);
+    for (key, value, want) in [
+        (
+            "device",
+            json!("gpu"),
+            "config key `device` = \"gpu\" is invalid: must be one of \"auto\", \"cpu\", \"cuda\"",
+        ),
+        (
+            "device",
+            json!(1),
+            "config key `device` = 1 is invalid: must be one of",
+        ),
+        (
+            "tf32",
+            json!("yes"),
+            "config key `tf32` = \"yes\" is invalid: must be true or false",
+        ),
+    ] {
+        let mut v = base.clone();
+        v[key] = value;
+        let e = CommonConfig::parse(v.as_object().unwrap().clone(), &DEFAULTS).unwrap_err();
+        assert!(e.to_string().contains(want), "{e}");
+    }
+}
+
+#[test]
+fn a_resumed_run_may_change_device_but_not_tf32() {
+    use husai_kernels::trainer::config::{check_resume_fingerprint, resume_fingerprint};
+    let base = common(json!({"d_sae": 8, "seed": 0, "steps": 10})).to_json();
+    let recorded = resume_fingerprint(&base);
+    let mut moved = base.clone();
+    moved.insert("device".into(), json!("cuda"));
+    check_resume_fingerprint(&recorded, &moved).unwrap();
+    // A run recorded before the keys existed (no device, no tf32) resumes with their defaults.
+    let mut old = base.clone();
+    old.remove("device");
+    old.remove("tf32");
+    check_resume_fingerprint(&resume_fingerprint(&old), &base).unwrap();
+    let mut tf32 = base.clone();
+    tf32.insert("tf32".into(), json!(true));
+    let e = check_resume_fingerprint(&recorded, &tf32).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("config key `tf32` = true differs from the resumed run's (absent)"),
+        "{e}"
+    );
+}
