@@ -140,16 +140,22 @@ fn topk_on_gpu(
     let mut d_idx = stream.alloc_zeros::<u32>(rows * k).map_err(err)?;
     let mut d_val = stream.alloc_zeros::<f32>(rows * k).map_err(err)?;
     let mut d_nnz = stream.alloc_zeros::<i32>(rows).map_err(err)?;
-    let (null, m_i, k_i) = (0u64, m as i32, k as i32);
+    // signed_keys 0: TopK's rule (strictly positive values only); 1 is AuxK's.
+    let (null, signed_keys, m_i, k_i) = (0u64, 0i32, m as i32, k as i32);
     let cfg = LaunchConfig {
         grid_dim: (rows as u32, 1, 1),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     };
     let mut b = stream.launch_builder(&f);
-    b.arg(&d_pre).arg(&d_bias).arg(&null).arg(&m_i).arg(&k_i);
+    b.arg(&d_pre)
+        .arg(&d_bias)
+        .arg(&null)
+        .arg(&signed_keys)
+        .arg(&m_i)
+        .arg(&k_i);
     b.arg(&mut d_idx).arg(&mut d_val).arg(&mut d_nnz);
-    // SAFETY: the arguments match topk_rows's signature (allowed = null), buffers are rows * k / rows long.
+    // SAFETY: the arguments match topk_rows's signature (allowed = null, signed_keys = 0), buffers are rows * k / rows long.
     unsafe { b.launch(cfg) }.map_err(err)?;
     Ok((
         stream.clone_dtoh(&d_idx).map_err(err)?,
