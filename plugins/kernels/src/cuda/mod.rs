@@ -137,6 +137,58 @@ pub fn probe() -> Probe {
     }
 }
 
+/// cuBLAS's version (major, minor, patch), or why it cannot be loaded. Needs no device.
+#[cfg(feature = "cuda")]
+pub fn cublas_version() -> Result<(i32, i32, i32), String> {
+    use cudarc::cublas::sys;
+    // SAFETY: only dlopen()s candidate names (libcublas.so, libcublas.so.12, ...) and drops what it opened.
+    if !unsafe { sys::is_culib_present() } {
+        return Err("libcublas.so could not be loaded".into());
+    }
+    let get = |t| {
+        let mut v = 0;
+        // SAFETY: writes one int through a valid pointer; needs no handle.
+        unsafe { sys::cublasGetProperty(t, &mut v) }
+            .result()
+            .map(|()| v)
+            .map_err(|e| format!("cublasGetProperty failed: {e:?}"))
+    };
+    Ok((
+        get(sys::libraryPropertyType::MAJOR_VERSION)?,
+        get(sys::libraryPropertyType::MINOR_VERSION)?,
+        get(sys::libraryPropertyType::PATCH_LEVEL)?,
+    ))
+}
+
+/// Without the `cuda` feature there is no cuBLAS.
+#[cfg(not(feature = "cuda"))]
+pub fn cublas_version() -> Result<(i32, i32, i32), String> {
+    Err("this build has no CUDA backend".into())
+}
+
+/// Without the `cuda` feature there is no NVRTC.
+#[cfg(not(feature = "cuda"))]
+pub fn nvrtc_version() -> Result<(i32, i32), String> {
+    Err("this build has no CUDA backend".into())
+}
+
+/// The `environment` object a trainer's result carries when it trained on `dev` (trainer contract §5), which the
+/// host copies into the run manifest's `environment`: the device's name, `backend` "cuda", the driver's CUDA
+/// version, the compute capability, the CUDA runtime pieces husai uses (there is no libcudart: NVRTC, which compiles
+/// the kernels, and cuBLAS, null where a library cannot be loaded) and whether TF32 was allowed. A CPU run's result
+/// has no such object and its manifest none of the CUDA fields.
+pub fn environment(dev: &DeviceInfo, tf32: bool) -> serde_json::Value {
+    serde_json::json!({
+        "device": dev.name,
+        "backend": "cuda",
+        "cuda_driver": format!("{}.{}", dev.driver_version / 1000, dev.driver_version % 1000 / 10),
+        "compute_capability": format!("{}.{}", dev.compute_capability.0, dev.compute_capability.1),
+        "cuda_runtime": nvrtc_version().ok().map(|(a, b)| format!("nvrtc {a}.{b}")),
+        "cublas": cublas_version().ok().map(|(a, b, c)| format!("{a}.{b}.{c}")),
+        "tf32": tf32,
+    })
+}
+
 /// Without the `cuda` feature there is nothing to probe.
 #[cfg(not(feature = "cuda"))]
 pub fn probe() -> Probe {
@@ -243,6 +295,65 @@ mod tests {
                 "{file}: list every kernel it defines"
             );
         }
+    }
+
+    #[test]
+    fn the_environment_names_the_device_and_versions() {
+        let dev = DeviceInfo {
+            ordinal: 0,
+            name: "NVIDIA H200".into(),
+            compute_capability: (9, 0),
+            driver_version: 12080,
+        };
+        let e = environment(&dev, true);
+        assert_eq!(e["device"], "NVIDIA H200");
+        assert_eq!(e["backend"], "cuda");
+        assert_eq!(e["cuda_driver"], "12.8");
+        assert_eq!(e["compute_capability"], "9.0");
+        assert_eq!(e["tf32"], true);
+        // Without the libraries (this machine, or a build without the feature) the versions are null.
+        if nvrtc_version().is_err() {
+            assert!(e["cuda_runtime"].is_null());
+        }
+        if cublas_version().is_err() {
+            assert!(e["cublas"].is_null());
+        }
+    }
+
+    /// With the backend the probe loads the driver at run time: on a machine without one (this one, CI) it says
+    /// that libcuda.so could not be loaded, and it never panics; on a GPU machine it names the device.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn the_probe_names_what_is_missing_or_the_device() {
+        match probe() {
+            Probe::Available(dev) => {
+                assert!(!dev.name.is_empty());
+                assert!(dev.compute_capability.0 >= 3, "{dev:?}");
+                eprintln!("probe: {dev:?}");
+            }
+            Probe::Unavailable(why) => {
+                let known = [
+                    "libcuda.so could not be loaded (no NVIDIA driver on this machine",
+                    "cuInit failed",
+                    "the driver reports no CUDA device",
+                ];
+                assert!(known.iter().any(|k| why.starts_with(k)), "{why}");
+                eprintln!("probe: {why}");
+            }
+        }
+        let r = crate::backend::resolve(
+            "sae-topk",
+            crate::backend::DeviceChoice::Auto,
+            &probe(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.backend, crate::backend::Backend::Cpu);
+        assert!(
+            r.note.starts_with("device = auto: training on the CPU ("),
+            "{}",
+            r.note
+        );
     }
 
     #[cfg(not(feature = "cuda"))]

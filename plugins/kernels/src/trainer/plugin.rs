@@ -57,7 +57,17 @@ pub trait TrainerConfig: Sized {
     }
 }
 
-/// The plugin's description: kind trainer, CPU, no evals.
+/// What a trainer built from this crate can run on: the CPU, and CUDA only in a build with the `cuda` feature (the
+/// backend's device probe and kernels; `device = cuda` still fails for a family with no CUDA engine, naming that).
+pub fn capabilities() -> Vec<Capability> {
+    let mut c = vec![Capability::Cpu];
+    if cfg!(feature = "cuda") {
+        c.push(Capability::Cuda);
+    }
+    c
+}
+
+/// The plugin's description: kind trainer, [`capabilities`], no evals.
 pub fn describe<C: TrainerConfig>(version: &str) -> Description {
     Description {
         name: C::PLUGIN.into(),
@@ -66,7 +76,7 @@ pub fn describe<C: TrainerConfig>(version: &str) -> Description {
         architectures: C::ARCHITECTURES.iter().map(|a| a.to_string()).collect(),
         evals: vec![],
         config_schema: C::schema(),
-        capabilities: vec![Capability::Cpu],
+        capabilities: capabilities(),
     }
 }
 
@@ -160,4 +170,19 @@ macro_rules! export_trainer {
             $crate::trainer::plugin::run::<$config>(request, progress)
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_is_a_capability_exactly_when_built_with_the_backend() {
+        let want: &[Capability] = if cfg!(feature = "cuda") {
+            &[Capability::Cpu, Capability::Cuda]
+        } else {
+            &[Capability::Cpu]
+        };
+        assert_eq!(capabilities(), want);
+    }
 }
