@@ -165,7 +165,9 @@ pub struct DatasetRef {
     pub rows: RowRange,
 }
 
-/// Where the run executed.
+/// Where the run executed. `device`, `backend` and `cuda_driver` are always written; the CUDA details after them
+/// only for a run a trainer reports as trained on a GPU (its result's `environment`, trainer contract §5): absent
+/// on a CPU run, so a CPU run's manifest is what it was before they existed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
     pub os: String,
@@ -175,6 +177,18 @@ pub struct Environment {
     pub device: String,
     pub backend: String,
     pub cuda_driver: Option<String>,
+    /// The GPU's compute capability, `major.minor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_capability: Option<String>,
+    /// The CUDA runtime pieces the trainer used, e.g. `nvrtc 12.9` (husai has no libcudart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_runtime: Option<String>,
+    /// cuBLAS's version, `major.minor.patch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cublas: Option<String>,
+    /// Whether TF32 was allowed in the GPU's matrix products.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tf32: Option<bool>,
 }
 
 impl Environment {
@@ -188,6 +202,10 @@ impl Environment {
             device: "cpu".to_string(),
             backend: "cpu".to_string(),
             cuda_driver: None,
+            compute_capability: None,
+            cuda_runtime: None,
+            cublas: None,
+            tf32: None,
         }
     }
 }

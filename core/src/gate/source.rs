@@ -166,8 +166,28 @@ pub enum TrainRunError {
     Incomplete { dir: PathBuf, run_id: String },
 }
 
+/// Config keys of a train run that say how it was executed, not what was trained, left out of the configuration
+/// that seeds share (and so of the configuration hash `select` groups husai runs by, and of the random_model gate's
+/// match): `resume_from` (which run it continued) and `device` (`auto`, `cpu` or `cuda`, issue #13: the same
+/// maths on another backend; the manifest's environment records where it ran). `tf32` is not among them: TF32
+/// products change the arithmetic, so runs with and without it are different configurations. The manifest's
+/// `config_sha256` still digests the whole recorded config, these keys included.
+pub const EXECUTION_KEYS: [&str; 2] = ["resume_from", "device"];
+
+/// Turns a train run's recorded config into the configuration its seeds share (removing `seed` and
+/// [`EXECUTION_KEYS`]) and returns the seed.
+pub fn shared_configuration(
+    config: &mut serde_json::Map<String, serde_json::Value>,
+) -> Option<u64> {
+    let seed = config.remove("seed").and_then(|s| s.as_u64());
+    for key in EXECUTION_KEYS {
+        config.remove(key);
+    }
+    seed
+}
+
 /// Reads the identity of the signed train run in `dir` (verified against `trust`): its trainer plugin (the
-/// family), its config without `seed` and `resume_from` (the configuration seeds share), and its seed.
+/// family), its config without `seed` and [`EXECUTION_KEYS`] (the configuration seeds share), and its seed.
 pub fn read_train_run(dir: &Path, trust: &TrustPolicy) -> Result<TrainRunIdentity, TrainRunError> {
     let run = verify::load_verified_run(dir, trust).map_err(|e| TrainRunError::Unverified {
         dir: dir.to_path_buf(),
@@ -192,8 +212,7 @@ pub fn read_train_run(dir: &Path, trust: &TrustPolicy) -> Result<TrainRunIdentit
         .and_then(|c| c.as_object())
         .cloned()
         .ok_or_else(incomplete)?;
-    let seed = config.remove("seed").and_then(|s| s.as_u64());
-    config.remove("resume_from");
+    let seed = shared_configuration(&mut config);
     Ok(TrainRunIdentity {
         campaign: m.campaign.clone(),
         run_id: m.run_id.clone(),
@@ -206,4 +225,42 @@ pub fn read_train_run(dir: &Path, trust: &TrustPolicy) -> Result<TrainRunIdentit
             .find_map(|i| i.run.as_ref())
             .map(|r| format!("{}/{}", r.campaign, r.run_id)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn shared(v: Value) -> (String, Option<u64>) {
+        let mut m = v.as_object().unwrap().clone();
+        let seed = shared_configuration(&mut m);
+        let hash = crate::select::json_config_fingerprint(&Value::Object(m), "test").unwrap();
+        (hash, seed)
+    }
+
+    #[test]
+    fn device_and_resume_from_stay_out_of_the_shared_configuration_and_tf32_does_not() {
+        let base = json!({"d_sae": 64, "k": 4, "seed": 3, "tf32": false, "device": "auto", "resume_from": null});
+        let (hash, seed) = shared(base.clone());
+        assert_eq!(seed, Some(3));
+        // Another backend, a resumed run, or a run recorded before the key existed: one configuration.
+        for (key, value) in [
+            ("device", json!("cpu")),
+            ("device", json!("cuda")),
+            ("resume_from", json!({"run_id": "x"})),
+            ("seed", json!(4)),
+        ] {
+            let mut v = base.clone();
+            v[key] = value;
+            assert_eq!(shared(v).0, hash, "{key}");
+        }
+        let mut old = base.clone();
+        old.as_object_mut().unwrap().remove("device");
+        assert_eq!(shared(old).0, hash);
+        // TF32 changes the arithmetic: another configuration.
+        let mut v = base.clone();
+        v["tf32"] = json!(true);
+        assert_ne!(shared(v).0, hash);
+    }
 }

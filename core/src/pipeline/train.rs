@@ -34,6 +34,10 @@ pub const RESUME_FILES: [&str; 4] = [
 /// Config keys that set the length of training; a resumed run may give them anew, and setting one clears the other.
 pub const LENGTH_KEYS: [&str; 2] = ["steps", "epochs"];
 
+/// Config keys a resumed run may also give anew without changing what it trains: `device` (issue #13: the same
+/// maths on another backend; the trainers leave it out of their resume fingerprint too).
+pub const RESUME_FREE_KEYS: [&str; 1] = ["device"];
+
 /// Input roles (contract §2).
 pub const ROLE_ACTIVATIONS: &str = "activations";
 pub const ROLE_EVAL: &str = "eval_activations";
@@ -175,6 +179,7 @@ impl Pipeline {
         }
         draft.status = status;
         draft.status_detail = status_detail.clone();
+        apply_environment(&name, &result, &mut draft.environment)?;
         let run = self.sign(staged, draft, &|_| {})?;
         Ok(TrainedRun {
             run,
@@ -286,7 +291,7 @@ fn effective_config(
     let mut cfg = match resumed {
         Some(r) => {
             for (key, given) in &user {
-                if LENGTH_KEYS.contains(&key.as_str()) {
+                if LENGTH_KEYS.contains(&key.as_str()) || RESUME_FREE_KEYS.contains(&key.as_str()) {
                     continue;
                 }
                 let recorded = r.config.get(key).cloned().unwrap_or(Value::Null);
@@ -385,6 +390,77 @@ fn check_reads(plugin: &str, result: &Value, recorded: &[Recorded]) -> Result<()
             "the result's \"read_sha256\" names {extra:?}, which is not an input the host gave it"
         )));
     }
+    Ok(())
+}
+
+/// The result's optional `environment` (contract §5: where a trainer that did not train on the host's CPU says
+/// where it trained), laid over the host's CPU environment: `device` and `backend` (strings, required in the
+/// object), `cuda_driver`, `compute_capability`, `cuda_runtime`, `cublas` (strings or null) and `tf32` (boolean or
+/// null). Absent or null: the run trained on the CPU and the environment is left as detected. Any other key, or a
+/// value of the wrong type, is a bad result naming it.
+fn apply_environment(
+    plugin: &str,
+    result: &Value,
+    env: &mut crate::manifest::Environment,
+) -> Result<(), PipelineError> {
+    let bad = |detail: String| PipelineError::BadResult {
+        plugin: plugin.to_owned(),
+        detail,
+    };
+    let obj = match result.get("environment") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(o)) => o,
+        Some(other) => {
+            return Err(bad(format!(
+                "the result's \"environment\" {other} is not an object"
+            )));
+        }
+    };
+    const KEYS: [&str; 7] = [
+        "device",
+        "backend",
+        "cuda_driver",
+        "compute_capability",
+        "cuda_runtime",
+        "cublas",
+        "tf32",
+    ];
+    if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "the result's \"environment\" has the key {k:?}; it may have only {KEYS:?}"
+        )));
+    }
+    let required = |k: &str| match obj.get(k) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        other => Err(bad(format!(
+            "the result's environment.{k} is {}, not a non-empty string",
+            other.map_or_else(|| "missing".to_owned(), Value::to_string)
+        ))),
+    };
+    let optional = |k: &str| match obj.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(bad(format!(
+            "the result's environment.{k} is {other}, not a string or null"
+        ))),
+    };
+    let tf32 = match obj.get("tf32") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            return Err(bad(format!(
+                "the result's environment.tf32 is {other}, not true, false or null"
+            )));
+        }
+    };
+    let (device, backend) = (required("device")?, required("backend")?);
+    env.cuda_driver = optional("cuda_driver")?;
+    env.compute_capability = optional("compute_capability")?;
+    env.cuda_runtime = optional("cuda_runtime")?;
+    env.cublas = optional("cublas")?;
+    env.device = device;
+    env.backend = backend;
+    env.tf32 = tf32;
     Ok(())
 }
 
@@ -742,5 +818,93 @@ mod tests {
             err.to_string().contains("/eval was {\"fraction\":0.1}"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_cpu_result_leaves_the_environment_and_a_cuda_one_records_the_device() {
+        let cpu = crate::manifest::Environment::detect_cpu();
+        for result in [json!({}), json!({"environment": null})] {
+            let mut env = cpu.clone();
+            apply_environment("sae-topk", &result, &mut env).unwrap();
+            assert_eq!(env, cpu);
+            // The CUDA fields are absent from a CPU run's manifest, so its bytes are what they were before them.
+            let text = serde_json::to_string(&env).unwrap();
+            for k in ["compute_capability", "cuda_runtime", "cublas", "tf32"] {
+                assert!(!text.contains(k), "{text}");
+            }
+        }
+        let result = json!({"environment": {
+            "device": "NVIDIA H200", "backend": "cuda", "cuda_driver": "12.8", "compute_capability": "9.0",
+            "cuda_runtime": "nvrtc 12.9", "cublas": null, "tf32": false}});
+        let mut env = cpu.clone();
+        apply_environment("sae-topk", &result, &mut env).unwrap();
+        assert_eq!(
+            (env.device.as_str(), env.backend.as_str()),
+            ("NVIDIA H200", "cuda")
+        );
+        assert_eq!(env.cuda_driver.as_deref(), Some("12.8"));
+        assert_eq!(env.compute_capability.as_deref(), Some("9.0"));
+        assert_eq!(env.cuda_runtime.as_deref(), Some("nvrtc 12.9"));
+        assert_eq!((env.cublas.as_deref(), env.tf32), (None, Some(false)));
+        assert_eq!(
+            (env.os.as_str(), env.threads),
+            (cpu.os.as_str(), cpu.threads)
+        );
+    }
+
+    #[test]
+    fn a_bad_result_environment_is_named() {
+        for (env, want) in [
+            (json!(3), "the result's \"environment\" 3 is not an object"),
+            (
+                json!({"device": "x", "backend": "cuda", "gpu": 1}),
+                "the result's \"environment\" has the key \"gpu\"; it may have only",
+            ),
+            (
+                json!({"backend": "cuda"}),
+                "the result's environment.device is missing, not a non-empty string",
+            ),
+            (
+                json!({"device": "x", "backend": "cuda", "cublas": 12}),
+                "the result's environment.cublas is 12, not a string or null",
+            ),
+            (
+                json!({"device": "x", "backend": "cuda", "tf32": "yes"}),
+                "the result's environment.tf32 is \"yes\", not true, false or null",
+            ),
+        ] {
+            let mut e = crate::manifest::Environment::detect_cpu();
+            let err = apply_environment("sae-topk", &json!({"environment": env}), &mut e)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err}");
+            assert!(err.contains("sae-topk"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_may_change_device_and_nothing_else_of_the_record() {
+        let mut p = plugin();
+        p.description.config_schema["properties"]["device"] =
+            json!({"enum": ["auto", "cpu", "cuda"], "default": "auto"});
+        let resumed = Resumed {
+            dir: PathBuf::from("/r"),
+            config: json!({"d_sae": 4, "seed": 1, "steps": 6, "epochs": null, "wobble": 0.25,
+                           "eval": {"fraction": 0.1}, "device": "auto"})
+            .as_object()
+            .unwrap()
+            .clone(),
+            inputs: vec![],
+            identity: json!({"run_id": "r1"}),
+        };
+        let c =
+            effective_config(&p, &request(&["device=cpu"], None, false), Some(&resumed)).unwrap();
+        assert_eq!(
+            (c["device"].clone(), c["wobble"].clone()),
+            (json!("cpu"), json!(0.25))
+        );
+        let err = effective_config(&p, &request(&["device=gpu"], None, false), Some(&resumed))
+            .unwrap_err();
+        assert!(err.to_string().contains("/device"), "{err}");
     }
 }

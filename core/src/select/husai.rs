@@ -4,7 +4,8 @@
 //! A husai row is made of:
 //! - **condition** and **architecture**: the trainer plugin's name, i.e. the family (`sae-topk`, `sae-batchtopk`);
 //! - **seed**: the run's config `seed`; **configuration hash**: [`super::config_fingerprint`] of the config without
-//!   `seed` and `resume_from` (the configuration as the release gate's `read_train_run` reads it) and without
+//!   `seed` and [`crate::gate::source::EXECUTION_KEYS`] (`resume_from`, `device`: the configuration as the release
+//!   gate's `read_train_run` reads it) and without
 //!   [`super::VOLATILE_CONFIG_KEYS`]. So the seeds of one configuration pool into one group, two configurations of
 //!   one family are two groups, and a group's size is its count of distinct seeds;
 //! - **checkpoint**: `campaign/run_id` of the train run, the run `husai-audit gate --candidate` takes

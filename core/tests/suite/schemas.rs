@@ -130,6 +130,27 @@ fn mutated_manifests_are_rejected() {
     assert_rejects("run-manifest.v1", &m, "/", |m| {
         m["surprise"] = json!(1);
     });
+    assert_rejects("run-manifest.v1", &m, "/environment/tf32", |m| {
+        m["environment"]["tf32"] = json!("yes");
+    });
+}
+
+#[test]
+fn a_cuda_environment_satisfies_the_manifest_schema() {
+    // A GPU run's environment (issue #13): the optional CUDA fields next to the required ones; a CPU run omits them.
+    let mut m = full_manifest();
+    m.environment.device = "NVIDIA H200".into();
+    m.environment.backend = "cuda".into();
+    m.environment.cuda_driver = Some("12.8".into());
+    m.environment.compute_capability = Some("9.0".into());
+    m.environment.cuda_runtime = Some("nvrtc 12.9".into());
+    m.environment.cublas = Some("12.9.1".into());
+    m.environment.tf32 = Some(false);
+    let v = serde_json::to_value(&m).unwrap();
+    schema::validate("run-manifest.v1", &v).unwrap();
+    assert_eq!(v["environment"]["compute_capability"], "9.0");
+    let back: Manifest = serde_json::from_value(v).unwrap();
+    assert_eq!(back, m);
 }
 
 /// A manifest with every optional block filled, built from fixed values.
@@ -198,6 +219,10 @@ fn full_manifest() -> Manifest {
             device: "cpu".into(),
             backend: "cpu".into(),
             cuda_driver: None,
+            compute_capability: None,
+            cuda_runtime: None,
+            cublas: None,
+            tf32: None,
         },
         command: Some(husai_core::manifest::CommandInfo {
             argv: vec!["python".into(), "train.py".into()],

@@ -7,9 +7,12 @@
 //!   CPU would wait hours for a run that should take minutes.
 //! - `auto` (the default): the GPU when it is usable, else the CPU, and the choice and its reason are logged.
 //!
-//! `device` is a config key, so it enters the config hash like every other key: runs made with `auto` and with
-//! `cpu` are different configurations to `select`, even where both ran on the CPU. `tf32` (allow TF32 in the
-//! encoder GEMM; off by default) changes the arithmetic on the GPU, so it must enter the hash; on the CPU it has no
+//! Hashing. `device` is a config key, so the manifest records it and its `config_sha256` (the digest of the whole
+//! recorded config) covers it. But it is an execution choice, the same maths on another backend, so it is left out
+//! of the configuration that seeds share: `select` groups husai runs by a hash of the config without `seed`,
+//! `resume_from` and `device` (husai_core::gate::source::EXECUTION_KEYS), and a resumed run may change it (the
+//! resume fingerprint drops it). `tf32` (allow TF32 in the encoder GEMM; off by default) changes the arithmetic on
+//! the GPU, so it stays in both: runs with and without it are different configurations. On the CPU it has no
 //! effect.
 
 use crate::cuda::Probe;

@@ -170,8 +170,17 @@ pub fn run_shaped<F: Family, S: RunShape<F>>(
         )));
     }
     // The backend before any input is read: `device = cuda` without a usable GPU fails here, at once.
-    let backend = crate::backend::resolve(plugin, common.device, &crate::cuda::probe(), false)
+    let probe = crate::cuda::probe();
+    let backend = crate::backend::resolve(plugin, common.device, &probe, false)
         .map_err(|e| TrainerError::config("device", e))?;
+    // What the manifest records of the device (trainer contract §5): a CUDA run's device and versions; a CPU run's
+    // result has no `environment` and the host records the CPU.
+    let environment = match (&probe, backend.backend) {
+        (crate::cuda::Probe::Available(dev), crate::backend::Backend::Cuda) => {
+            Some(crate::cuda::environment(dev, common.tf32))
+        }
+        _ => None,
+    };
     // A report with total 0 is a note: husai-audit train prints it as a line of its own.
     hooks.report(0, 0, &backend.note);
     let mut digests = Digests::new();
@@ -272,7 +281,11 @@ pub fn run_shaped<F: Family, S: RunShape<F>>(
     outputs.extend(shape.write(&session, output_dir)?);
     let summary = outcome.summary_json(&data);
     write_json(&output_dir.join(METRICS_FILE), &summary)?;
-    Ok(outcome.result_json(&data, &summary, &outputs, &digests))
+    let mut result = outcome.result_json(&data, &summary, &outputs, &digests);
+    if let Some(env) = environment {
+        result["environment"] = env;
+    }
+    Ok(result)
 }
 
 type Resumed = (Sae, FamilyTrainerState, Vec<String>);
