@@ -1,15 +1,16 @@
 //! The GPU half of issue #13's checks that exist so far, for a session that has a device (bench/cuda_device_check.sh
 //! runs it; it needs `--features cuda` and builds nothing on the device):
 //!
-//!   cargo build --release -p husai-kernels --features cuda --example cuda_check    # here, then carry target/release
-//!   target/release/examples/cuda_check                                              # on the device
+//!   bench/cuda_device_pack.sh           # here: builds this (and the rest) into target/cuda-carry, stripped
+//!   target/cuda-carry/cuda_check        # on the device (carry ["target/cuda-carry"]; target/release is GBs)
 //!
 //! 1. the probe: device, compute capability, driver;
 //! 2. every kernel source compiled by the device's own NVRTC for its architecture, loaded into the driver, and every
 //!    listed kernel found;
 //! 3. kernels against the CPU code, on seeded random data: `topk_rows` against `topk::select_row` (same latents,
 //!    slots and bits, with ties), `sparse_decode` against b_dec + Σ z W_dec in slot order (same bits), `adam_step`
-//!    against `adam::Adam` (same bits), and `topk_rows` twice (byte-identical).
+//!    against `adam::Adam` (same bits), `topk_rows` twice (byte-identical), and `topk_rows` under AuxK's rule
+//!    (signed values, a dead-latent mask, NaN and -0 in the data) against engine.rs aux_row's rule.
 //!
 //! One JSON line per check on stdout; exit status 0 when every check passed, 1 when one failed, 2 when there is no
 //! usable device (with the probe's reason).
@@ -105,6 +106,7 @@ fn main() -> ExitCode {
         "topk_rows_vs_cpu_k_above_positives",
         topk_vs_cpu(&stream, topk, 64, 96, 200),
     );
+    report("topk_rows_auxk_vs_cpu", auxk_vs_cpu(&stream, topk));
     report("sparse_decode_vs_cpu", decode_vs_cpu(&stream, sparse));
     report("adam_step_vs_cpu", adam_vs_cpu(&stream, optim));
     if failed {
@@ -125,43 +127,104 @@ fn coarse(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// `topk_rows` on the GPU: `bias` and `allowed` null when `None`; `signed` selects AuxK's rule (any sign).
+#[allow(clippy::too_many_arguments)]
 fn topk_on_gpu(
     stream: &Arc<CudaStream>,
     module: &Arc<cudarc::driver::CudaModule>,
     pre: &[f32],
-    bias: &[f32],
+    bias: Option<&[f32]>,
+    allowed: Option<&[u8]>,
+    signed: bool,
     rows: usize,
     m: usize,
     k: usize,
 ) -> Result<GpuCode, String> {
     let f = module.load_function("topk_rows").map_err(err)?;
     let d_pre = stream.clone_htod(pre).map_err(err)?;
-    let d_bias = stream.clone_htod(bias).map_err(err)?;
+    let d_bias = bias
+        .map(|b| stream.clone_htod(b))
+        .transpose()
+        .map_err(err)?;
+    let d_allowed = allowed
+        .map(|a| stream.clone_htod(a))
+        .transpose()
+        .map_err(err)?;
     let mut d_idx = stream.alloc_zeros::<u32>(rows * k).map_err(err)?;
     let mut d_val = stream.alloc_zeros::<f32>(rows * k).map_err(err)?;
     let mut d_nnz = stream.alloc_zeros::<i32>(rows).map_err(err)?;
     // signed_keys 0: TopK's rule (strictly positive values only); 1 is AuxK's.
-    let (null, signed_keys, m_i, k_i) = (0u64, 0i32, m as i32, k as i32);
+    let (null, signed_keys, m_i, k_i) = (0u64, i32::from(signed), m as i32, k as i32);
     let cfg = LaunchConfig {
         grid_dim: (rows as u32, 1, 1),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     };
     let mut b = stream.launch_builder(&f);
-    b.arg(&d_pre)
-        .arg(&d_bias)
-        .arg(&null)
-        .arg(&signed_keys)
-        .arg(&m_i)
-        .arg(&k_i);
+    b.arg(&d_pre);
+    match &d_bias {
+        Some(x) => b.arg(x),
+        None => b.arg(&null),
+    };
+    match &d_allowed {
+        Some(x) => b.arg(x),
+        None => b.arg(&null),
+    };
+    b.arg(&signed_keys).arg(&m_i).arg(&k_i);
     b.arg(&mut d_idx).arg(&mut d_val).arg(&mut d_nnz);
-    // SAFETY: the arguments match topk_rows's signature (allowed = null, signed_keys = 0), buffers are rows * k / rows long.
+    // SAFETY: the arguments match topk_rows's signature (a null pointer for an absent bias or mask), buffers are
+    // rows * k / rows / m long.
     unsafe { b.launch(cfg) }.map_err(err)?;
     Ok((
         stream.clone_dtoh(&d_idx).map_err(err)?,
         stream.clone_dtoh(&d_val).map_err(err)?,
         stream.clone_dtoh(&d_nnz).map_err(err)?,
     ))
+}
+
+/// AuxK's rule on the CPU (engine.rs aux_row): among the allowed latents, the `k` largest raw values of any sign,
+/// NaN never, largest first, ties to the lower index.
+fn aux_row_reference(pre: &[f32], allowed: &[u8], k: usize) -> Vec<(u32, f32)> {
+    let mut c: Vec<(u32, f32)> = (0..pre.len())
+        .filter(|&j| allowed[j] != 0 && !pre[j].is_nan())
+        .map(|j| (j as u32, pre[j]))
+        .collect();
+    // Stable: equal values keep increasing index order.
+    c.sort_by(|a, b| b.1.partial_cmp(&a.1).expect("no NaN"));
+    c.truncate(k);
+    c
+}
+
+fn auxk_vs_cpu(stream: &Arc<CudaStream>, module: &Arc<cudarc::driver::CudaModule>) -> Checked {
+    let (rows, m, k) = (256usize, 2048usize, 32usize);
+    let mut rng = SplitMix64::new(29);
+    let mut pre = coarse(&mut rng, rows * m);
+    for v in pre.iter_mut().step_by(97) {
+        *v = f32::NAN;
+    }
+    for v in pre.iter_mut().skip(5).step_by(89) {
+        *v = -0.0;
+    }
+    // About a third of the latents dead.
+    let allowed: Vec<u8> = (0..m).map(|_| u8::from(rng.below(3) == 0)).collect();
+    let (idx, val, nnz) =
+        topk_on_gpu(stream, module, &pre, None, Some(&allowed), true, rows, m, k)?;
+    for r in 0..rows {
+        let want = aux_row_reference(&pre[r * m..(r + 1) * m], &allowed, k);
+        let g = nnz[r] as usize;
+        let got: Vec<(u32, u32)> = (0..g)
+            .map(|s| (idx[r * k + s], val[r * k + s].to_bits()))
+            .collect();
+        let want_bits: Vec<(u32, u32)> = want.iter().map(|&(j, v)| (j, v.to_bits())).collect();
+        if got != want_bits {
+            return Err(format!(
+                "row {r}: cpu {:?}, gpu {:?}",
+                &want_bits[..want_bits.len().min(6)],
+                &got[..got.len().min(6)]
+            ));
+        }
+    }
+    Ok(json!({"rows": rows, "m": m, "k": k, "dead": allowed.iter().filter(|&&a| a != 0).count()}))
 }
 
 fn topk_vs_cpu(
@@ -175,8 +238,8 @@ fn topk_vs_cpu(
     let pre = coarse(&mut rng, rows * m);
     let bias = coarse(&mut rng, m);
     let kk = k.min(256);
-    let (idx, val, nnz) = topk_on_gpu(stream, module, &pre, &bias, rows, m, kk)?;
-    let again = topk_on_gpu(stream, module, &pre, &bias, rows, m, kk)?;
+    let (idx, val, nnz) = topk_on_gpu(stream, module, &pre, Some(&bias), None, false, rows, m, kk)?;
+    let again = topk_on_gpu(stream, module, &pre, Some(&bias), None, false, rows, m, kk)?;
     if again != (idx.clone(), val.clone(), nnz.clone()) {
         return Err("two launches on the same input differ".into());
     }
