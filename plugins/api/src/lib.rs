@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use types::{
     Capability, Description, ErrorKind, EvalError, PluginError, PluginKind, ProgressEvent,
-    RunRequest, config_object, run_identity, write_eval_summary,
+    RunRequest, config_object, config_positive, run_identity, write_eval_summary,
 };
 
 /// The contract version. Bump it on any breaking change to the root module or to the JSON types in this crate; the

@@ -101,6 +101,21 @@ pub fn config_object<'a>(
     }
 }
 
+/// The finite number > 0 under `key` of a config object, `default` when absent; the error names the key and value.
+pub fn config_positive(
+    obj: &serde_json::Map<String, Value>,
+    key: &str,
+    default: f64,
+) -> Result<f64, String> {
+    match obj.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .ok_or_else(|| format!("config key {key:?} must be a finite number > 0, got {v}")),
+    }
+}
+
 /// Writes an eval plugin's summary `summary` as `output_dir/file` (pretty JSON) and returns the result `run`
 /// returns for it (eval contract §3: the summary is its one output).
 pub fn write_eval_summary(

@@ -27,7 +27,8 @@ use std::path::PathBuf;
 
 use husai_kernels::stats::MAX_SEED;
 use husai_plugin_api::{
-    Description, Plugin, PluginError, Progress, RunRequest, config_object, write_eval_summary,
+    Description, Plugin, PluginError, Progress, RunRequest, config_object, config_positive,
+    write_eval_summary,
 };
 use serde_json::{Value, json};
 
@@ -118,19 +119,7 @@ impl Settings {
                     }),
             }
         };
-        let positive = |k: &str, default: f64| -> Result<f64, EvalError> {
-            match obj.get(k) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_f64()
-                    .filter(|x| x.is_finite() && *x > 0.0)
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "config key {k:?} must be a finite number > 0, got {v}"
-                        ))
-                    }),
-            }
-        };
+        let positive = |k: &str, default: f64| config_positive(obj, k, default).map_err(bad);
         let ks = match obj.get("ks") {
             None => d.ks.clone(),
             Some(v) => {

@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 
 use husai_kernels::stats::{BootstrapSpec, MAX_SEED};
 use husai_plugin_api::{
-    Description, Plugin, PluginError, Progress, RunRequest, config_object, write_eval_summary,
+    Description, Plugin, PluginError, Progress, RunRequest, config_object, config_positive,
+    write_eval_summary,
 };
 
 pub use husai_plugin_api::EvalError;
@@ -259,19 +260,7 @@ impl Settings {
                 ))
             })?,
         };
-        let positive = |k: &str, default: f64| -> Result<f64, EvalError> {
-            match obj.get(k) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_f64()
-                    .filter(|x| x.is_finite() && *x > 0.0)
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "config key {k:?} must be a finite number > 0, got {v}"
-                        ))
-                    }),
-            }
-        };
+        let positive = |k: &str, default: f64| config_positive(obj, k, default).map_err(bad);
         let lr = positive("lr", f64::from(d.sweep.lr))? as f32;
         let max_held_out_fvu = positive("max_held_out_fvu", d.sweep.max_held_out_fvu)?;
         let target_d = match obj.get("target_d") {
